@@ -1,0 +1,5 @@
+"""`python -m bindimg`."""
+
+from bindimg.cli import main
+
+main()

@@ -1,0 +1,399 @@
+"""Read Quadlet unit files exactly as Podman Quadlet does, and edit them byte for byte.
+
+Quadlet has its own line parser (podman ``pkg/systemd/parser``), which is neither systemd's nor
+a generic INI reader: continuations join with nothing, blank and comment lines inside a
+continuation are skipped, there are no inline comments, and ``Lookup`` strips one ``"…"`` pair.
+We mirror podman >= 5.4 with the 5.8.2 ``Lookup`` quote rule so that bindimg pins the image
+systemd will really run.
+
+Edits never go through a parse-and-write cycle (that would reformat the file); they splice the
+decoded text, and because decoding is strict UTF-8 the edited text re-encodes to the original
+bytes everywhere except the splice.
+"""
+
+from __future__ import annotations
+
+import unicodedata
+from dataclasses import dataclass, field
+from typing import Optional, Sequence
+
+from bindimg.errors import InputError
+
+# Go's unicode.IsSpace, which strings.TrimSpace and TrimRightFunc use. Python's default
+# str.strip() would also strip \x1c-\x1f, which Go keeps.
+QUADLET_WS = (
+    "\t\n\v\f\r \x85\xa0\u1680"
+    "\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008\u2009\u200a"
+    "\u2028\u2029\u202f\u205f\u3000"
+)
+
+# Around "=" Quadlet tests single bytes with unicode.IsSpace; in valid UTF-8 the bytes 0x85 and
+# 0xA0 are never a character of their own, so only these ASCII ones can match a whole character.
+_KV_WS = "\t\n\v\f\r "
+
+_BOM = b"\xef\xbb\xbf"
+
+
+class UnitDecodeError(InputError):
+    """The file is not plain UTF-8 text, so it cannot be parsed or edited byte-exactly."""
+
+
+class QuadletParseError(InputError):
+    """Quadlet would reject the whole file; the message is Quadlet's own wording."""
+
+
+def decode_unit(data: bytes, path: str) -> str:
+    """Decode strictly so that re-encoding any unedited part gives back the exact bytes.
+
+    Quadlet itself accepts invalid UTF-8 and fails on a BOM later; we refuse all three up front
+    with a message that says what to fix.
+    """
+    if data.startswith(_BOM):
+        raise UnitDecodeError(
+            "starts with a UTF-8 byte-order mark; save it without BOM", path=path, line=1
+        )
+    nul = data.find(b"\x00")
+    if nul != -1:
+        raise UnitDecodeError(
+            "contains a NUL byte; not a text unit file", path=path, line=_line_of(data, nul)
+        )
+    try:
+        return data.decode("utf-8", errors="strict")
+    except UnicodeDecodeError as exc:
+        bad = data[exc.start]
+        raise UnitDecodeError(
+            f"is not valid UTF-8 (byte 0x{bad:02x}); save it as UTF-8",
+            path=path,
+            line=_line_of(data, exc.start),
+        ) from None
+
+
+def _line_of(data: bytes, offset: int) -> int:
+    return data.count(b"\n", 0, offset) + 1
+
+
+@dataclass(frozen=True)
+class Assignment:
+    """One ``key=value`` as Quadlet stores it, plus where it came from for editing and messages."""
+
+    path: str
+    group: str
+    key: str
+    value: str
+    line: int
+    end_line: int
+
+
+@dataclass
+class UnitFile:
+    """A parsed unit: groups in first-seen order, repeated groups merged like Quadlet does."""
+
+    path: str
+    groups: dict[str, list[Assignment]] = field(default_factory=dict)
+
+    def lookup_last(self, group: str, key: str) -> Optional[Assignment]:
+        """The assignment Quadlet's LookupLast would read: the last one, exact-case match."""
+        for assignment in reversed(self.groups.get(group, [])):
+            if assignment.key == key:
+                return assignment
+        return None
+
+    def lookup(self, group: str, key: str) -> Optional[str]:
+        """Quadlet ``Lookup`` (used for ``Image=``): last value, right-trimmed, one ``"…"`` off.
+
+        This is the 5.8.2+ rule; 5.4-5.8.1 stripped every leading/trailing ``"``.
+        """
+        assignment = self.lookup_last(group, key)
+        if assignment is None:
+            return None
+        value = assignment.value.rstrip(QUADLET_WS)
+        if len(value) >= 2 and value[0] == '"' and value[-1] == '"':
+            value = value[1:-1]
+        return value
+
+    def lookup_all_args(self, group: str, key: str) -> list[str]:
+        """Quadlet ``LookupAllArgs`` (``GlobalArgs=``, ``PodmanArgs=``, ``Exec=``).
+
+        An empty value resets the list; a value systemd-style splitting rejects is skipped.
+        """
+        values: list[str] = []
+        for assignment in self.groups.get(group, []):
+            if assignment.key != key:
+                continue
+            if assignment.value == "":
+                values = []
+            else:
+                values.append(assignment.value)
+        args: list[str] = []
+        for value in values:
+            words = split_args(value)
+            if words is not None:
+                args.extend(words)
+        return args
+
+    def merged(self, dropins: Sequence[UnitFile]) -> UnitFile:
+        """Quadlet ``Merge``: drop-ins' groups appended in order, so later drop-ins win lookups."""
+        result = UnitFile(self.path, {name: list(items) for name, items in self.groups.items()})
+        for dropin in dropins:
+            for name, items in dropin.groups.items():
+                result.groups.setdefault(name, []).extend(items)
+        return result
+
+
+def parse_quadlet(text: str, path: str) -> UnitFile:
+    """Parse like podman's ``UnitFile.Parse`` (v5.4+), including its continuation quirks."""
+    unit = UnitFile(path)
+    lines = text[:-1].split("\n") if text.endswith("\n") else text.split("\n")
+    last = len(lines) - 1
+    current: Optional[str] = None
+    remaining = ""
+    start = 0
+    for index, raw in enumerate(lines):
+        line = raw.strip(QUADLET_WS)
+        line_nr = index + 1
+        if _is_comment(line):
+            if remaining != "":
+                continue  # comments and blank lines inside a continuation vanish
+        else:
+            if line.endswith("\\"):
+                line = line[:-1]
+                if index != last:
+                    if remaining == "":
+                        start = line_nr
+                    remaining += line
+                    continue
+            if remaining != "":
+                line = remaining + line
+                remaining = ""
+            else:
+                start = line_nr
+        if _is_comment(line):
+            continue  # a comment outside a continuation: nothing to record
+        if _is_group(line):
+            current = _parse_group(line, path, line_nr)
+            unit.groups.setdefault(current, [])
+        elif _is_key_value(line):
+            if current is None:
+                raise QuadletParseError(
+                    "key file does not start with a group", path=path, line=line_nr
+                )
+            eq = line.index("=")
+            key = line[:eq].rstrip(_KV_WS)
+            value = line[eq + 1 :].lstrip(_KV_WS)
+            unit.groups[current].append(Assignment(path, current, key, value, start, line_nr))
+        else:
+            raise QuadletParseError(
+                f"file contains line {line_nr}: \u201c{line}\u201d which is not a key-value pair, "
+                "group, or comment",
+                path=path,
+                line=line_nr,
+            )
+    # A continuation still pending here (only blank/comment lines followed it) is dropped, as
+    # in Quadlet.
+    return unit
+
+
+def _is_comment(line: str) -> bool:
+    return line == "" or line[0] in "#;"
+
+
+def _is_group(line: str) -> bool:
+    if not line.startswith("["):
+        return False
+    end = line.find("]")
+    return end != -1 and all(c in " \t" for c in line[end + 1 :])
+
+
+def _is_key_value(line: str) -> bool:
+    return line.find("=") > 0
+
+
+def _parse_group(line: str, path: str, line_nr: int) -> str:
+    name = line[1 : line.index("]")]
+    if not name or any(c in "[]" or unicodedata.category(c) == "Cc" for c in name):
+        raise QuadletParseError(f"invalid group name: {name}", path=path, line=line_nr)
+    return name
+
+
+# --- systemd-style argument splitting (podman split.go, SplitRelax|SplitUnquote|SplitCUnescape)
+
+_SEPARATORS = " \t\n\r"
+_SIMPLE_ESCAPES = {
+    "a": "\a",
+    "b": "\b",
+    "f": "\f",
+    "n": "\n",
+    "r": "\r",
+    "t": "\t",
+    "v": "\v",
+    "\\": "\\",
+    '"': '"',
+    "'": "'",
+    "s": " ",
+}
+_HEX = "0123456789abcdefABCDEF"
+
+
+def split_args(value: str) -> Optional[list[str]]:
+    """Split one value into words as Quadlet does for ``*Args`` keys; None if Quadlet rejects it.
+
+    Mirrors podman's port, including two quirks: an unknown escape rejects the whole value, and
+    an empty word (``""``) ends the list, dropping any words after it.
+    """
+    text = value.split("\0", 1)[0]  # the Go port treats a NUL as end of input
+    words: list[str] = []
+    pos = 0
+    while True:
+        while pos < len(text) and text[pos] in _SEPARATORS:
+            pos += 1
+        if pos >= len(text):
+            return words
+        word: list[str] = []
+        quote = ""
+        while pos < len(text):
+            c = text[pos]
+            if c == "\\":
+                unescaped = _c_unescape(text, pos + 1)
+                if unescaped is None:
+                    if pos + 1 >= len(text):
+                        pos += 1  # relaxed: a trailing backslash is dropped
+                        break
+                    return None
+                word.append(unescaped[0])
+                pos = unescaped[1]
+            elif quote:
+                if c == quote:
+                    quote = ""
+                else:
+                    word.append(c)
+                pos += 1
+            elif c in "'\"":
+                quote = c
+                pos += 1
+            elif c in _SEPARATORS:
+                break
+            else:
+                word.append(c)
+                pos += 1
+        if not word:
+            return words
+        words.append("".join(word))
+
+
+def _c_unescape(text: str, pos: int) -> Optional[tuple[str, int]]:
+    """Decode the escape starting at ``text[pos]`` (after the backslash): (char, next index)."""
+    if pos >= len(text):
+        return None
+    c = text[pos]
+    if c in _SIMPLE_ESCAPES:
+        return _SIMPLE_ESCAPES[c], pos + 1
+    if c in "xuU":
+        width = {"x": 2, "u": 4, "U": 8}[c]
+        digits = text[pos + 1 : pos + 1 + width]
+        if len(digits) != width or any(d not in _HEX for d in digits):
+            return None
+        code = int(digits, 16)
+        if code == 0 or code > 0x10FFFF:
+            return None
+        return _rune(code), pos + 1 + width
+    if c in "01234567":
+        digits = text[pos : pos + 3]
+        if len(digits) != 3 or any(d not in "01234567" for d in digits):
+            return None
+        code = int(digits, 8)
+        if code == 0 or code > 255:
+            return None
+        return chr(code), pos + 3
+    return None
+
+
+def _rune(code: int) -> str:
+    """Go's WriteRune turns a surrogate into U+FFFD; Python would keep an unencodable one."""
+    return "\ufffd" if 0xD800 <= code <= 0xDFFF else chr(code)
+
+
+# --- byte-exact editing on the decoded text -------------------------------------------------
+
+
+def _line_bounds(text: str, line: int) -> tuple[int, int, int]:
+    """(start, content end without "\\n" or a CRLF's "\\r", end including the line ending)."""
+    if line < 1:
+        raise ValueError(f"no line {line}")
+    start = 0
+    for _ in range(line - 1):
+        nl = text.find("\n", start)
+        if nl == -1:
+            raise ValueError(f"no line {line}")
+        start = nl + 1
+    if start >= len(text):
+        raise ValueError(f"no line {line}")
+    nl = text.find("\n", start)
+    if nl == -1:
+        return start, len(text), len(text)
+    content_end = nl - 1 if nl > start and text[nl - 1] == "\r" else nl
+    return start, content_end, nl + 1
+
+
+def _line_count(text: str) -> int:
+    return text.count("\n") + (0 if text == "" or text.endswith("\n") else 1)
+
+
+def value_span(text: str, line: int) -> tuple[int, int]:
+    """Offsets of the value on a physical line, so an edit touches nothing else."""
+    start, content_end, _ = _line_bounds(text, line)
+    eq = text.find("=", start, content_end)
+    if eq == -1:
+        raise ValueError(f"line {line} has no '='")
+    region = text[eq + 1 : content_end].rstrip(QUADLET_WS)
+    body = region.lstrip(_KV_WS)
+    value_start = eq + 1 + len(region) - len(body)
+    return value_start, eq + 1 + len(region)
+
+
+def replace_value(text: str, line: int, new_value: str) -> str:
+    """Swap only the value characters of that line; indentation, spacing and EOL stay."""
+    if "\n" in new_value or "\r" in new_value:
+        raise ValueError("a value cannot contain a line break")
+    start, end = value_span(text, line)
+    return text[:start] + new_value + text[end:]
+
+
+def line_prefix(text: str, line: int) -> str:
+    """The indentation of a line, so inserted lines match their neighbours."""
+    start, content_end, _ = _line_bounds(text, line)
+    content = text[start:content_end]
+    return content[: len(content) - len(content.lstrip(QUADLET_WS.replace("\r", "")))]
+
+
+def line_ending(text: str, line: int) -> str:
+    """The line's own ending, so inserted lines keep the file's CRLF or LF style."""
+    _, content_end, end = _line_bounds(text, line)
+    return text[content_end:end]
+
+
+def _file_ending(text: str) -> str:
+    nl = text.find("\n")
+    if nl > 0 and text[nl - 1] == "\r":
+        return "\r\n"
+    return "\n"
+
+
+def insert_line(text: str, before_line: int, content: str, *, like: int) -> str:
+    """Insert a physical line styled like line ``like``; every existing byte stays."""
+    if "\n" in content or "\r" in content:
+        raise ValueError("inserted content cannot contain a line break")
+    prefix = line_prefix(text, like)
+    ending = line_ending(text, like)
+    count = _line_count(text)
+    if before_line == count + 1:
+        if text and not text.endswith("\n"):
+            text += _file_ending(text)
+        return text + prefix + content + ending
+    start, _, _ = _line_bounds(text, before_line)
+    return text[:start] + prefix + content + (ending or _file_ending(text)) + text[start:]
+
+
+def remove_line(text: str, line: int) -> str:
+    """Delete one physical line and its ending (a last line has none: the previous "\\n" stays)."""
+    start, _, end = _line_bounds(text, line)
+    return text[:start] + text[end:]

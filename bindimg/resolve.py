@@ -1,0 +1,117 @@
+"""Concurrent digest resolution: each distinct (reference, options) asked once.
+
+The digest pinned is sha256 of the exact top-level manifest bytes (`skopeo inspect --raw`),
+so a multi-arch tag pins its image index, never one platform's manifest.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+from bindimg import skopeo
+from bindimg.errors import ExternalError
+from bindimg.skopeo import RegistryOptions, SkopeoError
+
+DEFAULT_JOBS = 8
+DEFAULT_RETRY = 3
+DEFAULT_TIMEOUT = 60.0
+BACKOFF_SECONDS = 0.5
+
+OCI_INDEX = "application/vnd.oci.image.index.v1+json"
+OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
+
+
+@dataclass(frozen=True)
+class Request:
+    reference: str  # canonical tag reference, e.g. quay.io/org/app:1.2
+    options: RegistryOptions = field(default_factory=RegistryOptions)
+
+
+@dataclass(frozen=True)
+class Resolved:
+    reference: str
+    digest: str
+    media_type: str
+
+
+@dataclass(frozen=True)
+class Settings:
+    jobs: int = DEFAULT_JOBS
+    retry: int = DEFAULT_RETRY
+    timeout: float = DEFAULT_TIMEOUT
+
+
+def digest_of(manifest: bytes) -> str:
+    return "sha256:" + hashlib.sha256(manifest).hexdigest()
+
+
+def media_type_of(manifest: bytes, reference: str) -> str:
+    """The manifest's media type; OCI manifests may leave the field out."""
+    try:
+        document = json.loads(manifest)
+    except ValueError:
+        raise ExternalError(
+            f"{reference}: the registry returned a manifest that is not JSON"
+        ) from None
+    if not isinstance(document, dict):
+        raise ExternalError(f"{reference}: the registry returned a manifest that is not an object")
+    if document.get("schemaVersion") == 1:
+        raise ExternalError(
+            f"{reference}: a Docker schema 1 manifest cannot be pinned reliably; push the image again"
+        )
+    media_type = document.get("mediaType")
+    if isinstance(media_type, str) and media_type:
+        return media_type
+    return OCI_INDEX if "manifests" in document else OCI_MANIFEST
+
+
+def resolve_one(
+    request: Request, settings: Settings, sleep: Callable[[float], None] = time.sleep
+) -> Resolved:
+    """Ask the registry, retrying transient failures with exponential back-off."""
+    attempt = 0
+    while True:
+        try:
+            raw = skopeo.inspect_raw(request.reference, request.options, timeout=settings.timeout)
+        except SkopeoError as error:
+            if error.transient and attempt < settings.retry:
+                sleep(BACKOFF_SECONDS * 2**attempt)
+                attempt += 1
+                continue
+            tries = f" (after {attempt + 1} attempts)" if attempt else ""
+            raise ExternalError(
+                f"cannot resolve {request.reference}: {error.message}{tries}; "
+                "check the reference, the registry and its credentials"
+            ) from None
+        return Resolved(request.reference, digest_of(raw), media_type_of(raw, request.reference))
+
+
+def resolve_all(
+    requests: Iterable[Request],
+    settings: Settings,
+    progress: Callable[[str], None] = lambda _: None,
+) -> dict[Request, Resolved]:
+    """Resolve every distinct request concurrently; the first failure (in sorted order) is raised."""
+    unique = sorted(set(requests), key=lambda r: (r.reference, repr(r.options)))
+    if not unique:
+        return {}
+
+    def work(request: Request) -> Resolved | ExternalError:
+        progress(f"resolving {request.reference}")
+        try:
+            return resolve_one(request, settings)
+        except ExternalError as error:
+            return error
+
+    with ThreadPoolExecutor(max_workers=max(1, min(settings.jobs, len(unique)))) as pool:
+        outcomes = list(pool.map(work, unique))
+    failures = [o for o in outcomes if isinstance(o, ExternalError)]
+    if failures:
+        more = f" (and {len(failures) - 1} more)" if len(failures) > 1 else ""
+        raise ExternalError(failures[0].message + more)
+    return {r: o for r, o in zip(unique, outcomes) if isinstance(o, Resolved)}
