@@ -19,7 +19,7 @@ from bindimg.bootcini import parse_bootc
 from bindimg.bound import BOUND_DIR, Link, plan_link
 from bindimg.errors import InputError
 from bindimg.quadlet import parse_quadlet
-from bindimg.reference import ReferenceError, ValueKind
+from bindimg.reference import ValueKind
 from bindimg.resolve import Request, Settings, resolve_all
 from bindimg.rootfs import Root
 from bindimg.skopeo import RegistryOptions
@@ -29,7 +29,10 @@ from bindimg.units import (
     Source,
     UnitSet,
     bound_value,
+    image_reference,
     image_setting,
+    image_unit_registry_options,
+    is_true,
     read_text,
     search_dirs,
 )
@@ -134,9 +137,7 @@ class _Planner:
             return
         self.add_bound(dest, source, setting)
 
-    def add_container_of_unit(
-        self, arg: str, dest: str, source: Source, setting: ImageSetting
-    ) -> None:
+    def add_container_of_unit(self, arg: str, dest: str, source: Source, setting: ImageSetting) -> None:
         """`Image=foo.image`: pin and link foo.image; the container itself is never linked."""
         value = setting.value or ""
         assignment = setting.assignment
@@ -190,7 +191,7 @@ class _Planner:
         options = self.options.registry
         if setting.group == "Image":
             options = options.merged(self.image_unit_options(setting, line))
-        ref = self.parse_value(value, source.path, line)
+        ref = image_reference(value, source.path, line)
         origin = pin.provenance_of(source.text, line) if ref.digest else None
         request: Optional[Request] = None
         digest = ref.digest
@@ -223,56 +224,14 @@ class _Planner:
                 path=path,
                 line=bootc_keys["AuthFile"].line,
             )
-        all_tags = (unit.lookup("Image", "AllTags") or "").lower()
-        if all_tags in ("1", "yes", "true", "on"):
+        if is_true(unit.lookup("Image", "AllTags")):
             raise InputError("AllTags=true pulls every tag and ignores a pin; remove it", path=path)
         if unit.lookup("Image", "ImageTag"):
             raise InputError(
                 "ImageTag= makes containers run that name instead of the pinned image; remove it",
                 path=path,
             )
-        tls = unit.lookup("Image", "TLSVerify")
-        authfile = unit.lookup("Image", "AuthFile")
-        cert_dir = unit.lookup("Image", "CertDir")
-        return RegistryOptions(
-            authfile=self.root.resolve(authfile) if authfile else None,
-            creds=unit.lookup("Image", "Creds") or None,
-            cert_dir=self.root.resolve(cert_dir) if cert_dir else None,
-            tls_verify=None if tls is None else tls.lower() in ("1", "yes", "true", "on"),
-        )
-
-    @staticmethod
-    def parse_value(value: str, path: str, line: int) -> reference.Reference:
-        kind = reference.classify(value)
-        reasons = {
-            ValueKind.SPECIFIER: "contains a systemd specifier or variable, which bootc cannot "
-            "bind; write the image out",
-            ValueKind.UNIT_REFERENCE: "names a unit, not an image; bind the unit it names",
-            ValueKind.IMAGE_ID: "is an image ID, which no registry serves; use a registry reference",
-            ValueKind.TRANSPORT: "is not a registry image; only registry images can be bound",
-            ValueKind.EMPTY: "is empty; set the image",
-        }
-        if kind in reasons:
-            raise InputError(f"Image={value} {reasons[kind]}", path=path, line=line)
-        try:
-            ref = reference.parse(value)
-        except ReferenceError as error:
-            raise InputError(
-                f"Image={value} is not a valid image reference: {error}", path=path, line=line
-            ) from None
-        if not ref.fully_qualified:
-            raise InputError(
-                f"Image={value} is not fully qualified; write the registry, e.g. docker.io/library/{value}",
-                path=path,
-                line=line,
-            )
-        if ref.digest is not None and not reference.SHA256_DIGEST_RE.fullmatch(ref.digest):
-            raise InputError(
-                f"Image={value} is pinned with a digest that is not sha256; bindimg pins sha256",
-                path=path,
-                line=line,
-            )
-        return ref
+        return image_unit_registry_options(unit, self.root)
 
     # -- rendering -------------------------------------------------------------------------
     def render(self, digests: Mapping[Request, str]) -> Plan:
@@ -290,9 +249,7 @@ class _Planner:
             for dest, source in self.writes.items():
                 if not dest.endswith(".container"):
                     continue
-                merged = source.unit.merged(
-                    [d.unit for d in self.units.dropins(os.path.basename(dest))]
-                )
+                merged = source.unit.merged([d.unit for d in self.units.dropins(os.path.basename(dest))])
                 if pin.has_storage_arg(merged.lookup_all_args("Container", "GlobalArgs")):
                     continue
                 assignment = source.unit.lookup_last("Container", "Image")
@@ -340,9 +297,7 @@ def _read_bytes(path: str) -> Optional[bytes]:
         return None
 
 
-def plan(
-    paths: list[str], options: AddOptions, progress: Callable[[str], None] = lambda _: None
-) -> Plan:
+def plan(paths: list[str], options: AddOptions, progress: Callable[[str], None] = lambda _: None) -> Plan:
     """Everything `add` would do, without writing anything (registry look-ups included)."""
     planner = _Planner(options)
     for path in paths:
@@ -377,9 +332,7 @@ def diff(plan_: Plan) -> str:
         before = (old or b"").decode("utf-8", "replace").splitlines(keepends=True)
         after = new.decode("utf-8").splitlines(keepends=True)
         chunks.extend(
-            _terminated(
-                difflib.unified_diff(before, after, "/dev/null" if old is None else path, path)
-            )
+            _terminated(difflib.unified_diff(before, after, "/dev/null" if old is None else path, path))
         )
     for link in plan_.links:
         chunks.extend(

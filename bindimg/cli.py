@@ -1,12 +1,14 @@
 """The `bindimg` command line: parse options, call the modules, format what they return.
 
 Results go to stdout, progress to stderr, and every failure is one line with the exit code
-the spec documents (2 bad input, 3 registry or tool failure); a traceback only with -v.
+the spec documents (1 check failed, 2 bad input, 3 registry or tool failure); a traceback
+only with -v.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import sys
 import traceback
 from collections.abc import Callable
@@ -15,9 +17,10 @@ from typing import List, NoReturn, Optional
 
 import typer
 
-from bindimg import __version__
+from bindimg import __version__, lockfile
 from bindimg import add as add_mod
-from bindimg.errors import BindimgError
+from bindimg import lock as lock_mod
+from bindimg.errors import EXIT_FINDINGS, BindimgError
 from bindimg.resolve import DEFAULT_JOBS, DEFAULT_RETRY, DEFAULT_TIMEOUT, Settings
 from bindimg.rootfs import Root
 from bindimg.skopeo import RegistryOptions
@@ -67,57 +70,58 @@ def _progress(quiet: bool) -> Callable[[str], None]:
     return say
 
 
+# Options shared by several commands (typer reads these default objects per parameter).
 QUIET = typer.Option(False, "-q", "--quiet", help="No progress output.")
-VERBOSE = typer.Option(
-    False, "-v", "--verbose", help="More detail, and tracebacks on internal errors."
-)
+VERBOSE = typer.Option(False, "-v", "--verbose", help="More detail, and tracebacks on internal errors.")
+ROOT = typer.Option("/", "--root", help="The image root to work in.")
+AUTHFILE = typer.Option(None, "--authfile", help="Registry auth file (default: skopeo's lookup).")
+CREDS = typer.Option(None, "--creds", metavar="USER[:PASS]", help="Registry credentials.")
+CERT_DIR = typer.Option(None, "--cert-dir", help="Directory of registry certificates.")
+TLS_VERIFY = typer.Option(True, "--tls-verify/--no-tls-verify", help="Verify registry TLS.")
+JOBS = typer.Option(DEFAULT_JOBS, "--jobs", min=1, help="Parallel registry look-ups.")
+RETRY = typer.Option(DEFAULT_RETRY, "--retry", min=0, help="Retries of transient failures.")
+TIMEOUT = typer.Option(DEFAULT_TIMEOUT, "--timeout", min=1, help="Seconds per registry request.")
+
+
+def registry_options(
+    authfile: Optional[str], creds: Optional[str], cert_dir: Optional[str], tls_verify: bool
+) -> RegistryOptions:
+    return RegistryOptions(
+        authfile=authfile, creds=creds, cert_dir=cert_dir, tls_verify=None if tls_verify else False
+    )
 
 
 @app.command()
 def add(
-    quadlets: List[str] = typer.Argument(
-        ..., metavar="QUADLET...", help=".container or .image units."
-    ),
-    root: str = typer.Option("/", "--root", help="The image root to work in."),
+    quadlets: List[str] = typer.Argument(..., metavar="QUADLET", help=".container or .image units."),
+    root: str = ROOT,
+    lock: Optional[str] = typer.Option(None, "--lock", help="Use the digests locked in this file."),
+    frozen: bool = typer.Option(False, "--frozen", help="Refuse tags that are neither pinned nor locked."),
     no_storage_args: bool = typer.Option(
-        False,
-        "--no-storage-args",
-        help="Do not add the bootc-storage GlobalArgs to .container units.",
+        False, "--no-storage-args", help="Do not add the bootc-storage GlobalArgs to .container units."
     ),
     dry_run: bool = typer.Option(False, "--dry-run", help="Print a unified diff; write nothing."),
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
-    authfile: Optional[str] = typer.Option(None, "--authfile", help="Registry auth file."),
-    creds: Optional[str] = typer.Option(
-        None, "--creds", metavar="USER[:PASS]", help="Registry credentials."
-    ),
-    cert_dir: Optional[str] = typer.Option(
-        None, "--cert-dir", help="Directory of registry certificates."
-    ),
-    tls_verify: bool = typer.Option(
-        True, "--tls-verify/--no-tls-verify", help="Verify registry TLS."
-    ),
-    jobs: int = typer.Option(DEFAULT_JOBS, "--jobs", min=1, help="Parallel registry look-ups."),
-    retry: int = typer.Option(
-        DEFAULT_RETRY, "--retry", min=0, help="Retries of transient failures."
-    ),
-    timeout: float = typer.Option(
-        DEFAULT_TIMEOUT, "--timeout", min=1, help="Seconds per registry request."
-    ),
+    authfile: Optional[str] = AUTHFILE,
+    creds: Optional[str] = CREDS,
+    cert_dir: Optional[str] = CERT_DIR,
+    tls_verify: bool = TLS_VERIFY,
+    jobs: int = JOBS,
+    retry: int = RETRY,
+    timeout: float = TIMEOUT,
     quiet: bool = QUIET,
     verbose: bool = VERBOSE,
 ) -> None:
     """Pin each unit's Image= to a digest and link it into bound-images.d."""
     try:
+        locked = {tag: entry.digest for tag, entry in lockfile.load(lock).items()} if lock else {}
         options = add_mod.AddOptions(
             root=Root(root),
-            registry=RegistryOptions(
-                authfile=authfile,
-                creds=creds,
-                cert_dir=cert_dir,
-                tls_verify=None if tls_verify else False,
-            ),
+            registry=registry_options(authfile, creds, cert_dir, tls_verify),
             settings=Settings(jobs=jobs, retry=retry, timeout=timeout),
             storage_args=not no_storage_args,
+            locked=locked,
+            frozen=frozen,
         )
         plan = add_mod.plan(quadlets, options, _progress(quiet))
         if not dry_run:
@@ -132,6 +136,59 @@ def add(
         for entry in plan.entries:
             status = "changed" if entry.changed else "unchanged"
             typer.echo(f"{status} {entry.quadlet} {entry.reference}")
+
+
+@app.command()
+def lock(
+    paths: Optional[List[str]] = typer.Argument(
+        None, metavar="PATH", help="Unit files or directories (default: .)."
+    ),
+    lock_file: str = typer.Option(lockfile.DEFAULT_LOCK, "--lock", help="The lock file."),
+    update: bool = typer.Option(
+        False,
+        "--update",
+        help="Re-resolve every tag, or only the references given among the arguments "
+        "(an argument that is not an existing path is taken as a reference).",
+    ),
+    check: bool = typer.Option(False, "--check", help="Exit 1 if the lock is missing or stale; offline."),
+    rewrite: bool = typer.Option(False, "--rewrite", help="Also pin the source units in place."),
+    authfile: Optional[str] = AUTHFILE,
+    creds: Optional[str] = CREDS,
+    cert_dir: Optional[str] = CERT_DIR,
+    tls_verify: bool = TLS_VERIFY,
+    jobs: int = JOBS,
+    retry: int = RETRY,
+    timeout: float = TIMEOUT,
+    quiet: bool = QUIET,
+    verbose: bool = VERBOSE,
+) -> None:
+    """Freeze the tags that units use into a lock file for reproducible builds."""
+    args = list(paths or [])
+    refs = [a for a in args if not os.path.lexists(a)] if update else []
+    sources = [a for a in args if a not in refs] or ["."]
+    try:
+        result = lock_mod.run(
+            sources,
+            lock_file,
+            registry=registry_options(authfile, creds, cert_dir, tls_verify),
+            settings=Settings(jobs=jobs, retry=retry, timeout=timeout),
+            update=refs if update else None,
+            check=check,
+            rewrite=rewrite,
+            progress=_progress(quiet),
+        )
+    except Exception as error:  # one line for the user; traceback only with -v
+        _fail(error, verbose)
+    if check:
+        for problem in result.problems:
+            typer.echo(problem)
+        if result.problems:
+            raise typer.Exit(EXIT_FINDINGS)
+        return
+    for path in result.rewritten:
+        typer.echo(f"pinned {path}")
+    status = "written" if result.written else "unchanged"
+    typer.echo(f"{status} {lock_file} ({len(result.entries)} images, {len(result.resolved)} resolved)")
 
 
 def main() -> None:

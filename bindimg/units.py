@@ -13,10 +13,13 @@ import posixpath
 from dataclasses import dataclass
 from typing import Optional
 
+from bindimg import reference
 from bindimg.bootcini import BootcParseError, BootcValue, parse_bootc
 from bindimg.errors import InputError
 from bindimg.quadlet import Assignment, UnitFile, decode_unit, parse_quadlet
+from bindimg.reference import ReferenceError, ValueKind
 from bindimg.rootfs import Root
+from bindimg.skopeo import RegistryOptions
 
 # Rootful Quadlet directories, highest precedence first (podman pkg/systemd/quadlet/unitdirs.go).
 ROOTFUL_DIRS = (
@@ -65,9 +68,7 @@ def read_text(path: str, display: Optional[str] = None) -> str:
     except OSError as error:
         raise InputError(f"cannot read: {error.strerror}", path=shown) from None
     if len(data) > MAX_UNIT_BYTES:
-        raise InputError(
-            f"larger than {MAX_UNIT_BYTES // (1024 * 1024)} MiB; not a unit file", path=shown
-        )
+        raise InputError(f"larger than {MAX_UNIT_BYTES // (1024 * 1024)} MiB; not a unit file", path=shown)
     return decode_unit(data, shown)
 
 
@@ -210,8 +211,7 @@ def bound_value(setting: ImageSetting) -> str:
         )
     if assignment.end_line != assignment.line:
         raise InputError(
-            "Image= is continued over several lines, which bootc reads differently; "
-            "write it on one line",
+            "Image= is continued over several lines, which bootc reads differently; write it on one line",
             path=path,
             line=assignment.line,
         )
@@ -225,3 +225,88 @@ def bound_value(setting: ImageSetting) -> str:
             line=assignment.line,
         )
     return setting.value
+
+
+def image_reference(value: str, path: str, line: int) -> reference.Reference:
+    """A bindable registry reference from an `Image=` value, or an InputError saying why not."""
+    kind = reference.classify(value)
+    reasons = {
+        ValueKind.SPECIFIER: "contains a systemd specifier or variable, which bootc cannot "
+        "bind; write the image out",
+        ValueKind.UNIT_REFERENCE: "names a unit, not an image; bind the unit it names",
+        ValueKind.IMAGE_ID: "is an image ID, which no registry serves; use a registry reference",
+        ValueKind.TRANSPORT: "is not a registry image; only registry images can be bound",
+        ValueKind.EMPTY: "is empty; set the image",
+    }
+    if kind in reasons:
+        raise InputError(f"Image={value} {reasons[kind]}", path=path, line=line)
+    try:
+        ref = reference.parse(value)
+    except ReferenceError as error:
+        raise InputError(
+            f"Image={value} is not a valid image reference: {error}", path=path, line=line
+        ) from None
+    if not ref.fully_qualified:
+        raise InputError(
+            f"Image={value} is not fully qualified; write the registry, e.g. docker.io/library/{value}",
+            path=path,
+            line=line,
+        )
+    if ref.digest is not None and not reference.SHA256_DIGEST_RE.fullmatch(ref.digest):
+        raise InputError(
+            f"Image={value} is pinned with a digest that is not sha256; bindimg pins sha256",
+            path=path,
+            line=line,
+        )
+    return ref
+
+
+def is_true(value: Optional[str]) -> bool:
+    """Quadlet's LookupBoolean."""
+    return (value or "").lower() in ("1", "yes", "true", "on")
+
+
+def image_unit_registry_options(unit: UnitFile, root: Root) -> RegistryOptions:
+    """A `.image` unit's own AuthFile=/Creds=/CertDir=/TLSVerify=; its paths are inside `root`."""
+    tls = unit.lookup("Image", "TLSVerify")
+    authfile = unit.lookup("Image", "AuthFile")
+    cert_dir = unit.lookup("Image", "CertDir")
+    return RegistryOptions(
+        authfile=root.resolve(authfile) if authfile else None,
+        creds=unit.lookup("Image", "Creds") or None,
+        cert_dir=root.resolve(cert_dir) if cert_dir else None,
+        tls_verify=None if tls is None else is_true(tls),
+    )
+
+
+SOURCE_EXTENSIONS = (".container", ".image", ".volume")
+
+
+def source_units(paths: list[str]) -> tuple[UnitSet, list[str]]:
+    """Units named by PATHs (files, or directories searched recursively) in a source tree.
+
+    Directories are searched as Quadlet searches its own (subdirectories, `*.d` skipped), so
+    that drop-ins next to the units apply; the result is sorted for stable output.
+    """
+    host = Root("/")
+    searched: list[str] = []  # directories whose units are all taken
+    dirs: list[str] = []  # directories that drop-ins and `.image` references come from
+    files: set[str] = set()
+    for path in paths:
+        absolute = os.path.abspath(path)
+        if os.path.isdir(absolute):
+            found = search_dirs(host, (absolute,))
+            searched.extend(found)
+            dirs.extend(d for d in found if d not in dirs)
+        elif os.path.isfile(absolute):
+            files.add(absolute)
+            if os.path.dirname(absolute) not in dirs:
+                dirs.append(os.path.dirname(absolute))
+        else:
+            raise InputError("no such file or directory", path=path)
+    for directory in searched:
+        for name in os.listdir(directory):
+            candidate = os.path.join(directory, name)
+            if name.endswith(SOURCE_EXTENSIONS) and os.path.isfile(candidate):
+                files.add(candidate)
+    return UnitSet(dirs), sorted(files)

@@ -11,7 +11,8 @@ import os
 from pathlib import Path
 
 import pytest
-from treehash import bindimg, snapshot
+
+from tests.treehash import bindimg, snapshot
 
 D1 = "sha256:" + "1" * 64
 D2 = "sha256:" + "2" * 64

@@ -1,0 +1,198 @@
+"""`bindimg lock`: find every tag the sources use, resolve the new ones once, write the lock.
+
+Entries already in the lock are reused without network, so locking twice in a row writes the
+same bytes and asks no registry. A source that is already pinned keeps its tag in the
+provenance comment `add` wrote, and that tag is what stays locked.
+"""
+
+from __future__ import annotations
+
+import os
+import posixpath
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Optional
+
+from bindimg import lockfile, pin, reference
+from bindimg.add import Plan, apply
+from bindimg.errors import InputError
+from bindimg.lockfile import LockEntry
+from bindimg.reference import ReferenceError, ValueKind
+from bindimg.resolve import Request, Settings, resolve_all
+from bindimg.rootfs import Root
+from bindimg.skopeo import RegistryOptions
+from bindimg.units import (
+    UnitSet,
+    bound_value,
+    image_reference,
+    image_setting,
+    image_unit_registry_options,
+    source_units,
+)
+
+
+@dataclass(frozen=True)
+class Use:
+    """One unit's use of a tag."""
+
+    tag: str  # canonical tag reference: the lock key
+    unit: str  # host path of the unit
+    path: str  # host path of the file that supplies Image=
+    line: int
+    digest: Optional[str]  # the digest the source is pinned to, if it is
+    options: RegistryOptions
+
+
+@dataclass
+class LockResult:
+    entries: dict[str, LockEntry]
+    written: bool = False
+    problems: list[str] = field(default_factory=list)
+    resolved: list[str] = field(default_factory=list)
+    rewritten: list[str] = field(default_factory=list)
+
+
+def collect(paths: list[str], registry: RegistryOptions) -> tuple[UnitSet, list[Use]]:
+    """Every tag the units under PATHs use, with where and how to look it up."""
+    units, files = source_units(paths)
+    host = Root("/")
+    uses: list[Use] = []
+    for path in files:
+        source = units.load(path)
+        name = os.path.basename(path)
+        setting = image_setting(units, source, name)
+        if setting.group == "Volume" and (setting.merged.lookup("Volume", "Driver") or "") != "image":
+            continue
+        value = setting.value
+        assignment = setting.assignment
+        if not value or assignment is None:
+            if setting.group == "Volume":
+                raise InputError("Driver=image needs an Image=; add one", path=path)
+            raise InputError(f"no Image= in [{setting.group}]; add one", path=path)
+        if reference.classify(value) is ValueKind.UNIT_REFERENCE:
+            continue  # the .image unit it names is scanned itself
+        ref = image_reference(value, assignment.path, assignment.line)
+        options = registry
+        if setting.group == "Image":
+            options = registry.merged(image_unit_registry_options(setting.merged, host))
+        tag, digest = ref.tag_reference if ref.digest is None else None, ref.digest
+        if digest is not None:
+            tag = _provenance_tag(units, assignment.path, assignment.line, ref)
+            if tag is None:
+                continue  # pinned with no tag to remember: nothing to lock
+        assert tag is not None
+        uses.append(Use(tag, path, assignment.path, assignment.line, digest, options))
+    return units, uses
+
+
+def _provenance_tag(units: UnitSet, path: str, line: int, ref: reference.Reference) -> Optional[str]:
+    origin = pin.provenance_of(units.load(path).text, line)
+    if origin is None:
+        return None
+    try:
+        tagged = reference.parse(origin)
+    except ReferenceError:
+        return None
+    if not tagged.fully_qualified or tagged.canonical_name != ref.canonical_name:
+        return None
+    return tagged.tag_reference
+
+
+def run(
+    paths: list[str],
+    lock_path: str,
+    *,
+    registry: RegistryOptions,
+    settings: Settings,
+    update: Optional[list[str]] = None,
+    check: bool = False,
+    rewrite: bool = False,
+    progress: Callable[[str], None] = lambda _: None,
+) -> LockResult:
+    """Lock (or with `check`, verify offline) the tags used under PATHs."""
+    units, uses = collect(paths, registry)
+    existing = lockfile.load(lock_path) if os.path.exists(lock_path) else {}
+    by_tag: dict[str, list[Use]] = {}
+    for use in uses:
+        by_tag.setdefault(use.tag, []).append(use)
+    lock_dir = os.path.dirname(os.path.abspath(lock_path))
+    if check:
+        return LockResult(dict(existing), problems=_problems(existing, by_tag, lock_path))
+    wanted = _update_set(update, by_tag) if update is not None else set()
+
+    def stale(tag: str) -> bool:
+        return tag not in existing or (update is not None and (not wanted or tag in wanted))
+
+    requests = {tag: Request(tag, u[0].options) for tag, u in by_tag.items() if stale(tag)}
+    resolved = resolve_all(requests.values(), settings, progress)
+    entries: dict[str, LockEntry] = {}
+    for tag, tag_uses in by_tag.items():
+        used_by = tuple(sorted({_relative(u.unit, lock_dir) for u in tag_uses}))
+        if tag in requests:
+            result = resolved[requests[tag]]
+            entries[tag] = LockEntry(result.digest, result.media_type, used_by)
+        else:
+            entries[tag] = LockEntry(existing[tag].digest, existing[tag].media_type, used_by)
+    outcome = LockResult(entries, resolved=sorted(requests))
+    if rewrite:
+        plan = _rewrite_plan(units, uses, entries)
+        apply(plan)
+        outcome.rewritten = sorted(plan.files)
+    outcome.written = lockfile.write(lock_path, entries)
+    return outcome
+
+
+def _update_set(update: list[str], by_tag: dict[str, list[Use]]) -> set[str]:
+    """The tags `--update REF...` names (each must be used by some unit); empty means all."""
+    wanted: set[str] = set()
+    for name in update:
+        try:
+            tag = reference.parse(name).tag_reference
+        except ReferenceError as error:
+            raise InputError(f"--update {name}: not an image reference ({error})") from None
+        if tag not in by_tag:
+            raise InputError(f"--update {name}: no unit uses {tag}; nothing to update")
+        wanted.add(tag)
+    return wanted
+
+
+def _problems(existing: lockfile.Lock, by_tag: dict[str, list[Use]], lock_path: str) -> list[str]:
+    problems: list[str] = []
+    for tag in sorted(by_tag):
+        first = by_tag[tag][0]
+        if tag not in existing:
+            problems.append(f"{first.path}:{first.line}: lock-missing: {tag} is not in {lock_path}")
+            continue
+        for use in by_tag[tag]:
+            if use.digest is not None and use.digest != existing[tag].digest:
+                problems.append(
+                    f"{use.path}:{use.line}: lock-mismatch: pinned to {use.digest}, "
+                    f"but {lock_path} locks {tag} to {existing[tag].digest}"
+                )
+    for tag in sorted(set(existing) - set(by_tag)):
+        problems.append(f"{lock_path}: lock-stale: {tag} is no longer used by any unit")
+    return problems
+
+
+def _relative(path: str, start: str) -> str:
+    return os.path.relpath(path, start).replace(os.sep, posixpath.sep)
+
+
+def _rewrite_plan(units: UnitSet, uses: list[Use], entries: dict[str, LockEntry]) -> Plan:
+    """The `add` edit (pin and provenance comment, no link, no storage argument) in place."""
+    texts: dict[str, str] = {}
+    for use in uses:
+        source = units.load(use.unit)
+        setting = image_setting(units, source, os.path.basename(use.unit))
+        value = bound_value(setting)
+        ref = image_reference(value, use.path, use.line)
+        pinned = ref.pinned(entries[use.tag].digest)
+        origin = value if ref.digest is None else (pin.provenance_of(source.text, use.line) or value)
+        texts[use.path], _ = pin.pin(texts.get(use.path, source.text), use.line, pinned, origin)
+    files: dict[str, tuple[Optional[bytes], bytes]] = {}
+    for path, text in texts.items():
+        with open(path, "rb") as handle:
+            old = handle.read()
+        if old != text.encode("utf-8"):
+            files[path] = (old, text.encode("utf-8"))
+    return Plan(files, [], [])
