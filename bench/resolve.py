@@ -1,0 +1,155 @@
+"""Digest resolution benchmark: `bindimg lock` against a plain loop of `skopeo inspect --raw`.
+
+The test registry container runs behind a TCP proxy that delays every client-to-registry
+round trip (the connection and each request) by a fixed time, as a distant registry would.
+N distinct tags are pushed, then in one run:
+
+  (a) a plain shell loop of `skopeo inspect --raw` over the N tags,
+  (b) `bindimg lock` over N units with the default --jobs,
+  (c) one tag resolved by bindimg's resolver (in process, so no interpreter start-up),
+
+and the ratios a/b (speed-up over the loop) and b / (N/jobs x c) (distance from ideal
+parallelism) are printed. Run it with `./scripts/bench` (it sets up podman as the tests do).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from bindimg.resolve import DEFAULT_JOBS, Request, Settings, resolve_one  # noqa: E402
+from bindimg.skopeo import RegistryOptions  # noqa: E402
+from tests import ociimage  # noqa: E402
+
+REGISTRY_IMAGE = os.environ.get("BINDIMG_TEST_REGISTRY_IMAGE", "localhost/bindimg-test-registry:latest")
+
+
+class DelayProxy:
+    """Forwards 127.0.0.1:port to the registry, delaying the connection and each request."""
+
+    def __init__(self, upstream_port: int, delay: float) -> None:
+        self.upstream_port = upstream_port
+        self.delay = delay
+        self.port = 0
+        self._ready = threading.Event()
+        self._loop = asyncio.new_event_loop()
+        threading.Thread(target=self._run, daemon=True).start()
+        self._ready.wait()
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self._loop)
+        server = self._loop.run_until_complete(asyncio.start_server(self._handle, "127.0.0.1", 0))
+        self.port = server.sockets[0].getsockname()[1]
+        self._ready.set()
+        self._loop.run_forever()
+
+    async def _handle(self, client_r: asyncio.StreamReader, client_w: asyncio.StreamWriter) -> None:
+        await asyncio.sleep(self.delay)  # the TCP handshake's round trip
+        up_r, up_w = await asyncio.open_connection("127.0.0.1", self.upstream_port)
+
+        async def pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, delay: float) -> None:
+            try:
+                while data := await reader.read(65536):
+                    if delay:
+                        await asyncio.sleep(delay)
+                    writer.write(data)
+                    await writer.drain()
+            except (ConnectionError, asyncio.CancelledError):
+                pass
+            finally:
+                writer.close()
+
+        await asyncio.gather(pipe(client_r, up_w, self.delay), pipe(up_r, client_w, 0.0))
+
+
+def podman(*args: str) -> str:
+    return subprocess.run(["podman", *args], capture_output=True, text=True, check=True).stdout.strip()
+
+
+def start_registry() -> tuple[str, int]:
+    name = f"bindimg-bench-{os.getpid()}"
+    podman("run", "-d", "--rm", "--name", name, "-p", "127.0.0.1::5000", REGISTRY_IMAGE)
+    port = int(podman("port", name, "5000/tcp").rsplit(":", 1)[1])
+    for _ in range(100):
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/v2/", timeout=1).close()
+            return name, port
+        except OSError:
+            time.sleep(0.1)
+    raise SystemExit("the registry did not start")
+
+
+def push(port: int, count: int, work: Path) -> None:
+    def one(i: int) -> None:
+        layout = work / f"layout-{i}"
+        ociimage.write_layout(layout, "t", ociimage.app_image(f"bench-{i}"))
+        subprocess.run(
+            ["skopeo", "copy", "--quiet", "--dest-tls-verify=false", f"oci:{layout}:t",
+             f"docker://127.0.0.1:{port}/bench/app:t{i}"],
+            check=True,
+        )
+
+    with ThreadPoolExecutor(4) as pool:
+        list(pool.map(one, range(count)))
+
+
+def timed(argv: list[str], **kwargs: object) -> float:
+    start = time.perf_counter()
+    subprocess.run(argv, check=True, stdout=subprocess.DEVNULL, **kwargs)  # type: ignore[call-overload]
+    return time.perf_counter() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--tags", type=int, default=64)
+    parser.add_argument("--delay-ms", type=float, default=50.0)
+    parser.add_argument("--jobs", type=int, default=DEFAULT_JOBS)
+    args = parser.parse_args()
+    name, port = start_registry()
+    try:
+        with tempfile.TemporaryDirectory(prefix="bindimg-bench-") as tmp:
+            work = Path(tmp)
+            push(port, args.tags, work)
+            proxy = DelayProxy(port, args.delay_ms / 1000)
+            host = f"127.0.0.1:{proxy.port}"
+            refs = [f"{host}/bench/app:t{i}" for i in range(args.tags)]
+            units = work / "units"
+            units.mkdir()
+            for i, ref in enumerate(refs):
+                (units / f"app{i}.container").write_text(f"[Container]\nImage={ref}\n")
+            loop = " ".join(refs)
+            a = timed(["bash", "-c", f"for r in {loop}; do skopeo inspect --raw --tls-verify=false "
+                       'docker://$r >/dev/null || exit 1; done'])
+            b = timed([sys.executable, "-m", "bindimg", "lock", "-q", "--no-tls-verify",
+                       "--jobs", str(args.jobs), "--lock", str(work / "bindimg.lock"), str(units)])
+            request = Request(f"{host}/bench/app:single", RegistryOptions(tls_verify=False))
+            subprocess.run(["skopeo", "copy", "--quiet", "--src-tls-verify=false", "--dest-tls-verify=false",
+                            f"docker://127.0.0.1:{port}/bench/app:t0",
+                            f"docker://127.0.0.1:{port}/bench/app:single"], check=True)
+            start = time.perf_counter()
+            resolve_one(request, Settings())
+            c = time.perf_counter() - start
+            ideal = args.tags / args.jobs * c
+            print(f"tags={args.tags} delay={args.delay_ms:g}ms jobs={args.jobs} cores={os.cpu_count()}")
+            print(f"(a) skopeo loop      {a:7.2f} s")
+            print(f"(b) bindimg lock     {b:7.2f} s")
+            print(f"(c) single resolve   {c:7.2f} s   ideal N/jobs x c = {ideal:.2f} s")
+            print(f"a/b = {a / b:.1f}x faster than the loop;  b/ideal = {b / ideal:.2f}")
+    finally:
+        subprocess.run(["podman", "rm", "-f", name], capture_output=True, check=False)
+
+
+if __name__ == "__main__":
+    main()
