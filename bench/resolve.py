@@ -96,8 +96,14 @@ def push(port: int, count: int, work: Path) -> None:
         layout = work / f"layout-{i}"
         ociimage.write_layout(layout, "t", ociimage.app_image(f"bench-{i}"))
         subprocess.run(
-            ["skopeo", "copy", "--quiet", "--dest-tls-verify=false", f"oci:{layout}:t",
-             f"docker://127.0.0.1:{port}/bench/app:t{i}"],
+            [
+                "skopeo",
+                "copy",
+                "--quiet",
+                "--dest-tls-verify=false",
+                f"oci:{layout}:t",
+                f"docker://127.0.0.1:{port}/bench/app:t{i}",
+            ],
             check=True,
         )
 
@@ -112,7 +118,9 @@ def timed(argv: list[str], **kwargs: object) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--tags", type=int, default=64)
     parser.add_argument("--delay-ms", type=float, default=50.0)
     parser.add_argument("--jobs", type=int, default=DEFAULT_JOBS)
@@ -130,14 +138,42 @@ def main() -> None:
             for i, ref in enumerate(refs):
                 (units / f"app{i}.container").write_text(f"[Container]\nImage={ref}\n")
             loop = " ".join(refs)
-            a = timed(["bash", "-c", f"for r in {loop}; do skopeo inspect --raw --tls-verify=false "
-                       'docker://$r >/dev/null || exit 1; done'])
-            b = timed([sys.executable, "-m", "bindimg", "lock", "-q", "--no-tls-verify",
-                       "--jobs", str(args.jobs), "--lock", str(work / "bindimg.lock"), str(units)])
+            a = timed(
+                [
+                    "bash",
+                    "-c",
+                    f"for r in {loop}; do skopeo inspect --raw --tls-verify=false "
+                    "docker://$r >/dev/null || exit 1; done",
+                ]
+            )
+            b = timed(
+                [
+                    sys.executable,
+                    "-m",
+                    "bindimg",
+                    "lock",
+                    "-q",
+                    "--no-tls-verify",
+                    "--jobs",
+                    str(args.jobs),
+                    "--lock",
+                    str(work / "bindimg.lock"),
+                    str(units),
+                ]
+            )
             request = Request(f"{host}/bench/app:single", RegistryOptions(tls_verify=False))
-            subprocess.run(["skopeo", "copy", "--quiet", "--src-tls-verify=false", "--dest-tls-verify=false",
-                            f"docker://127.0.0.1:{port}/bench/app:t0",
-                            f"docker://127.0.0.1:{port}/bench/app:single"], check=True)
+            subprocess.run(
+                [
+                    "skopeo",
+                    "copy",
+                    "--quiet",
+                    "--src-tls-verify=false",
+                    "--dest-tls-verify=false",
+                    f"docker://127.0.0.1:{port}/bench/app:t0",
+                    f"docker://127.0.0.1:{port}/bench/app:single",
+                ],
+                check=True,
+            )
             start = time.perf_counter()
             resolve_one(request, Settings())
             c = time.perf_counter() - start

@@ -309,17 +309,18 @@ def plan(paths: list[str], options: AddOptions, progress: Callable[[str], None] 
 
 def apply(plan_: Plan) -> None:
     """Stage every file, then rename them all, then link: a failure while staging writes nothing."""
-    staged: list[tuple[str, str]] = []
+    staged: list[fsutil.Staged] = []
     try:
         for path, (_, new) in sorted(plan_.files.items()):
             os.makedirs(os.path.dirname(path), mode=0o755, exist_ok=True)
-            staged.append((fsutil.stage(path, new), path))
+            fsutil.sweep(os.path.dirname(path))
+            staged.append(fsutil.stage(path, new))
     except OSError as error:
-        for temp, _ in staged:
-            fsutil.discard(temp)
+        for item in staged:
+            fsutil.discard(item)
         raise InputError(f"cannot write: {error.strerror}", path=error.filename) from None
-    for temp, path in staged:
-        fsutil.commit(temp, path)
+    for item in staged:
+        fsutil.commit(item)
     for link in plan_.links:
         os.makedirs(os.path.dirname(link.path), mode=0o755, exist_ok=True)
         fsutil.symlink_atomic(link.target, link.path)

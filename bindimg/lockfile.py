@@ -132,5 +132,5 @@ def write(path: str, entries: Lock) -> bool:
                 return False
     except FileNotFoundError:
         pass
-    fsutil.commit(fsutil.stage(os.path.abspath(path), data), os.path.abspath(path))
+    fsutil.write_atomic(os.path.abspath(path), data)
     return True

@@ -1,0 +1,1 @@
+"""bindimg tests; helpers: tests.ociimage (OCI layouts), tests.registry (registry container)."""
