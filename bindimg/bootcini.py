@@ -70,8 +70,9 @@ def _rust_lines(text: str) -> list[str]:
 
 
 def _cut_comment(line: str) -> str:
-    """Everything before the first ``;`` or ``#``, wherever it is: tini has inline comments."""
-    for i, c in enumerate(line):
-        if c in ";#":
-            return line[:i]
-    return line
+    """Everything before the first ``;`` or ``#``, wherever it is: tini has inline comments.
+
+    str.find rather than a loop over characters: a 15 MB line took 0.6 s the other way.
+    """
+    cuts = [i for i in (line.find(";"), line.find("#")) if i != -1]
+    return line[: min(cuts)] if cuts else line

@@ -17,13 +17,16 @@ from typing import List, NoReturn, Optional
 
 import typer
 
-from bindimg import __version__, lockfile
+from bindimg import __version__, listing, lockfile, report
 from bindimg import add as add_mod
+from bindimg import lint as lint_mod
 from bindimg import lock as lock_mod
-from bindimg.errors import EXIT_FINDINGS, BindimgError
+from bindimg.embed import EmbedOptions
+from bindimg.errors import EXIT_FINDINGS, BindimgError, one_line
 from bindimg.resolve import DEFAULT_JOBS, DEFAULT_RETRY, DEFAULT_TIMEOUT, Settings
 from bindimg.rootfs import Root
 from bindimg.skopeo import RegistryOptions
+from bindimg.store import DEFAULT_STORE, Store
 
 app = typer.Typer(
     add_completion=False,
@@ -56,7 +59,7 @@ def _fail(error: BaseException, verbose: bool) -> NoReturn:
     if verbose:
         traceback.print_exc()
     typer.echo(
-        f"bindimg: internal error: {type(error).__name__}: {error} (run with -v for details)",
+        f"bindimg: internal error: {type(error).__name__}: {one_line(str(error))} (run with -v for details)",
         err=True,
     )
     raise typer.Exit(70)
@@ -81,6 +84,8 @@ TLS_VERIFY = typer.Option(True, "--tls-verify/--no-tls-verify", help="Verify reg
 JOBS = typer.Option(DEFAULT_JOBS, "--jobs", min=1, help="Parallel registry look-ups.")
 RETRY = typer.Option(DEFAULT_RETRY, "--retry", min=0, help="Retries of transient failures.")
 TIMEOUT = typer.Option(DEFAULT_TIMEOUT, "--timeout", min=1, help="Seconds per registry request.")
+STORE = typer.Option(DEFAULT_STORE, "--store", help="The embedded image store, inside the root.")
+DRIVER = typer.Option("overlay", "--driver", help="overlay or vfs: the driver of the podman that reads it.")
 
 
 def registry_options(
@@ -102,6 +107,20 @@ def add(
     ),
     dry_run: bool = typer.Option(False, "--dry-run", help="Print a unified diff; write nothing."),
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
+    embed: bool = typer.Option(
+        False, "--embed", help="Copy the images into an image store in the root instead of linking."
+    ),
+    store: str = STORE,
+    driver: str = DRIVER,
+    platform: Optional[str] = typer.Option(
+        None, "--platform", metavar="OS/ARCH[/VARIANT]", help="--embed: the image of an index (default: host)"
+    ),
+    flatten: str = typer.Option(
+        "auto", "--flatten", help="--embed: auto (images with whiteouts), always or never."
+    ),
+    image_policy: Optional[str] = typer.Option(
+        None, "--image-policy", help="--embed: `missing` sets Policy=missing in .image units (podman >= 5.6)."
+    ),
     authfile: Optional[str] = AUTHFILE,
     creds: Optional[str] = CREDS,
     cert_dir: Optional[str] = CERT_DIR,
@@ -112,7 +131,8 @@ def add(
     quiet: bool = QUIET,
     verbose: bool = VERBOSE,
 ) -> None:
-    """Pin each unit's Image= to a digest and link it into bound-images.d."""
+    """Pin each unit's Image= to a digest and link it into bound-images.d (or --embed it)."""
+    plan: Optional[add_mod.Plan] = None
     try:
         locked = {tag: entry.digest for tag, entry in lockfile.load(lock).items()} if lock else {}
         options = add_mod.AddOptions(
@@ -122,14 +142,18 @@ def add(
             storage_args=not no_storage_args,
             locked=locked,
             frozen=frozen,
+            embed=EmbedOptions(store, driver, platform, flatten, image_policy) if embed else None,
         )
         plan = add_mod.plan(quadlets, options, _progress(quiet))
         if not dry_run:
             add_mod.apply(plan)
     except Exception as error:  # one line for the user; traceback only with -v
         _fail(error, verbose)
+    finally:
+        if plan is not None:
+            plan.close()
     if as_json:
-        typer.echo(json.dumps({"images": [asdict(e) for e in plan.entries]}, indent=2))
+        typer.echo(json.dumps({"images": [e.as_json() for e in plan.entries]}, indent=2))
     elif dry_run:
         sys.stdout.write(add_mod.diff(plan))
     else:
@@ -189,6 +213,125 @@ def lock(
         typer.echo(f"pinned {path}")
     status = "written" if result.written else "unchanged"
     typer.echo(f"{status} {lock_file} ({len(result.entries)} images, {len(result.resolved)} resolved)")
+
+
+def _sources_or_root(paths: Optional[List[str]], root: Optional[str]) -> List[str]:
+    """PATHs and --root are two different questions; default: the units under `.`."""
+    if paths and root is not None:
+        raise typer.BadParameter("give PATHs or --root, not both", param_hint="PATH")
+    return list(paths or ["."])
+
+
+@app.command()
+def lint(
+    paths: Optional[List[str]] = typer.Argument(
+        None, metavar="PATH", help="Unit files, drop-ins or directories (default: .)."
+    ),
+    root: Optional[str] = typer.Option(
+        None, "--root", help="Lint an image root: bound-images.d, Quadlet directories, embedded store."
+    ),
+    fmt: str = typer.Option("text", "--format", help="text, json, github or sarif."),
+    lock: Optional[str] = typer.Option(None, "--lock", help="Check the sources against this lock file."),
+    remote: bool = typer.Option(False, "--remote", help="Check that each pinned digest still resolves."),
+    strict: bool = typer.Option(False, "--strict", help="Warnings fail too."),
+    authfile: Optional[str] = AUTHFILE,
+    creds: Optional[str] = CREDS,
+    cert_dir: Optional[str] = CERT_DIR,
+    tls_verify: bool = TLS_VERIFY,
+    jobs: int = JOBS,
+    retry: int = RETRY,
+    timeout: float = TIMEOUT,
+    quiet: bool = QUIET,
+    verbose: bool = VERBOSE,
+) -> None:
+    """Check units or an image root: exit 1 on an error finding (any finding with --strict)."""
+    if fmt not in report.FORMATS:
+        raise typer.BadParameter(f"choose one of {', '.join(report.FORMATS)}", param_hint="--format")
+    sources = _sources_or_root(paths, root)
+    if lock is not None and root is not None:
+        raise typer.BadParameter("--lock checks source units; drop --root", param_hint="--lock")
+    checker = None
+    if remote:
+        checker = lint_mod.Remote(
+            registry_options(authfile, creds, cert_dir, tls_verify),
+            Settings(jobs=jobs, retry=retry, timeout=timeout),
+            _progress(quiet),
+        )
+    try:
+        if root is not None:
+            findings = lint_mod.lint_root(Root(root), root, checker)
+        else:
+            locked = lint_mod.LockView.load(lock) if lock is not None else None
+            findings = lint_mod.lint_sources(sources, locked, checker)
+    except Exception as error:  # one line for the user; traceback only with -v
+        _fail(error, verbose)
+    sys.stdout.write(report.render(findings, fmt))
+    counts = report.summary(findings)
+    if not quiet:
+        errors, warnings = _count(counts["errors"], "error"), _count(counts["warnings"], "warning")
+        typer.echo(f"bindimg: {errors}, {warnings}", err=True)
+    if counts["errors"] or (strict and findings):
+        raise typer.Exit(EXIT_FINDINGS)
+
+
+def _count(number: int, noun: str) -> str:
+    return f"{number} {noun}" + ("" if number == 1 else "s")
+
+
+@app.command("list")
+def list_(
+    paths: Optional[List[str]] = typer.Argument(
+        None, metavar="PATH", help="Unit files or directories (default: .)."
+    ),
+    root: Optional[str] = typer.Option(
+        None, "--root", help="What bootc binds from this image root, and its embedded store."
+    ),
+    as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
+    quiet: bool = QUIET,  # accepted as on every command; list prints no progress
+    verbose: bool = VERBOSE,
+) -> None:
+    """List images: bootc's logical ones and the embedded store (--root), or each unit's."""
+    sources = _sources_or_root(paths, root)
+    try:
+        if root is not None:
+            image_root = Root(root)
+            items = listing.list_root(image_root, listing.root_display(image_root, root))
+        else:
+            items = listing.list_units(sources)
+    except Exception as error:  # one line for the user; traceback only with -v
+        _fail(error, verbose)
+    if as_json:
+        typer.echo(json.dumps([asdict(item) for item in items], indent=2))
+        return
+    for item in items:
+        where = f"{item.quadlet}:{item.line}" if item.quadlet is not None else "-"
+        typer.echo(f"{item.image}\t{item.type}\t{where}")
+
+
+store_app = typer.Typer(
+    no_args_is_help=True,
+    rich_markup_mode=None,
+    help="The embedded image store (an additional image store for podman, under /usr).",
+)
+app.add_typer(store_app, name="store")
+
+
+@store_app.command("init")
+def store_init(
+    root: str = ROOT,
+    store: str = STORE,
+    driver: str = DRIVER,
+    quiet: bool = QUIET,
+    verbose: bool = VERBOSE,
+) -> None:
+    """Create an empty store that podman accepts even read-only (idempotent)."""
+    try:
+        target = Store(Root(root), store, driver)
+        created = target.init()
+    except Exception as error:  # one line for the user; traceback only with -v
+        _fail(error, verbose)
+    if not quiet:
+        typer.echo(f"{'created' if created else 'unchanged'} {target.inner} ({driver})")
 
 
 def main() -> None:

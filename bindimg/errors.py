@@ -6,6 +6,7 @@ with `error.exit_code`. Anything else is a bug and gets a traceback only with `-
 
 from __future__ import annotations
 
+import unicodedata
 from typing import Optional
 
 EXIT_OK = 0
@@ -29,7 +30,42 @@ class BindimgError(Exception):
         where = ""
         if self.path is not None:
             where = f"{self.path}:{self.line}: " if self.line is not None else f"{self.path}: "
-        return where + self.message
+        return one_line(where + self.message)
+
+
+# What str.splitlines (and a terminal) would break a line at, plus the rest of the C0/C1
+# controls: a file name or value with one of these must not split or garble the message.
+_BREAKS = frozenset("\n\r\v\f\x1c\x1d\x1e\x85\u2028\u2029")
+
+
+def _escape(char: str) -> str:
+    code = ord(char)
+    if 0xDC80 <= code <= 0xDCFF:  # a non-UTF-8 byte of a file name (surrogateescape)
+        return f"\\x{code - 0xDC00:02x}"
+    if char == "\t" or (char not in _BREAKS and unicodedata.category(char) not in ("Cc", "Cs")):
+        return char
+    return char.encode("unicode_escape").decode("ascii")
+
+
+def one_line(text: str) -> str:
+    """`text` with line breaks, control characters and undecodable bytes shown as escapes.
+
+    Every error is one line (SPEC, exit codes), whatever the file names and values in it hold:
+    a newline in a file name or a lone CR in a value would otherwise start a new line.
+    """
+    if text.isprintable():
+        return text
+    return "".join(_escape(char) for char in text)
+
+
+def excerpt(text: str, limit: int = 120) -> str:
+    """At most `limit` characters of a value or line quoted in a message, and how long it was.
+
+    A 1 MB `Image=` value is still one line, but not a message anyone can read.
+    """
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}\u2026 ({len(text)} characters)"
 
 
 class InputError(BindimgError):

@@ -2,8 +2,12 @@
 
 New content is written to an anonymous file (O_TMPFILE) in the destination's directory, so a
 run killed while writing leaves nothing behind; it gets a name only for the instant between
-`link` and `rename`. Filesystems without O_TMPFILE get a named temporary file instead, and
-any such leftover of a killed run is swept the next time bindimg writes in that directory.
+`link` and `rename` (replacing a file atomically needs a second name: no way around that).
+Filesystems without O_TMPFILE get a named temporary file instead. Either kind of leftover of a
+killed run ends in `.tmp`, so Quadlet, which picks units by extension and does not skip dot
+files, never runs it as a second unit; it is swept the next time bindimg writes in that
+directory. A new symlink is created under its final name in one `symlink()`, with no
+temporary name at all: bootc reads every entry of bound-images.d, hidden ones included.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from dataclasses import dataclass
 from typing import Optional
 
 TEMP_PREFIX = ".bindimg-"
+TEMP_SUFFIX = ".tmp"  # no unit extension: a leftover is never read as a Quadlet unit
 
 
 @dataclass
@@ -47,7 +52,7 @@ def stage(path: str, data: bytes) -> Staged:
     except OSError as error:
         if error.errno not in (errno.EOPNOTSUPP, errno.EISDIR, errno.EINVAL):
             raise
-        fd, temp = tempfile.mkstemp(prefix=TEMP_PREFIX, dir=directory)
+        fd, temp = tempfile.mkstemp(prefix=TEMP_PREFIX, suffix=TEMP_SUFFIX, dir=directory)
         staged = Staged(path, data, temp=temp)
     try:
         _write_all(fd, data)
@@ -71,7 +76,9 @@ def commit(staged: Staged) -> None:
     """Put staged content in place with one rename and make the rename durable."""
     directory = os.path.dirname(staged.path) or "."
     if staged.fd is not None:
-        temp = os.path.join(directory, f"{TEMP_PREFIX}{os.getpid()}-{os.path.basename(staged.path)}")
+        temp = os.path.join(
+            directory, f"{TEMP_PREFIX}{os.getpid()}-{os.path.basename(staged.path)}{TEMP_SUFFIX}"
+        )
         with contextlib.suppress(FileNotFoundError):
             os.unlink(temp)
         linked = _link_anonymous(staged.fd, temp)
@@ -148,6 +155,18 @@ def fsync_dir(directory: str) -> None:
         os.close(fd)
 
 
+def symlink_new(target: str, path: str) -> None:
+    """Create the symlink `path` -> `target` under its final name: atomic, and a killed run
+    leaves either no entry or the complete link, never a temporary name. An entry that
+    appeared meanwhile is replaced as `symlink_atomic` does."""
+    try:
+        os.symlink(target, path)
+    except FileExistsError:
+        symlink_atomic(target, path)
+        return
+    fsync_dir(os.path.dirname(path) or ".")
+
+
 def symlink_atomic(target: str, path: str) -> None:
     """Create or replace the symlink `path` -> `target` with a rename."""
     directory = os.path.dirname(path) or "."
@@ -157,3 +176,69 @@ def symlink_atomic(target: str, path: str) -> None:
     os.symlink(target, temp)
     os.replace(temp, path)
     fsync_dir(directory)
+
+
+_FILE_KINDS = (
+    (stat.S_ISDIR, "a directory"),
+    (stat.S_ISFIFO, "a FIFO"),
+    (stat.S_ISSOCK, "a socket"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+)
+
+
+class NotRegularFileError(OSError):
+    """The path exists but is no regular file; `kind` says what it is ("a FIFO")."""
+
+    def __init__(self, path: str, kind: str) -> None:
+        super().__init__(f"{path} is {kind}")
+        self.kind = kind
+
+
+class FileTooLargeError(OSError):
+    """The file is larger than the caller's limit; nothing of it was read."""
+
+    def __init__(self, path: str, limit: int) -> None:
+        super().__init__(f"{path} is larger than {limit} bytes")
+        self.limit = limit
+
+
+def _check_regular(st: os.stat_result, path: str, limit: int) -> None:
+    if not stat.S_ISREG(st.st_mode):
+        kind = next((name for test, name in _FILE_KINDS if test(st.st_mode)), "not a regular file")
+        raise NotRegularFileError(path, kind)
+    if st.st_size > limit:
+        raise FileTooLargeError(path, limit)
+
+
+def read_regular(path: str, limit: int) -> bytes:
+    """The bytes of a regular file of at most `limit` bytes; anything else is refused unread.
+
+    The type is checked with stat *before* opening: opening a FIFO for reading blocks until a
+    writer comes, /dev/zero never ends and opening some devices has side effects. The open is
+    then non-blocking and checked again with fstat (same inode, still regular), so a file
+    swapped for a FIFO in between is refused too. The size is checked before reading, so a
+    50 MB file passed by mistake costs neither time nor memory, and a file that fits is read
+    into one buffer (no second copy). OSError (missing, permission, loop) reaches the caller.
+    """
+    before = os.stat(path)
+    _check_regular(before, path, limit)
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
+    try:
+        st = os.fstat(fd)
+        if (st.st_dev, st.st_ino) != (before.st_dev, before.st_ino):
+            raise NotRegularFileError(path, "a file that was replaced while it was opened")
+        _check_regular(st, path, limit)
+        chunks: list[bytes] = []
+        total = 0
+        while total <= limit:  # one read for a regular file; more only if it grows meanwhile
+            chunk = os.read(fd, max(min(st.st_size, limit) + 1 - total, 1 << 16))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            total += len(chunk)
+    finally:
+        os.close(fd)
+    if total > limit:
+        raise FileTooLargeError(path, limit)
+    return b"".join(chunks)

@@ -17,7 +17,7 @@ import unicodedata
 from dataclasses import dataclass, field
 from typing import Optional, Sequence
 
-from bindimg.errors import InputError
+from bindimg.errors import InputError, excerpt
 
 # Go's unicode.IsSpace, which strings.TrimSpace and TrimRightFunc use. Python's default
 # str.strip() would also strip \x1c-\x1f, which Go keeps.
@@ -183,7 +183,7 @@ def parse_quadlet(text: str, path: str) -> UnitFile:
             unit.groups[current].append(Assignment(path, current, key, value, start, line_nr))
         else:
             raise QuadletParseError(
-                f"file contains line {line_nr}: \u201c{line}\u201d which is not a key-value pair, "
+                f"file contains line {line_nr}: \u201c{excerpt(line)}\u201d which is not a key-value pair, "
                 "group, or comment",
                 path=path,
                 line=line_nr,
@@ -211,7 +211,7 @@ def _is_key_value(line: str) -> bool:
 def _parse_group(line: str, path: str, line_nr: int) -> str:
     name = line[1 : line.index("]")]
     if not name or any(c in "[]" or unicodedata.category(c) == "Cc" for c in name):
-        raise QuadletParseError(f"invalid group name: {name}", path=path, line=line_nr)
+        raise QuadletParseError(f"invalid group name: {excerpt(name)}", path=path, line=line_nr)
     return name
 
 

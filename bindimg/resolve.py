@@ -70,6 +70,15 @@ def media_type_of(manifest: bytes, reference: str) -> str:
     return OCI_INDEX if "manifests" in document else OCI_MANIFEST
 
 
+class ResolveError(ExternalError):
+    """A look-up failed for good; `transient` when the network or registry was at fault (after
+    the retries), not the reference: `lint --remote` reports only the others as `digest-gone`."""
+
+    def __init__(self, message: str, *, transient: bool) -> None:
+        super().__init__(message)
+        self.transient = transient
+
+
 def resolve_one(
     request: Request, settings: Settings, sleep: Callable[[float], None] = time.sleep
 ) -> Resolved:
@@ -84,19 +93,20 @@ def resolve_one(
                 attempt += 1
                 continue
             tries = f" (after {attempt + 1} attempts)" if attempt else ""
-            raise ExternalError(
+            raise ResolveError(
                 f"cannot resolve {request.reference}: {error.message}{tries}; "
-                "check the reference, the registry and its credentials"
+                "check the reference, the registry and its credentials",
+                transient=error.transient,
             ) from None
         return Resolved(request.reference, digest_of(raw), media_type_of(raw, request.reference))
 
 
-def resolve_all(
+def resolve_each(
     requests: Iterable[Request],
     settings: Settings,
     progress: Callable[[str], None] = lambda _: None,
-) -> dict[Request, Resolved]:
-    """Resolve every distinct request concurrently; the first failure (in sorted order) is raised."""
+) -> dict[Request, Resolved | ExternalError]:
+    """Resolve every distinct request concurrently; each one's result or its own failure."""
     unique = sorted(set(requests), key=lambda r: (r.reference, repr(r.options)))
     if not unique:
         return {}
@@ -109,9 +119,18 @@ def resolve_all(
             return error
 
     with ThreadPoolExecutor(max_workers=max(1, min(settings.jobs, len(unique)))) as pool:
-        outcomes = list(pool.map(work, unique))
-    failures = [o for o in outcomes if isinstance(o, ExternalError)]
+        return dict(zip(unique, pool.map(work, unique)))
+
+
+def resolve_all(
+    requests: Iterable[Request],
+    settings: Settings,
+    progress: Callable[[str], None] = lambda _: None,
+) -> dict[Request, Resolved]:
+    """Resolve every distinct request concurrently; the first failure (in sorted order) is raised."""
+    outcomes = resolve_each(requests, settings, progress)
+    failures = [o for o in outcomes.values() if isinstance(o, ExternalError)]
     if failures:
         more = f" (and {len(failures) - 1} more)" if len(failures) > 1 else ""
         raise ExternalError(failures[0].message + more)
-    return {r: o for r, o in zip(unique, outcomes) if isinstance(o, Resolved)}
+    return {r: o for r, o in outcomes.items() if isinstance(o, Resolved)}

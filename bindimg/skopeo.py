@@ -13,7 +13,7 @@ import re
 import shutil
 import subprocess
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Optional
@@ -24,14 +24,20 @@ SKOPEO = "skopeo"
 
 # Failures worth another try: the network or the registry had a bad moment. Anything else
 # (unknown manifest, denied, bad name) will fail the same way again.
+# "transport connection broken" is Go's net/http wrapping a connection that died while the
+# answer was read (e.g. a reset in the middle of the headers: "malformed MIME header").
 _TRANSIENT = re.compile(
     r"connection refused|connection reset|broken pipe|i/o timeout|timeout|timed out|"
     r"\bEOF\b|TLS handshake|no route to host|network is unreachable|server misbehaving|"
-    r"temporary failure|too many requests|\b429\b|\b50[0234]\b|internal server error|"
-    r"bad gateway|service unavailable|gateway timeout",
+    r"temporary failure|too many requests|toomanyrequests|\b429\b|\b50[0234]\b|"
+    r"internal server error|bad gateway|service unavailable|gateway timeout|"
+    r"transport connection broken|server closed idle connection",
     re.IGNORECASE,
 )
 _FATAL_MSG = re.compile(r'msg="((?:[^"\\]|\\.)*)"')
+# skopeo 1.9 puts this before any failure to open the image, a network one included; bindimg's
+# own message already names the image, and "parsing" would send the user to the wrong place.
+_NOISE_PREFIX = re.compile(r'^(?:Error parsing image name "[^"]*": |(?:Error: )?initializing source \S+: )')
 
 
 @dataclass(frozen=True)
@@ -72,19 +78,64 @@ def inspect_raw(
     """The exact bytes of the top-level manifest of `docker://reference`."""
     with _auth_args(reference, options) as auth:
         argv = [SKOPEO, "inspect", "--raw", *auth, f"docker://{reference}"]
-        return _run(argv, timeout=timeout, secrets=secrets + _secrets(options))
+        return _run(argv, timeout=timeout, secrets=secrets + _secrets(options), reference=reference)
 
 
-def _run(argv: list[str], *, timeout: float, secrets: tuple[str, ...]) -> bytes:
+def copy_from_registry(
+    reference: str, dest: str, options: RegistryOptions, *, timeout: Optional[float] = None
+) -> None:
+    """`skopeo copy docker://reference DEST`: one image (never `--all`), blobs verified by digest."""
+    with _auth_args(reference, options, prefix="--src-") as auth:
+        argv = [SKOPEO, "copy", "--quiet", *auth, f"docker://{reference}", dest]
+        _run(argv, timeout=timeout, secrets=_secrets(options), reference=reference)
+
+
+def copy_local(
+    source: str,
+    dest: str,
+    *,
+    platform: Sequence[str] = (),
+    decompress: bool = False,
+    preserve_digests: bool = False,
+    timeout: Optional[float] = None,
+) -> None:
+    """`skopeo copy` between local transports (`dir:`, `oci:`, `containers-storage:`).
+
+    `platform` is (os, arch[, variant]): which image of a list to take. `preserve_digests`
+    makes skopeo fail rather than store a manifest whose digest differs from the source's.
+    """
+    argv = [SKOPEO, *_platform_args(platform), "copy", "--quiet"]
+    if decompress:
+        argv.append("--dest-decompress")
+    if preserve_digests:
+        argv.append("--preserve-digests")
+    _run([*argv, source, dest], timeout=timeout, secrets=())
+
+
+def delete_local(reference: str, *, timeout: Optional[float] = None) -> None:
+    """`skopeo delete` of a local image, e.g. `containers-storage:[…]name@digest` (its unused
+    layers go with it)."""
+    _run([SKOPEO, "delete", reference], timeout=timeout, secrets=())
+
+
+def _platform_args(platform: Sequence[str]) -> list[str]:
+    names = ("--override-os", "--override-arch", "--override-variant")
+    return [f"{flag}={value}" for flag, value in zip(names, platform) if value]
+
+
+def _run(
+    argv: list[str], *, timeout: Optional[float], secrets: tuple[str, ...], reference: str = ""
+) -> bytes:
     try:
         done = subprocess.run(argv, capture_output=True, timeout=timeout, check=False)
     except FileNotFoundError:
         raise SkopeoError("skopeo is not installed; install skopeo >= 1.9") from None
     except subprocess.TimeoutExpired:
-        raise SkopeoError(f"no answer within {timeout:g} s", transient=True) from None
+        raise SkopeoError(f"no answer within {timeout or 0:g} s", transient=True) from None
     if done.returncode != 0:
         stderr = _redact(done.stderr.decode("utf-8", "replace"), secrets)
-        raise SkopeoError(_reason(stderr), stderr=stderr, transient=bool(_TRANSIENT.search(stderr)))
+        reason = _reason(stderr)
+        raise SkopeoError(reason, stderr=stderr, transient=_transient(reason, reference))
     return done.stdout
 
 
@@ -92,7 +143,27 @@ def _reason(stderr: str) -> str:
     """skopeo's fatal message, on one line."""
     matches = _FATAL_MSG.findall(stderr)
     text = matches[-1].replace('\\"', '"') if matches else stderr.strip()
-    return " ".join(text.split()) or "skopeo failed without a message"
+    text = _NOISE_PREFIX.sub("", " ".join(text.split()))
+    return text or "skopeo failed without a message"
+
+
+def _transient(reason: str, reference: str) -> bool:
+    """Whether the failure is the network's or the registry's, judged on skopeo's fatal message
+    with the image's own name masked: otherwise a missing tag `503` or a repository `org/eof`
+    would look like a hiccup, be retried, and `lint --remote` would not call the digest gone.
+    (Earlier warning lines are left out for the same reason.)"""
+    if reference:
+        name, tag = reference, ""
+        if "@" in reference:
+            name, _, tag = reference.partition("@")
+        elif ":" in reference.rpartition("/")[2]:
+            name, _, tag = reference.rpartition(":")
+        host, _, path = name.partition("/")
+        for part in (f"docker://{reference}", reference, name, host, f"/v2/{path}/"):
+            reason = reason.replace(part, "/…/" if part.startswith("/") else "…")
+        if tag:
+            reason = re.sub(rf"(manifest |manifests/){re.escape(tag)}(?![\w.-])", r"\1…", reason)
+    return bool(_TRANSIENT.search(reason))
 
 
 def _redact(text: str, secrets: tuple[str, ...]) -> str:
@@ -111,15 +182,16 @@ def _secrets(options: RegistryOptions) -> tuple[str, ...]:
 
 
 @contextmanager
-def _auth_args(reference: str, options: RegistryOptions) -> Iterator[list[str]]:
+def _auth_args(reference: str, options: RegistryOptions, prefix: str = "--") -> Iterator[list[str]]:
+    """Flags for `options`; `prefix` is `--src-` for the source of `skopeo copy`."""
     args: list[str] = []
     if options.cert_dir is not None:
-        args.append(f"--cert-dir={options.cert_dir}")
+        args.append(f"{prefix}cert-dir={options.cert_dir}")
     if options.tls_verify is not None:
-        args.append(f"--tls-verify={'true' if options.tls_verify else 'false'}")
+        args.append(f"{prefix}tls-verify={'true' if options.tls_verify else 'false'}")
     if options.creds is None:
         if options.authfile is not None:
-            args.append(f"--authfile={options.authfile}")
+            args.append(f"{prefix}authfile={options.authfile}")
         yield args
         return
     registry = reference.split("/", 1)[0]
@@ -129,4 +201,4 @@ def _auth_args(reference: str, options: RegistryOptions) -> Iterator[list[str]]:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "w") as handle:
             json.dump({"auths": {registry: {"auth": auth}}}, handle)
-        yield [*args, f"--authfile={path}"]
+        yield [*args, f"{prefix}authfile={path}"]

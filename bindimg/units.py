@@ -13,9 +13,9 @@ import posixpath
 from dataclasses import dataclass
 from typing import Optional
 
-from bindimg import reference
+from bindimg import fsutil, reference
 from bindimg.bootcini import BootcParseError, BootcValue, parse_bootc
-from bindimg.errors import InputError
+from bindimg.errors import InputError, excerpt
 from bindimg.quadlet import Assignment, UnitFile, decode_unit, parse_quadlet
 from bindimg.reference import ReferenceError, ValueKind
 from bindimg.rootfs import Root
@@ -59,16 +59,17 @@ def read_text(path: str, display: Optional[str] = None) -> str:
     """A unit or drop-in's text, refusing what neither parser could read sensibly."""
     shown = display or path
     try:
-        with open(path, "rb") as handle:
-            data = handle.read(MAX_UNIT_BYTES + 1)
-    except IsADirectoryError:
-        raise InputError("is a directory, not a unit file", path=shown) from None
+        data = fsutil.read_regular(path, MAX_UNIT_BYTES)
+    except fsutil.NotRegularFileError as error:
+        # Refused unopened: reading a FIFO would hang, a device would never end.
+        raise InputError(f"is {error.kind}, not a unit file; make it a regular file", path=shown) from None
+    except fsutil.FileTooLargeError:
+        limit = MAX_UNIT_BYTES // (1024 * 1024)
+        raise InputError(f"larger than {limit} MiB; not a unit file", path=shown) from None
     except FileNotFoundError:
-        raise InputError("no such file", path=shown) from None
+        raise InputError("no such file (a dangling symlink?); fix or remove it", path=shown) from None
     except OSError as error:
         raise InputError(f"cannot read: {error.strerror}", path=shown) from None
-    if len(data) > MAX_UNIT_BYTES:
-        raise InputError(f"larger than {MAX_UNIT_BYTES // (1024 * 1024)} MiB; not a unit file", path=shown)
     return decode_unit(data, shown)
 
 
@@ -82,40 +83,74 @@ class Source:
 
 
 class UnitSet:
-    """Units and drop-ins found in ordered search directories (host paths)."""
+    """Units and drop-ins found in ordered search directories (host paths).
 
-    def __init__(self, search_dirs: list[str]) -> None:
+    With a `root`, every path under it is resolved inside it before it is read (SPEC
+    invariant 6): a unit, drop-in directory or drop-in that is a symlink to `/etc/passwd` or
+    `../../..` means that path *in the image*, never the host's file.
+    """
+
+    def __init__(self, search_dirs: list[str], root: Optional[Root] = None) -> None:
         self.search_dirs = search_dirs
+        self.root = root
         self._cache: dict[str, Source] = {}
+        self._listings: dict[str, Optional[frozenset[str]]] = {}
+
+    def _listed(self, directory: str, name: str) -> bool:
+        """Whether `name` may be in a search directory, each listed once: most of the drop-in
+        directory names tried for every unit do not exist, and resolving each one inside the
+        root would cost more than the whole rest of a lint run."""
+        if directory not in self._listings:
+            try:
+                self._listings[directory] = frozenset(os.listdir(directory))
+            except OSError:
+                self._listings[directory] = None  # unknown: try every name
+        names = self._listings[directory]
+        return names is None or name in names
+
+    def host(self, path: str) -> str:
+        """`path` with its symlinks resolved inside the root (unchanged without a root)."""
+        inner = self.root.inner_path(path) if self.root is not None else None
+        return path if self.root is None or inner is None else self.root.resolve(inner)
 
     def load(self, path: str, text: Optional[str] = None) -> Source:
         if path not in self._cache:
-            body = read_text(path) if text is None else text
+            body = read_text(self.host(path), path) if text is None else text
             self._cache[path] = Source(path, body, parse_quadlet(body, path))
         return self._cache[path]
 
     def find(self, filename: str) -> Optional[str]:
-        """Host path of the unit Quadlet would use for `filename`, if any."""
+        """Host path of the unit Quadlet would use for `filename`, if any (resolved in the root)."""
         for directory in self.search_dirs:
-            candidate = os.path.join(directory, filename)
+            candidate = self.host(os.path.join(directory, filename))
             if os.path.isfile(candidate):
                 return candidate
         return None
 
     def dropins(self, filename: str) -> list[Source]:
         """The drop-ins Quadlet merges into `filename`, in merge order."""
+        return [self.load(path) for path in self.dropin_paths(filename)]
+
+    def dropin_paths(self, filename: str) -> list[str]:
+        """Host paths of those drop-ins, unparsed: a caller can then skip one that fails, as Quadlet does."""
         chosen: dict[str, str] = {}
         for directory in self.search_dirs:
             for name in dropin_dir_names(filename):
-                dropin_dir = os.path.join(directory, name)
+                if not self._listed(directory, name):
+                    continue
+                dropin_dir = self.host(os.path.join(directory, name))
                 try:
                     entries = sorted(os.listdir(dropin_dir))
                 except (FileNotFoundError, NotADirectoryError):
                     continue
+                except OSError as error:  # e.g. EACCES: its drop-ins could change Image=
+                    reason = f"cannot read: {error.strerror}; fix its permissions"
+                    raise InputError(reason, path=dropin_dir) from None
                 for entry in entries:
                     if entry.endswith(".conf") and entry not in chosen:
                         chosen[entry] = os.path.join(dropin_dir, entry)
-        return [self.load(chosen[name]) for name in sorted(chosen, key=lambda n: n.encode())]
+        # Byte-wise order, as Quadlet sorts; fsencode keeps a non-UTF-8 name's own bytes.
+        return [chosen[name] for name in sorted(chosen, key=os.fsencode)]
 
 
 def search_dirs(root: Root, inner_dirs: tuple[str, ...] = ROOTFUL_DIRS) -> list[str]:
@@ -162,12 +197,16 @@ class ImageSetting:
         return self.assignment is not None and self.assignment.path != self.source.path
 
 
-def image_setting(units: UnitSet, source: Source, filename: str) -> ImageSetting:
+def image_setting(
+    units: UnitSet, source: Source, filename: str, dropins: Optional[list[Source]] = None
+) -> ImageSetting:
+    """`dropins` defaults to every drop-in of `filename`; `lint` passes only those that parse."""
     ext = posixpath.splitext(filename)[1]
     group = IMAGE_GROUPS.get(ext)
     if group is None:
         raise InputError("not a .container or .image unit", path=source.path)
-    merged = source.unit.merged([d.unit for d in units.dropins(filename)])
+    applied = units.dropins(filename) if dropins is None else dropins
+    merged = source.unit.merged([d.unit for d in applied])
     bootc_value: Optional[BootcValue] = None
     bootc_error: Optional[BootcParseError] = None
     try:
@@ -185,76 +224,137 @@ def image_setting(units: UnitSet, source: Source, filename: str) -> ImageSetting
     )
 
 
-def bound_value(setting: ImageSetting) -> str:
-    """The `Image=` both readings agree on, or an InputError saying why they do not."""
-    path = setting.source.path
-    if setting.bootc_error is not None:
-        raise InputError(
-            f"bootc cannot read this unit ({setting.bootc_error.message}); "
-            "write every setting on one line, without continuations",
-            path=path,
-            line=setting.bootc_error.line,
-        )
+class UnitProblem(InputError):
+    """Why a unit's image cannot be bound as it is; `kind` is the `bindimg lint` finding id.
+
+    `add` and `lock` stop at the first one (exit 2); `lint` reports each as a finding, so both
+    hold units to the same rules with the same words.
+    """
+
+    def __init__(self, kind: str, message: str, *, path: str, line: Optional[int] = None) -> None:
+        super().__init__(message, path=path, line=line)
+        self.kind = kind
+
+
+def bootc_problem(setting: ImageSetting) -> Optional[UnitProblem]:
+    """bootc's parser rejects the unit file (a continuation, a line without `=`...)."""
+    if setting.bootc_error is None:
+        return None
+    return UnitProblem(
+        "bootc-parse-error",
+        f"bootc cannot read this unit ({setting.bootc_error.message}); "
+        "write every setting on one line, without continuations",
+        path=setting.source.path,
+        line=setting.bootc_error.line,
+    )
+
+
+def missing_image_problem(setting: ImageSetting) -> Optional[UnitProblem]:
+    """Quadlet finds no `Image=`, or an empty one (possibly emptied by a drop-in)."""
     assignment = setting.assignment
-    if assignment is None or not setting.value:
-        line = assignment.line if assignment else None
-        raise InputError(
-            f"no Image= in [{setting.group}]; add one",
-            path=assignment.path if assignment else path,
-            line=line,
-        )
-    if setting.from_dropin:
-        raise InputError(
+    if assignment is not None and setting.value:
+        return None
+    return UnitProblem(
+        "missing-image",
+        f"no Image= in [{setting.group}]; add one",
+        path=assignment.path if assignment else setting.source.path,
+        line=assignment.line if assignment else None,
+    )
+
+
+def disagreement_problem(setting: ImageSetting) -> Optional[UnitProblem]:
+    """Podman Quadlet and bootc read different `Image=` values (invariant 1)."""
+    path = setting.source.path
+    assignment = setting.assignment
+    if assignment is not None and setting.from_dropin:
+        return UnitProblem(
+            "parser-disagreement",
             "Image= is set by this drop-in, which bootc does not read; move it into the unit file",
             path=assignment.path,
             line=assignment.line,
         )
-    if assignment.end_line != assignment.line:
-        raise InputError(
+    if assignment is not None and assignment.end_line != assignment.line:
+        return UnitProblem(
+            "parser-disagreement",
             "Image= is continued over several lines, which bootc reads differently; write it on one line",
             path=path,
             line=assignment.line,
         )
     bootc = setting.bootc_value
-    if bootc is None or bootc.value != setting.value or bootc.line != assignment.line:
-        seen = repr(bootc.value) if bootc is not None else "nothing"
-        raise InputError(
-            f"Podman Quadlet reads Image={setting.value!r} but bootc reads {seen} "
-            "(quotes, an inline comment or a continuation); write a bare reference",
-            path=path,
-            line=assignment.line,
+    if assignment is None and bootc is None:
+        return None
+    if (
+        bootc is not None
+        and assignment is not None
+        and (bootc.value, bootc.line)
+        == (
+            setting.value,
+            assignment.line,
         )
+    ):
+        return None
+    seen = excerpt(repr(bootc.value)) if bootc is not None else "nothing"
+    return UnitProblem(
+        "parser-disagreement",
+        f"Podman Quadlet reads Image={excerpt(repr(setting.value))} but bootc reads {seen} "
+        "(quotes, an inline comment or a continuation); write a bare reference",
+        path=path,
+        line=assignment.line if assignment else bootc.line if bootc else None,
+    )
+
+
+def bound_value(setting: ImageSetting) -> str:
+    """The `Image=` both readings agree on, or a UnitProblem saying why they do not."""
+    for check in (bootc_problem, missing_image_problem, disagreement_problem):
+        problem = check(setting)
+        if problem is not None:
+            raise problem
+    assert setting.value  # missing_image_problem guarantees it
     return setting.value
 
 
+_VALUE_PROBLEMS = {
+    ValueKind.SPECIFIER: (
+        "specifier",
+        "contains a systemd specifier or variable, which bootc cannot bind; write the image out",
+    ),
+    ValueKind.UNIT_REFERENCE: ("unit-reference", "names a unit, not an image; bind the unit it names"),
+    ValueKind.IMAGE_ID: (
+        "invalid-reference",
+        "is an image ID, which no registry serves; use a registry reference",
+    ),
+    ValueKind.TRANSPORT: (
+        "invalid-reference",
+        "is not a registry image; only registry images can be bound",
+    ),
+    ValueKind.EMPTY: ("missing-image", "is empty; set the image"),
+}
+
+
 def image_reference(value: str, path: str, line: int) -> reference.Reference:
-    """A bindable registry reference from an `Image=` value, or an InputError saying why not."""
+    """A bindable registry reference from an `Image=` value, or a UnitProblem saying why not."""
+    shown = excerpt(value)  # a 1 MB value is refused in one readable line
     kind = reference.classify(value)
-    reasons = {
-        ValueKind.SPECIFIER: "contains a systemd specifier or variable, which bootc cannot "
-        "bind; write the image out",
-        ValueKind.UNIT_REFERENCE: "names a unit, not an image; bind the unit it names",
-        ValueKind.IMAGE_ID: "is an image ID, which no registry serves; use a registry reference",
-        ValueKind.TRANSPORT: "is not a registry image; only registry images can be bound",
-        ValueKind.EMPTY: "is empty; set the image",
-    }
-    if kind in reasons:
-        raise InputError(f"Image={value} {reasons[kind]}", path=path, line=line)
+    if kind in _VALUE_PROBLEMS:
+        finding, reason = _VALUE_PROBLEMS[kind]
+        raise UnitProblem(finding, f"Image={shown} {reason}", path=path, line=line)
     try:
         ref = reference.parse(value)
     except ReferenceError as error:
-        raise InputError(
-            f"Image={value} is not a valid image reference: {error}", path=path, line=line
+        raise UnitProblem(
+            error.kind, f"Image={shown} is not a valid image reference: {error}", path=path, line=line
         ) from None
     if not ref.fully_qualified:
-        raise InputError(
-            f"Image={value} is not fully qualified; write the registry, e.g. docker.io/library/{value}",
+        raise UnitProblem(
+            "short-name",
+            f"Image={shown} is not fully qualified; write the registry, e.g. docker.io/library/{shown}",
             path=path,
             line=line,
         )
     if ref.digest is not None and not reference.SHA256_DIGEST_RE.fullmatch(ref.digest):
-        raise InputError(
-            f"Image={value} is pinned with a digest that is not sha256; bindimg pins sha256",
+        raise UnitProblem(
+            "non-canonical-name",
+            f"Image={shown} is pinned with a digest that is not sha256; bindimg pins sha256",
             path=path,
             line=line,
         )
@@ -310,3 +410,71 @@ def source_units(paths: list[str]) -> tuple[UnitSet, list[str]]:
             if name.endswith(SOURCE_EXTENSIONS) and os.path.isfile(candidate):
                 files.add(candidate)
     return UnitSet(dirs), sorted(files)
+
+
+def parsed_dropins(units: UnitSet, filename: str) -> tuple[list[Source], list[InputError]]:
+    """The drop-ins of `filename` that parse, and the errors of those that do not.
+
+    Quadlet reports a drop-in it cannot parse and generates the unit without it; `lint` and
+    `list` do the same instead of failing the whole run.
+    """
+    good: list[Source] = []
+    errors: list[InputError] = []
+    for path in units.dropin_paths(filename):
+        try:
+            good.append(units.load(path))
+        except InputError as error:
+            errors.append(error)
+    return good, errors
+
+
+def quadlet_image(units: UnitSet, setting: ImageSetting) -> Optional[tuple[str, Assignment]]:
+    """The image Podman runs for this unit, and the assignment that supplies that string.
+
+    `Image=foo.image` is followed as Quadlet's handleImageSource does: to that unit's
+    `ImageTag=` if set, else its `Image=`; `Image=foo.build` to the build's first `ImageTag=`.
+    None when the unit names no image at all; a UnitProblem when the named unit is unusable.
+    """
+    value, assignment = setting.value, setting.assignment
+    if not value or assignment is None:
+        return None
+    if setting.group == "Image" or reference.classify(value) is not ValueKind.UNIT_REFERENCE:
+        return value, assignment
+    path, line = assignment.path, assignment.line
+    found = units.find(value)
+    if found is None:
+        raise UnitProblem(
+            "unit-reference",
+            f"Image={value} names a unit that is in no Quadlet directory; install {value} beside it",
+            path=path,
+            line=line,
+        )
+    try:
+        source = units.load(found)
+    except InputError:
+        raise UnitProblem(
+            "unit-reference",
+            f"Image={value} names a unit that Quadlet cannot parse; fix {value}",
+            path=path,
+            line=line,
+        ) from None
+    merged = source.unit.merged([d.unit for d in parsed_dropins(units, value)[0]])
+    if value.endswith(".image"):
+        for key in ("ImageTag", "Image"):
+            named = merged.lookup("Image", key)
+            supplied = merged.lookup_last("Image", key)
+            if named and supplied is not None:
+                return named, supplied
+    else:
+        tags: list[Assignment] = []
+        for item in merged.groups.get("Build", []):
+            if item.key == "ImageTag":
+                tags = [] if item.value == "" else [*tags, item]  # LookupAll: empty resets
+        if tags:
+            return tags[0].value, tags[0]
+    raise UnitProblem(
+        "unit-reference",
+        f"Image={value} names a unit that sets no image; give {value} an Image= (or ImageTag=)",
+        path=path,
+        line=line,
+    )

@@ -23,8 +23,9 @@ def build_context(tmp: Path, zipapp: Path, units: dict[str, str]) -> Path:
     return context
 
 
-def build(context: Path, base_image: str, *build_args: str) -> str:
-    """`podman build` Containerfile.test; returns the image name (the caller removes it)."""
+def build(context: Path, base_image: str, *build_args: str, containerfile: str = "Containerfile.test") -> str:
+    """`podman build` Containerfile.test (or `containerfile`); returns the image name (the
+    caller removes it). `--layers=false`: no intermediate images (of stages too) are kept."""
     tag = f"localhost/bindimg-e2e:{uuid.uuid4().hex[:12]}"
     args = [f"--build-arg=BASE_IMAGE={base_image}", *(f"--build-arg={a}" for a in build_args)]
     done = subprocess.run(
@@ -34,10 +35,11 @@ def build(context: Path, base_image: str, *build_args: str) -> str:
             "--network=host",
             "--pull=never",
             "--no-cache",
+            "--layers=false",
             "-q",
             *args,
             "-f",
-            str(REPO_ROOT / "Containerfile.test"),
+            str(REPO_ROOT / containerfile),
             "-t",
             tag,
             str(context),

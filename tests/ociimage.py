@@ -7,7 +7,7 @@ The same arguments therefore always give the same layer, config and manifest dig
 Building blocks:
 
 * a *layer spec* is a mapping ``path -> content`` (paths relative to ``/``):
-  ``bytes``/``str`` is a regular file (0644), ``File(data, mode)`` a file with a mode,
+  ``bytes``/``str`` is a regular file (0644), ``File(data, mode, xattrs)`` a file with a mode,
   ``Symlink(target)`` a symlink, ``None`` deletes the path of a lower layer (whiteout
   ``dir/.wh.name``), ``OPAQUE`` makes a directory opaque (``dir/.wh..wh..opq``: everything
   lower layers put below it is hidden). Parent directories are added automatically (0755).
@@ -57,10 +57,12 @@ OPAQUE: Final = _Opaque()
 
 @dataclass(frozen=True)
 class File:
-    """A regular file with an explicit mode (``bytes``/``str`` values get 0644)."""
+    """A regular file with an explicit mode (``bytes``/``str`` values get 0644) and extended
+    attributes (``(("security.capability", b"..."),)``, written as PAX ``SCHILY.xattr.*``)."""
 
     data: Union[bytes, str]
     mode: int = 0o644
+    xattrs: tuple[tuple[str, bytes], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -192,8 +194,10 @@ def layer_tar(spec: LayerSpec) -> bytes:
         if path not in entries:
             entries[path] = (_tarinfo(path, tarfile.DIRTYPE, 0o755), b"")
 
-    def add_file(path: str, data: bytes, mode: int) -> None:
-        entries[path] = (_tarinfo(path, tarfile.REGTYPE, mode, len(data)), data)
+    def add_file(path: str, data: bytes, mode: int, xattrs: tuple[tuple[str, bytes], ...] = ()) -> None:
+        info = _tarinfo(path, tarfile.REGTYPE, mode, len(data))
+        info.pax_headers = {f"SCHILY.xattr.{k}": v.decode("utf-8", "surrogateescape") for k, v in xattrs}
+        entries[path] = (info, data)
 
     for raw_path, content in spec.items():
         path = _norm(raw_path)
@@ -210,12 +214,14 @@ def layer_tar(spec: LayerSpec) -> bytes:
             entries[path] = (_tarinfo(path, tarfile.SYMTYPE, 0o777, linkname=content.target), b"")
         elif isinstance(content, File):
             data = content.data.encode() if isinstance(content.data, str) else content.data
-            add_file(path, data, content.mode)
+            add_file(path, data, content.mode, content.xattrs)
         else:
             add_file(path, content.encode() if isinstance(content, str) else content, 0o644)
 
     buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
+    with tarfile.open(
+        fileobj=buf, mode="w", format=tarfile.PAX_FORMAT, encoding="utf-8", errors="surrogateescape"
+    ) as tar:
         for name in sorted(entries):
             info, data = entries[name]
             tar.addfile(info, io.BytesIO(data) if info.isreg() else None)

@@ -1,4 +1,7 @@
-"""Snapshot a directory tree (bytes, link targets, modes, mtimes) to prove nothing changed."""
+"""Snapshot a directory tree (bytes, link targets, modes, mtimes) to prove nothing changed.
+
+FIFOs, sockets and devices are recorded by type and mode only, never opened.
+"""
 
 from __future__ import annotations
 
@@ -22,6 +25,8 @@ def snapshot(top: Path) -> Snapshot:
                 result[rel] = ("link", os.readlink(path).encode(), st.st_mode, 0)
             elif stat.S_ISDIR(st.st_mode):
                 result[rel] = ("dir", b"", st.st_mode, 0)
+            elif not stat.S_ISREG(st.st_mode):  # FIFO, socket, device: opening could block
+                result[rel] = ("special", b"", st.st_mode, st.st_rdev)
             else:
                 result[rel] = ("file", Path(path).read_bytes(), st.st_mode, st.st_mtime_ns)
     return result

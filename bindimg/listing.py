@@ -1,0 +1,105 @@
+"""`bindimg list`: the images a root binds (bootc's answer) or that units run (Quadlet's answer).
+
+With a root, the logical images are exactly what `bootc image list --type logical` prints,
+and the listing fails where bootc fails, with bootc's reason; the embedded store's images
+follow. With source paths, each unit's image is the string Podman Quadlet will run: drop-ins,
+continuations and quotes applied, `Image=foo.image` followed. Nothing here touches a network.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Optional
+
+from bindimg import boundscan
+from bindimg.errors import InputError
+from bindimg.rootfs import Root
+from bindimg.store import DEFAULT_STORE, DRIVERS, Store
+from bindimg.units import (
+    SOURCE_EXTENSIONS,
+    UnitSet,
+    image_setting,
+    parsed_dropins,
+    quadlet_image,
+    source_units,
+)
+
+Display = Callable[[str], str]
+
+
+@dataclass(frozen=True)
+class Listed:
+    """One image: `type` is logical, embedded or unit; `line` is in the file supplying it."""
+
+    type: str
+    image: str
+    quadlet: Optional[str]  # the unit (logical, unit); None for a store entry
+    line: Optional[int]
+
+
+def root_display(root: Root, shown: str) -> Display:
+    """Host paths under `root` as the user wrote the root (`--root build` -> `build/usr/...`)."""
+
+    def display(host: str) -> str:
+        inner = root.inner_path(host)
+        return host if inner is None else os.path.join(shown, inner.lstrip("/"))
+
+    return display
+
+
+def cwd_display(path: str) -> str:
+    """A source path relative to the working directory when it is below it (CI annotations)."""
+    relative = os.path.relpath(path)
+    return path if relative.startswith(os.pardir) else relative
+
+
+def store_images(root: Root) -> list[str]:
+    """Every image name in the embedded store, overlay's then vfs's (either driver may be used)."""
+    return [name for driver in DRIVERS for name in sorted(Store(root, DEFAULT_STORE, driver).names())]
+
+
+def list_root(root: Root, display: Display) -> list[Listed]:
+    """bootc's logical images (readdir order), then the embedded store's; fails like bootc."""
+    listed: list[Listed] = []
+    for entry in boundscan.scan(root):
+        failure = entry.failure
+        if failure is not None:
+            raise InputError(
+                f"bootc fails here: {failure.bootc_message}; run `bindimg lint --root` for every problem",
+                path=display(failure.path),
+                line=failure.line,
+            )
+        assert entry.image is not None and entry.target is not None  # no failure: bootc read it
+        listed.append(Listed("logical", entry.image.value, display(entry.target), entry.image.line))
+    listed.extend(Listed("embedded", name, None, None) for name in store_images(root))
+    return listed
+
+
+def list_units(paths: list[str], display: Display = cwd_display) -> list[Listed]:
+    """Each unit's image as Podman Quadlet will run it; a unit Quadlet rejects is an InputError."""
+    units, files = source_units(paths)
+    listed: list[Listed] = []
+    for path in files:
+        name = os.path.basename(path)
+        if not name.endswith(SOURCE_EXTENSIONS):
+            raise InputError("not a .container, .image or .volume unit", path=display(path))
+        item = unit_image(units, path)
+        if item is not None:
+            listed.append(Listed("unit", item[0], display(path), item[1]))
+    return listed
+
+
+def unit_image(units: UnitSet, path: str) -> Optional[tuple[str, int]]:
+    """(image, its physical line in the file that supplies it); None if the unit runs no image."""
+    name = os.path.basename(path)
+    setting = image_setting(units, units.load(path), name, parsed_dropins(units, name)[0])
+    if setting.group == "Volume" and setting.merged.lookup("Volume", "Driver") != "image":
+        return None
+    if setting.group == "Container" and not setting.value and setting.merged.lookup("Container", "Rootfs"):
+        return None
+    found = quadlet_image(units, setting)
+    if found is None:
+        raise InputError(f"Quadlet refuses this unit: no Image= in [{setting.group}]; add one", path=path)
+    return found[0], found[1].line

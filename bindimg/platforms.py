@@ -1,0 +1,98 @@
+"""Which image of a multi-platform index to embed: `--platform OS/ARCH[/VARIANT]`, or the host's.
+
+The choice is bindimg's own (not skopeo's), so that it knows the exact manifest it fetches
+and flattens, and can tell the user which platforms an index has when none fits.
+"""
+
+from __future__ import annotations
+
+import platform as _platform  # the standard library module
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Optional
+
+from bindimg.errors import InputError
+
+# uname -m → OCI architecture and variant (the Go names containers/image uses).
+_MACHINES: Mapping[str, tuple[str, Optional[str]]] = {
+    "x86_64": ("amd64", None),
+    "amd64": ("amd64", None),
+    "aarch64": ("arm64", None),
+    "arm64": ("arm64", None),
+    "armv7l": ("arm", "v7"),
+    "armv6l": ("arm", "v6"),
+    "i386": ("386", None),
+    "i686": ("386", None),
+    "ppc64le": ("ppc64le", None),
+    "s390x": ("s390x", None),
+    "riscv64": ("riscv64", None),
+}
+# A missing variant means this one (OCI image-index spec: arm64 is v8).
+_DEFAULT_VARIANT = {"arm64": "v8"}
+
+
+@dataclass(frozen=True)
+class Platform:
+    os: str
+    architecture: str
+    variant: Optional[str] = None
+
+    @classmethod
+    def parse(cls, text: str) -> Platform:
+        parts = text.split("/")
+        if len(parts) not in (2, 3) or not all(parts):
+            raise InputError(f"--platform {text}: write OS/ARCH or OS/ARCH/VARIANT, e.g. linux/arm64")
+        return cls(parts[0], parts[1], parts[2] if len(parts) == 3 else None)
+
+    @classmethod
+    def host(cls) -> Platform:
+        machine = _platform.machine().lower()
+        arch, variant = _MACHINES.get(machine, (machine, None))
+        return cls("linux", arch, variant)
+
+    @classmethod
+    def of(cls, document: Mapping[str, Any]) -> Optional[Platform]:
+        """The platform an index entry or an image config declares, if it declares one."""
+        os_, arch = document.get("os"), document.get("architecture")
+        if not isinstance(os_, str) or not isinstance(arch, str) or not os_ or not arch:
+            return None
+        variant = document.get("variant")
+        return cls(os_, arch, variant if isinstance(variant, str) and variant else None)
+
+    def __str__(self) -> str:
+        return "/".join(p for p in (self.os, self.architecture, self.variant) if p)
+
+    @property
+    def skopeo_args(self) -> tuple[str, ...]:
+        """(os, arch[, variant]) for skopeo's --override-* options."""
+        return (self.os, self.architecture, *([self.variant] if self.variant else []))
+
+    def accepts(self, other: Platform) -> bool:
+        """Whether an image for `other` is the one wanted (no variant asked: any variant)."""
+        if (self.os, self.architecture) != (other.os, other.architecture):
+            return False
+        if self.variant is None:
+            return True
+        default = _DEFAULT_VARIANT.get(self.architecture)
+        return (other.variant or default) == (self.variant or default)
+
+
+def choose(manifests: Sequence[Mapping[str, Any]], wanted: Platform, image: str) -> Mapping[str, Any]:
+    """The index entry for `wanted`: an exact variant first, then the first acceptable one."""
+    candidates: list[tuple[Mapping[str, Any], Platform]] = []
+    offered: list[str] = []
+    for entry in manifests:
+        found = Platform.of(entry.get("platform") or {})
+        if found is None:
+            continue
+        offered.append(str(found))
+        if wanted.accepts(found):
+            candidates.append((entry, found))
+    if not candidates:
+        listed = ", ".join(sorted(set(offered))) or "none"
+        raise InputError(f"{image} has no {wanted} image (it has: {listed}); choose one with --platform")
+    default = _DEFAULT_VARIANT.get(wanted.architecture)
+    for entry, found in candidates:
+        if found.variant in (wanted.variant, None, default):
+            return entry
+    return candidates[0][0]
