@@ -24,7 +24,6 @@ from bindimg.bootcini import BootcParseError, parse_bootc
 from bindimg.boundscan import Entry, rust_extension, scan
 from bindimg.errors import ExternalError, InputError
 from bindimg.listing import Display, cwd_display, root_display, store_images
-from bindimg.lock import _provenance_tag
 from bindimg.quadlet import Assignment, QuadletParseError, UnitDecodeError, split_args
 from bindimg.reference import Reference, ValueKind
 from bindimg.resolve import Request, ResolveError, Settings, resolve_each
@@ -45,6 +44,7 @@ from bindimg.units import (
     is_true,
     missing_image_problem,
     parsed_dropins,
+    provenance_tag,
     quadlet_image,
     search_dirs,
     source_units,
@@ -523,7 +523,7 @@ def lock_findings(views: Iterable[UnitView], units: UnitSet, lock: LockView) -> 
         ref, where = u.ref, u.assignment
         if ref is None or where is None:
             continue
-        tag = ref.tag_reference if ref.digest is None else _provenance_tag(units, where.path, where.line, ref)
+        tag = ref.tag_reference if ref.digest is None else provenance_tag(units, where.path, where.line, ref)
         if tag is None:
             continue
         used.add(tag)

@@ -16,8 +16,10 @@ from typing import Optional
 from bindimg import lockfile, pin, reference
 from bindimg.add import Plan, apply
 from bindimg.errors import InputError
+from bindimg.lint import LockView, lint_sources
 from bindimg.lockfile import LockEntry
 from bindimg.reference import ReferenceError, ValueKind
+from bindimg.report import render
 from bindimg.resolve import Request, Settings, resolve_all
 from bindimg.rootfs import Root
 from bindimg.skopeo import RegistryOptions
@@ -27,6 +29,7 @@ from bindimg.units import (
     image_reference,
     image_setting,
     image_unit_registry_options,
+    provenance_tag,
     source_units,
 )
 
@@ -77,25 +80,12 @@ def collect(paths: list[str], registry: RegistryOptions) -> tuple[UnitSet, list[
             options = registry.merged(image_unit_registry_options(setting.merged, host))
         tag, digest = ref.tag_reference if ref.digest is None else None, ref.digest
         if digest is not None:
-            tag = _provenance_tag(units, assignment.path, assignment.line, ref)
+            tag = provenance_tag(units, assignment.path, assignment.line, ref)
             if tag is None:
                 continue  # pinned with no tag to remember: nothing to lock
         assert tag is not None
         uses.append(Use(tag, path, assignment.path, assignment.line, digest, options))
     return units, uses
-
-
-def _provenance_tag(units: UnitSet, path: str, line: int, ref: reference.Reference) -> Optional[str]:
-    origin = pin.provenance_of(units.load(path).text, line)
-    if origin is None:
-        return None
-    try:
-        tagged = reference.parse(origin)
-    except ReferenceError:
-        return None
-    if not tagged.fully_qualified or tagged.canonical_name != ref.canonical_name:
-        return None
-    return tagged.tag_reference
 
 
 def run(
@@ -117,7 +107,9 @@ def run(
         by_tag.setdefault(use.tag, []).append(use)
     lock_dir = os.path.dirname(os.path.abspath(lock_path))
     if check:
-        return LockResult(dict(existing), problems=_problems(existing, by_tag, lock_path))
+        view = LockView.load(lock_path) if existing else LockView(lock_path, {})
+        findings = [f for f in lint_sources(paths, lock=view) if f.id.startswith("lock-")]
+        return LockResult(dict(existing), problems=render(findings, "text").splitlines())
     wanted = _update_set(update, by_tag) if update is not None else set()
 
     def stale(tag: str) -> bool:
@@ -154,24 +146,6 @@ def _update_set(update: list[str], by_tag: dict[str, list[Use]]) -> set[str]:
             raise InputError(f"--update {name}: no unit uses {tag}; nothing to update")
         wanted.add(tag)
     return wanted
-
-
-def _problems(existing: lockfile.Lock, by_tag: dict[str, list[Use]], lock_path: str) -> list[str]:
-    problems: list[str] = []
-    for tag in sorted(by_tag):
-        first = by_tag[tag][0]
-        if tag not in existing:
-            problems.append(f"{first.path}:{first.line}: lock-missing: {tag} is not in {lock_path}")
-            continue
-        for use in by_tag[tag]:
-            if use.digest is not None and use.digest != existing[tag].digest:
-                problems.append(
-                    f"{use.path}:{use.line}: lock-mismatch: pinned to {use.digest}, "
-                    f"but {lock_path} locks {tag} to {existing[tag].digest}"
-                )
-    for tag in sorted(set(existing) - set(by_tag)):
-        problems.append(f"{lock_path}: lock-stale: {tag} is no longer used by any unit")
-    return problems
 
 
 def _relative(path: str, start: str) -> str:

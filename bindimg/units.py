@@ -13,7 +13,7 @@ import posixpath
 from dataclasses import dataclass
 from typing import Optional
 
-from bindimg import fsutil, reference
+from bindimg import fsutil, pin, reference
 from bindimg.bootcini import BootcParseError, BootcValue, parse_bootc
 from bindimg.errors import InputError, excerpt
 from bindimg.quadlet import Assignment, UnitFile, decode_unit, parse_quadlet
@@ -478,3 +478,17 @@ def quadlet_image(units: UnitSet, setting: ImageSetting) -> Optional[tuple[str, 
         path=path,
         line=line,
     )
+
+
+def provenance_tag(units: UnitSet, path: str, line: int, ref: reference.Reference) -> Optional[str]:
+    """The tag a pinned value was pinned from, as its provenance comment names it."""
+    origin = pin.provenance_of(units.load(path).text, line)
+    if origin is None:
+        return None
+    try:
+        tagged = reference.parse(origin)
+    except ReferenceError:
+        return None
+    if not tagged.fully_qualified or tagged.canonical_name != ref.canonical_name:
+        return None
+    return tagged.tag_reference

@@ -101,9 +101,11 @@ def test_check_fails_on_missing_and_stale_entries_and_passes_after_lock(
     code, out, _ = lock(tmp_path, "--check", str(tmp_path / "q"))
     lock_path = tmp_path / "bindimg.lock"
     assert code == 1
+    # The same findings, in the same form, as `bindimg lint --lock` gives.
     assert out.splitlines() == [
-        f"{unit}:2: lock-missing: {images.multi.ref} is not in {lock_path}",
-        f"{lock_path}: lock-stale: {images.app.ref} is no longer used by any unit",
+        f"{lock_path}:4: error: lock-stale: {images.app.ref} is no longer used by any unit; "
+        "run `bindimg lock` to drop it",
+        f"{unit}:2: error: lock-missing: {images.multi.ref} is not in {lock_path}; run `bindimg lock`",
     ]
     assert snapshot(tmp_path) == before  # --check writes nothing
 
