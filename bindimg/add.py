@@ -32,6 +32,7 @@ from bindimg.skopeo import RegistryOptions
 from bindimg.store import Store
 from bindimg.units import (
     INSTALL_DIR,
+    MAX_UNIT_BYTES,
     ImageSetting,
     Source,
     UnitSet,
@@ -470,11 +471,18 @@ class _Planner:
 
 
 def _read_bytes(path: str) -> Optional[bytes]:
+    """What a planned write replaces (None: nothing yet). An install destination that is a FIFO
+    or a directory is refused unopened: opening it blocked or crashed."""
     try:
-        with open(path, "rb") as handle:
-            return handle.read()
+        return fsutil.read_regular(path, MAX_UNIT_BYTES)
     except FileNotFoundError:
         return None
+    except fsutil.NotRegularFileError as error:
+        raise InputError(f"is {error.kind}, not a unit file; remove it", path=path) from None
+    except fsutil.FileTooLargeError:
+        raise InputError("is too large for a unit file; remove it", path=path) from None
+    except OSError as error:
+        raise InputError(f"cannot read: {error.strerror}", path=path) from None
 
 
 def plan(paths: list[str], options: AddOptions, progress: Callable[[str], None] = lambda _: None) -> Plan:

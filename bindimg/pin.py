@@ -43,7 +43,8 @@ class Provenance:
 def provenance(text: str, line: int) -> Provenance | None:
     """The provenance comment directly above `line`, if there is one."""
     above = _line(text, line - 1).strip()
-    if line <= 1 or not above.startswith(PROVENANCE):
+    # A lone CR inside is no comment bindimg wrote, and pin() could not write it back.
+    if line <= 1 or not above.startswith(PROVENANCE) or "\r" in above:
         return None
     said = above[len(PROVENANCE) :].strip()
     origin, marker, rest = said.partition(FLATTENED)

@@ -173,7 +173,9 @@ BAD_BYTES = [
 ]
 
 
-@pytest.mark.parametrize(("data", "line", "needle"), [c[1:] for c in BAD_BYTES], ids=[c[0] for c in BAD_BYTES])
+@pytest.mark.parametrize(
+    ("data", "line", "needle"), [c[1:] for c in BAD_BYTES], ids=[c[0] for c in BAD_BYTES]
+)
 def test_bytes_that_are_not_utf8_text_are_refused(tree: Tree, data: bytes, line: int, needle: str) -> None:
     unit = write(tree.qdir, "app.container", data)
     tree.refused(unit, named=unit, line=line, needle=needle)
@@ -221,6 +223,16 @@ def test_lone_cr_inside_the_value_is_escaped_in_the_one_line_message(tree: Tree)
     assert "Image=quay.io/o/a\\r@sha256:" in run.err
 
 
+def test_lone_cr_in_an_old_provenance_comment(tree: Tree) -> None:
+    """This crashed (exit 70): the comment was taken as bindimg's and its CR written back."""
+    odd = f"{PROVENANCE}quay.io/o/a:1\rjunk"
+    unit = write(tree.qdir, "app.container", f"[Container]\n{odd}\nImage=quay.io/o/a:2@{D1}\n")
+    tree.accepted(unit)
+    assert unit.read_bytes() == (
+        f"[Container]\n{odd}\n{PROVENANCE}quay.io/o/a:2@{D1}\nImage={PINNED}\n{STORAGE}\n".encode()
+    )
+
+
 # --- 3. sizes made to be slow ---------------------------------------------------------------
 
 
@@ -247,7 +259,9 @@ CONTINUED = [
     pytest.param(
         HEAD + IMAGE + b"Exec=/bin/echo \\\n" + b"  arg \\\n" * 10_000 + b"  end\n", 4, id="exec-continued"
     ),
-    pytest.param(HEAD + b"Image=quay.io/o/\\\n" + b"a\\\n" * 10_000 + b"@" + D1.encode() + b"\n", 3, id="image"),
+    pytest.param(
+        HEAD + b"Image=quay.io/o/\\\n" + b"a\\\n" * 10_000 + b"@" + D1.encode() + b"\n", 3, id="image"
+    ),
 ]
 
 
@@ -335,7 +349,9 @@ def test_bound_images_d_linked_outside_the_root_stays_inside(tree: Tree, absolut
 @pytest.mark.parametrize("absolute", [False, True], ids=["relative-dotdot", "absolute-host-path"])
 def test_unit_linked_outside_the_root_is_not_read(tree: Tree, absolute: bool) -> None:
     unit = tree.qdir / "app.container"
-    os.symlink(str(tree.secret / "app.container") if absolute else "../../../../../secret/app.container", unit)
+    os.symlink(
+        str(tree.secret / "app.container") if absolute else "../../../../../secret/app.container", unit
+    )
     tree.refused(unit, named=unit, needle="no such unit file")
 
 
@@ -406,6 +422,16 @@ def test_dropin_that_is_a_fifo_is_refused_unopened(tree: Tree) -> None:
     tree.refused(unit, named=fifo, needle="is a FIFO, not a unit file")
 
 
+@pytest.mark.parametrize(
+    ("make", "kind"), [(os.mkfifo, "a FIFO"), (os.mkdir, "a directory")], ids=["fifo", "directory"]
+)
+def test_install_destination_that_is_not_a_file(tree: Tree, make: Callable[[Path], None], kind: str) -> None:
+    """These hung (FIFO) or crashed (exit 70): the file an install replaces was opened blindly."""
+    src = write(tree.top, "src/app.container", f"[Container]\nImage={PINNED}\n")
+    make(tree.qdir / "app.container")
+    tree.refused(src, named=tree.qdir / "app.container", needle=f"is {kind}, not a unit file; remove it")
+
+
 def test_unit_that_is_a_socket(tree: Tree) -> None:
     unit = tree.qdir / "app.container"
     cwd = os.getcwd()
@@ -466,7 +492,9 @@ def test_unreadable_dropin_dir(tree: Tree) -> None:
     dropins = tree.qdir / "app.container.d"
     dropins.mkdir()
     dropins.chmod(0)
-    tree.refused(unit, named=dropins, needle="cannot read: Permission denied; fix its permissions", prefix=prefix)
+    tree.refused(
+        unit, named=dropins, needle="cannot read: Permission denied; fix its permissions", prefix=prefix
+    )
 
 
 # --- 5. lock files ----------------------------------------------------------------------------
@@ -534,7 +562,9 @@ def test_lock_not_utf8(tree: Tree) -> None:
     [
         pytest.param(os.mkfifo, "is a FIFO, not a lock file", id="fifo"),
         pytest.param(os.mkdir, "is a directory, not a lock file", id="directory"),
-        pytest.param(lambda p: os.symlink("/dev/zero", p), "is a character device, not a lock file", id="dev-zero"),
+        pytest.param(
+            lambda p: os.symlink("/dev/zero", p), "is a character device, not a lock file", id="dev-zero"
+        ),
     ],
 )
 def test_lock_that_is_not_a_file(tree: Tree, make: Callable[[Path], None], needle: str) -> None:
@@ -571,6 +601,9 @@ def test_lock_entries_are_checked_without_a_scan_per_entry() -> None:
 # --- 6. references built to make a backtracking regex explode --------------------------------
 
 REGEX_BAIT = [
+    # Small ones first: with c/image's literal `[-]*` separator these already take seconds.
+    pytest.param("a" * 26 + "!", id="a*26+!"),
+    pytest.param("quay.io/" + "a" * 26 + "!", id="quay.io/a*26+!"),
     pytest.param("a" * 5000 + "!", id="a*5000+!"),
     pytest.param("a" * 1000 + "!", id="a*1000+!"),
     pytest.param("a-" * 5000, id="a-*5000"),
@@ -591,10 +624,13 @@ REGEX_BAIT = [
 
 @pytest.mark.parametrize("value", REGEX_BAIT)
 def test_regex_bait_is_refused_in_milliseconds(value: str) -> None:
-    start = time.perf_counter()
-    with pytest.raises(reference.ReferenceError):
-        reference.parse(value)
-    assert time.perf_counter() - start < PARSE_BUDGET
+    times = []
+    for _ in range(3):  # the best of three: a GC pause on a busy machine is no ReDoS
+        start = time.perf_counter()
+        with pytest.raises(reference.ReferenceError):
+            reference.parse(value)
+        times.append(time.perf_counter() - start)
+    assert min(times) < PARSE_BUDGET
 
 
 @pytest.mark.parametrize(
@@ -604,7 +640,9 @@ def test_regex_bait_is_refused_in_milliseconds(value: str) -> None:
         pytest.param("a-" * 5000, "reference is too long (10000 characters)", id="a-*5000"),
         pytest.param("a" + "_." * 3000, "reference is too long (6001 characters)", id="a+_.*3000"),
         pytest.param(".".join(["a"] * 3000) + "/x", "reference is too long", id="domain-labels*3000"),
-        pytest.param("quay.io/" + "a-" * 500 + "!", "invalid reference format", id="path-separators-then-bang"),
+        pytest.param(
+            "quay.io/" + "a-" * 500 + "!", "invalid reference format", id="path-separators-then-bang"
+        ),
         pytest.param(".".join(["ab-"] * 250) + "/x", "invalid reference format", id="labels-ending-in-dash"),
         pytest.param("quay.io/" + "a" * 1000, "must not be more than 255 characters", id="name-too-long"),
     ],
@@ -625,7 +663,9 @@ def test_regex_bait_through_the_cli(tree: Tree, value: str, needle: str) -> None
         pytest.param("Image=quay.io/\u0430pp:1", "invalid reference format", id="cyrillic-a-in-path"),
         pytest.param("Image=qu\u0430y.io/app:1", "invalid reference format", id="cyrillic-a-in-domain"),
         pytest.param("Image=quay.io/App:1", "repository name must be lowercase", id="upper-case-path"),
-        pytest.param(f"Image=quay.io/o/a@sha256:{'A' * 64}", "invalid checksum digest format", id="upper-hex"),
+        pytest.param(
+            f"Image=quay.io/o/a@sha256:{'A' * 64}", "invalid checksum digest format", id="upper-hex"
+        ),
         pytest.param(f"Image={PINNED}\u200b", "invalid reference format", id="zero-width-space-is-no-space"),
         pytest.param(f"Image=\u00a0{PINNED}", "but bootc reads", id="nbsp-after-equals-parsers-disagree"),
         pytest.param(f"Image=\u3000{PINNED}", "but bootc reads", id="ideographic-space-after-equals"),
