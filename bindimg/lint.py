@@ -133,10 +133,12 @@ class LockView:
         entries = lockfile.load(path)
         with open(path, encoding="utf-8") as handle:
             text = handle.read().split("\n")
-        lines = {}
-        for key in entries:
-            header = f'"{key}"]'
-            lines[key] = next((n for n, t in enumerate(text, 1) if header in t), WHOLE_FILE)
+        headers: dict[str, int] = {}  # one pass: a lock may hold thousands of entries
+        for number, line in enumerate(text, 1):
+            start, end = line.find('"'), line.rfind('"]')
+            if line.lstrip().startswith("[images.") and 0 <= start < end:
+                headers.setdefault(line[start + 1 : end], number)
+        lines = {key: headers.get(key, WHOLE_FILE) for key in entries}
         return cls(path, {key: entry.digest for key, entry in entries.items()}, lines)
 
 
