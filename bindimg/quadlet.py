@@ -34,6 +34,17 @@ _KV_WS = "\t\n\v\f\r "
 _BOM = b"\xef\xbb\xbf"
 
 
+# A line Quadlet cannot read is echoed in its error, unless it may carry credentials (a
+# `Creds=` with a typo in place of `=` is still a password).
+_SECRET_HINTS = ("creds", "password", "passwd", "secret", "token", "auth")
+
+
+def _shown(line: str) -> str:
+    if any(hint in line.lower() for hint in _SECRET_HINTS):
+        return "(not shown: it may hold credentials)"
+    return excerpt(line)
+
+
 class UnitDecodeError(InputError):
     """The file is not plain UTF-8 text, so it cannot be parsed or edited byte-exactly."""
 
@@ -183,7 +194,7 @@ def parse_quadlet(text: str, path: str) -> UnitFile:
             unit.groups[current].append(Assignment(path, current, key, value, start, line_nr))
         else:
             raise QuadletParseError(
-                f"file contains line {line_nr}: \u201c{excerpt(line)}\u201d which is not a key-value pair, "
+                f"file contains line {line_nr}: \u201c{_shown(line)}\u201d which is not a key-value pair, "
                 "group, or comment",
                 path=path,
                 line=line_nr,

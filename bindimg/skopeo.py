@@ -130,6 +130,8 @@ def _run(
         done = subprocess.run(argv, capture_output=True, timeout=timeout, check=False)
     except FileNotFoundError:
         raise SkopeoError("skopeo is not installed; install skopeo >= 1.9") from None
+    except OSError as error:
+        raise SkopeoError(f"cannot run skopeo: {error.strerror}; check the skopeo on PATH") from None
     except subprocess.TimeoutExpired:
         raise SkopeoError(f"no answer within {timeout or 0:g} s", transient=True) from None
     if done.returncode != 0:
@@ -166,11 +168,17 @@ def _transient(reason: str, reference: str) -> bool:
     return bool(_TRANSIENT.search(reason))
 
 
+# An Authorization header value that a registry or an auth proxy repeats in its error message.
+# With an auth file bindimg never reads the token, so it cannot be among the known secrets.
+# (A token has a digit, `+/=` or a lower-upper case change: "Basic authentication" stays.)
+_AUTH_VALUE = re.compile(r"\b((?i:basic|bearer))(\s+)(?=[\w+/=.~-]*(?:[0-9+/=]|[a-z][A-Z]))[\w+/=.~-]{8,}")
+
+
 def _redact(text: str, secrets: tuple[str, ...]) -> str:
     for secret in secrets:
         if secret:
             text = text.replace(secret, "***")
-    return text
+    return _AUTH_VALUE.sub(r"\1\2***", text)
 
 
 def _secrets(options: RegistryOptions) -> tuple[str, ...]:

@@ -19,7 +19,9 @@ matches, pass through. ``FaultProxy.seen`` records every request and what was do
 
 Faults: ``Status`` (any answer, e.g. ``server_error()``, ``unauthorized()``), ``Reset`` (part of
 the real answer, then a TCP RST), ``Delay`` (the real answer, late), ``Close`` (no answer, a
-clean FIN), ``RequireBasicAuth`` (401 unless the request carries the given credentials).
+clean FIN), ``RequireBasicAuth`` (401 unless the request carries the given credentials),
+``EchoUnauthorized`` (401 whose error message repeats the request's Authorization header, as a
+careless registry or auth proxy might: what a client prints of it must be redacted).
 ``refuse()`` closes the listening socket: new connections are refused.
 """
 
@@ -86,7 +88,14 @@ class RequireBasicAuth:
         return "Basic " + base64.b64encode(f"{self.user}:{self.password}".encode()).decode()
 
 
-Action = Union[Status, Reset, Delay, Close, RequireBasicAuth]
+@dataclass(frozen=True)
+class EchoUnauthorized:
+    """401 with a Basic challenge, the request's Authorization header quoted in the message."""
+
+    realm: str = "bindimg-test"
+
+
+Action = Union[Status, Reset, Delay, Close, RequireBasicAuth, EchoUnauthorized]
 
 
 def registry_error(code: int, reason: str, error_code: str, message: str, *extra: tuple[str, str]) -> Status:
@@ -99,9 +108,9 @@ def server_error() -> Status:
     return registry_error(500, "Internal Server Error", "UNKNOWN", "unknown error")
 
 
-def unauthorized(realm: str = "bindimg-test") -> Status:
+def unauthorized(realm: str = "bindimg-test", message: str = "authentication required") -> Status:
     challenge = ("WWW-Authenticate", f'Basic realm="{realm}"')
-    return registry_error(401, "Unauthorized", "UNAUTHORIZED", "authentication required", challenge)
+    return registry_error(401, "Unauthorized", "UNAUTHORIZED", message, challenge)
 
 
 @dataclass
@@ -190,8 +199,8 @@ class _Handler(socketserver.BaseRequestHandler):
                 request = connection.read_request()
                 if request is None or not self.server.proxy.serve(sock, request):
                     return
-        except OSError:
-            return  # the client went away (e.g. killed after its time-out)
+        except (OSError, ValueError):
+            return  # the client went away (e.g. killed after its time-out), or sent no HTTP
 
 
 class _Server(socketserver.ThreadingTCPServer):
@@ -257,6 +266,11 @@ class FaultProxy:
             self.rules.append(rule)
         return rule
 
+    def set_rules(self, *rules: Rule) -> None:
+        """Replace every rule (e.g. a registry that starts refusing the credentials it took)."""
+        with self._lock:
+            self.rules[:] = rules
+
     def requests(self, path: str = "", outcome: Optional[str] = None) -> list[Seen]:
         """The requests seen whose path matches `path` (and with that outcome, if given)."""
         with self._lock:
@@ -289,6 +303,9 @@ class FaultProxy:
             return False
         if isinstance(action, RequireBasicAuth):
             action = unauthorized(action.realm)
+        elif isinstance(action, EchoUnauthorized):
+            got = request.header("Authorization") or "no Authorization header"
+            action = unauthorized(action.realm, f"authentication required, got {got}")
         if isinstance(action, Status):
             body = b"" if request.method == "HEAD" else action.body
             sock.sendall(_response(action.code, action.reason, list(action.headers), body, len(action.body)))

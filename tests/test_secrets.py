@@ -1,0 +1,374 @@
+"""Invariant 7: no credential in any output — stdout, stderr, files bindimg writes, skopeo's argv.
+
+The registry here demands credentials: a fault proxy in front of the test registry forwards
+only requests that carry `user:s3cr3t-PASSWORD` as Basic auth (and the test checks that they
+did reach it, so a clean output is not a look-up that never used them). The credentials come
+in each way a user can give them: `--creds`, an auth file named by REGISTRY_AUTH_FILE or by
+`--authfile` (holding the base64 token), and a `.image` unit's own `Creds=`. With each, `add`,
+`lock` and `lint --remote` run in text and machine formats, verbose, when the look-up succeeds,
+when the registry refuses the credentials (401) and when the tag does not exist.
+
+What is checked after every run: the password, `user:password` and the base64 token are in
+neither stream; no file that bindimg wrote holds them (the unit with `Creds=` and the auth file
+hold them before and keep them, no more); the private temporary directory bindimg uses for
+`--creds` is empty again; and skopeo, run through a shim on PATH that records its argv (what
+`ps` shows), never got them on its command line, only a 0600 auth file. Internal errors with
+`-v` print a traceback: two are forced in-process and their text is checked too.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import shutil
+import stat
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from bindimg import cli, skopeo
+from bindimg.skopeo import RegistryOptions
+from tests.faultproxy import EchoUnauthorized, FaultProxy, RequireBasicAuth, Rule, fault_proxy
+from tests.registry import PushedImages, Registry
+from tests.treehash import bindimg
+
+USER, PASSWORD = "user", "s3cr3t-PASSWORD"
+CREDS = f"{USER}:{PASSWORD}"
+TOKEN = base64.b64encode(CREDS.encode()).decode()
+SECRETS = (PASSWORD, CREDS, TOKEN)
+QDIR = "usr/share/containers/systemd"
+FAST = ("--retry", "1", "--timeout", "5")
+SOURCES = ("creds-option", "registry-auth-file", "authfile-option", "unit-creds")
+
+
+def secret_counts(top: Path) -> dict[str, int]:
+    """How many secrets each file under `top` holds (symlinks: their target text)."""
+    counts: dict[str, int] = {}
+    for dirpath, dirnames, filenames in os.walk(top):
+        for name in dirnames + filenames:
+            path = os.path.join(dirpath, name)
+            if os.path.islink(path):
+                data = os.readlink(path).encode()
+            elif os.path.isfile(path):
+                data = Path(path).read_bytes()
+            else:
+                continue
+            counts[os.path.relpath(path, top)] = sum(data.count(s.encode()) for s in SECRETS)
+    return counts
+
+
+@dataclass
+class World:
+    """The test's directory: units, an auth file, the skopeo shim and a private TMPDIR."""
+
+    top: Path
+    host: str
+    source: str
+    shim_log: Path
+    tmpdir: Path
+    env: dict[str, str]
+    runs: list[subprocess.CompletedProcess[str]] = field(default_factory=list)
+
+    @property
+    def root(self) -> Path:
+        return self.top / "root"
+
+    @property
+    def qdir(self) -> Path:
+        return self.root / QDIR
+
+    @property
+    def authfile(self) -> Path:
+        return self.top / "auth" / "auth.json"
+
+    def secret_args(self) -> list[str]:
+        if self.source == "creds-option":
+            return ["--creds", CREDS]
+        if self.source == "authfile-option":
+            return ["--authfile", str(self.authfile)]
+        return []
+
+    def write_units(self, tag: str = "1.0") -> list[str]:
+        """app.image and multi.image (with `Creds=` when that is the source), web.container."""
+        if self.root.exists():
+            shutil.rmtree(self.root)
+        self.qdir.mkdir(parents=True)
+        creds = f"Creds={CREDS}\n" if self.source == "unit-creds" else ""
+        texts = {
+            "app.image": f"[Image]\nImage={self.host}/test/app:{tag}\n{creds}TLSVerify=false\n",
+            "multi.image": f"[Image]\nImage={self.host}/test/multi:1.0\n{creds}TLSVerify=false\n",
+            "web.container": "[Container]\nImage=app.image\nExec=/bin/true\n",
+        }
+        for name, text in texts.items():
+            (self.qdir / name).write_text(text)
+        return [str(self.qdir / name) for name in texts]
+
+    def run(self, *args: str, expect: int) -> subprocess.CompletedProcess[str]:
+        """bindimg ARGS with the shim on PATH; then every output check."""
+        before = secret_counts(self.top)
+        done = subprocess.run(
+            [sys.executable, "-m", "bindimg", *args],
+            capture_output=True,
+            text=True,
+            env=self.env,
+            cwd=self.top,
+            check=False,
+            timeout=120,
+        )
+        self.runs.append(done)
+        assert done.returncode == expect, f"{args}: {done.stdout}{done.stderr}"
+        for secret in SECRETS:
+            assert secret not in done.stdout, f"{args}: stdout has {secret!r}"
+            assert secret not in done.stderr, f"{args}: stderr has {secret!r}"
+        after = secret_counts(self.top)
+        for path, count in after.items():
+            assert count == before.get(path, 0), f"{args}: {path} now holds a secret"
+        assert os.listdir(self.tmpdir) == [], f"{args}: temporary files left"
+        return done
+
+    def skopeo_calls(self) -> list[list[str]]:
+        records = [p.read_bytes() for p in self.shim_log.glob("*.argv")]
+        return [[a.decode() for a in r.split(b"\0")[:-1]] for r in records]
+
+    def authfile_modes(self) -> list[str]:
+        return [line for p in self.shim_log.glob("*.authfiles") for line in p.read_text().splitlines()]
+
+
+SHIM = """#!/bin/sh
+# Test shim: record the argv (what `ps` shows) and the mode of each --authfile, one file per
+# call (calls run in parallel), then run the real skopeo.
+log="$BINDIMG_SHIM_LOG/$$"
+for arg in "$@"; do
+    case $arg in
+    --authfile=*) stat -c '%a %n' "${arg#--authfile=}" >>"$log.authfiles" ;;
+    esac
+done
+printf '%s\\0' "$@" >"$log.argv"
+exec REAL_SKOPEO "$@"
+"""
+
+
+@pytest.fixture
+def gate(registry: Registry, images: PushedImages) -> Iterator[FaultProxy]:
+    """The test registry behind a proxy that lets through only requests with the credentials."""
+    with fault_proxy(registry.host) as proxy:
+        proxy.add(Rule(RequireBasicAuth(USER, PASSWORD)))
+        yield proxy
+
+
+def make_world(top: Path, host: str, source: str) -> World:
+    real = shutil.which("skopeo")
+    assert real is not None
+    bindir, tmpdir = top / "bin", top / "tmp"
+    bindir.mkdir()
+    tmpdir.mkdir()
+    shim = bindir / "skopeo"
+    shim.write_text(SHIM.replace("REAL_SKOPEO", real))
+    shim.chmod(0o755)
+    env = {k: v for k, v in os.environ.items() if k not in ("REGISTRY_AUTH_FILE", "DOCKER_CONFIG")}
+    env.update(
+        PATH=f"{bindir}{os.pathsep}{os.environ['PATH']}",
+        TMPDIR=str(tmpdir),
+        BINDIMG_SHIM_LOG=str(top / "skopeo-calls"),
+        # skopeo's own default auth file lookups must not find another test's credentials
+        XDG_RUNTIME_DIR=str(top / "xdg"),
+        HOME=str(top / "home"),
+    )
+    world = World(top, host, source, top / "skopeo-calls", tmpdir, env)
+    world.shim_log.mkdir()
+    world.authfile.parent.mkdir()
+    world.authfile.write_text(json.dumps({"auths": {host: {"auth": TOKEN}}}))
+    world.authfile.chmod(0o600)
+    if source == "registry-auth-file":
+        env["REGISTRY_AUTH_FILE"] = str(world.authfile)
+    return world
+
+
+@pytest.mark.parametrize("source", SOURCES)
+def test_no_secret_in_any_output(tmp_path: Path, gate: FaultProxy, source: str) -> None:
+    world = make_world(tmp_path, gate.host, source)
+    secret = world.secret_args()
+    units = world.write_units()
+    root = ["--root", str(world.root)]
+
+    # Success: add pins (text, then the JSON of a second, unchanged run), lock, lint --remote.
+    world.run("add", "-v", *root, *FAST, *secret, *units, expect=0)
+    assert any(s.authorization == f"Basic {TOKEN}" for s in gate.requests(outcome="pass"))
+    done = world.run("add", "-v", "--json", *root, *FAST, *secret, *units, expect=0)
+    assert [e["changed"] for e in json.loads(done.stdout)["images"]] == [False, False]
+    lock = str(tmp_path / "bindimg.lock")
+    world.run("lock", "-v", "--lock", lock, *FAST, *secret, str(world.qdir), expect=0)
+    world.run("lock", "-v", "--lock", lock, "--update", *FAST, *secret, str(world.qdir), expect=0)
+    for fmt in ("text", "sarif"):  # json and github below, on failure
+        world.run("lint", "-v", "--remote", "--format", fmt, *FAST, *secret, *root, expect=0)
+
+    # The registry refuses the credentials (401 with a challenge), and its error message even
+    # repeats the Authorization header it got: add and lock fail with exit 3, lint --remote
+    # reports the digests as gone, and the token shows in none of it.
+    gate.set_rules(Rule(EchoUnauthorized()))
+    done = world.run("lint", "-v", "--remote", "--format", "json", *FAST, *secret, *root, expect=1)
+    assert {f["id"] for f in json.loads(done.stdout)["findings"]} == {"digest-gone"}
+    world.run("lint", "-v", "--remote", "--format", "github", *FAST, *secret, *root, expect=1)
+    world.run("lock", "-v", "--lock", lock, "--update", *FAST, *secret, str(world.qdir), expect=3)
+    units = world.write_units()
+    done = world.run("add", "-v", *root, *FAST, *secret, *units, expect=3)
+    assert done.stderr.splitlines()[-1].startswith(
+        f"bindimg: error: cannot resolve {gate.host}/test/app:1.0: "
+    )
+    assert "unauthorized: authentication required, got Basic ***" in done.stderr
+    world.run("add", "-v", "--json", *root, *FAST, *secret, *units, expect=3)
+    refused = gate.requests(r"/manifests/", outcome="EchoUnauthorized")
+    assert refused and all(s.authorization == f"Basic {TOKEN}" for s in refused)
+
+    # An unknown tag, the credentials accepted again.
+    gate.set_rules(Rule(RequireBasicAuth(USER, PASSWORD)))
+    units = world.write_units(tag="no-such-tag")
+    done = world.run("add", "-v", *root, *FAST, *secret, *units, expect=3)
+    assert "manifest unknown" in done.stderr.splitlines()[-1]
+    world.run("lock", "-v", "--lock", str(tmp_path / "other.lock"), *FAST, *secret, str(world.qdir), expect=3)
+
+    # skopeo's command lines (what `ps` shows) never held a secret; --creds and Creds= went
+    # through a private 0600 auth file, gone after the run.
+    calls = world.skopeo_calls()
+    assert len(calls) >= 20
+    for argv in calls:
+        assert argv[:2] == ["inspect", "--raw"] and not any(s in a for a in argv for s in SECRETS), argv
+    authfiles = [a.split("=", 1)[1] for argv in calls for a in argv if a.startswith("--authfile=")]
+    modes = world.authfile_modes()
+    if source == "registry-auth-file":
+        assert authfiles == []
+    elif source == "authfile-option":
+        assert set(authfiles) == {str(world.authfile)}
+        assert set(modes) == {f"600 {world.authfile}"}
+    else:
+        assert len(authfiles) == len(calls)
+        assert all(a.startswith(f"{world.tmpdir}/bindimg-auth-") for a in authfiles)
+        assert sorted(modes) == sorted(f"600 {a}" for a in authfiles)  # (parallel calls: any order)
+        assert not any(os.path.exists(os.path.dirname(a)) for a in authfiles)
+
+
+# --- internal errors: the traceback (-v) holds no secret either ----------------------------------
+
+
+def _cli(args: list[str]) -> int:
+    """bindimg in this process (so its functions can be patched); the exit code."""
+    with pytest.raises(SystemExit) as exited:
+        cli.app(args, prog_name="bindimg")
+    code = exited.value.code
+    assert isinstance(code, int)
+    return code
+
+
+@pytest.fixture
+def pinned_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Path, Path]:
+    """A root with a unit whose tag needs a look-up; a private tempfile directory."""
+    qdir = tmp_path / "root" / QDIR
+    qdir.mkdir(parents=True)
+    unit = qdir / "app.image"
+    unit.write_text(f"[Image]\nImage=registry.example/org/app:1\nCreds={CREDS}\n")
+    private = tmp_path / "tmp"
+    private.mkdir()
+    monkeypatch.setattr("tempfile.tempdir", str(private))
+    return unit, private
+
+
+def _assert_traceback_clean(err: str, out: str) -> None:
+    assert "Traceback (most recent call last)" in err
+    assert err.splitlines()[-1].startswith("bindimg: internal error: ")
+    for secret in SECRETS:
+        assert secret not in err and secret not in out
+
+
+def test_traceback_of_a_failing_skopeo_call_holds_no_secret(
+    pinned_root: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An error that quotes skopeo's whole command line and its environment: argv carries only
+    the path of the private auth file, and the file is gone after the failure."""
+    unit, private = pinned_root
+    seen: list[list[str]] = []
+
+    def broken_run(argv: list[str], **kwargs: object) -> object:
+        seen.append(argv)
+        authfile = next(a.split("=", 1)[1] for a in argv if a.startswith("--authfile="))
+        assert stat.S_IMODE(os.stat(authfile).st_mode) == 0o600
+        raise RuntimeError(f"cannot run {argv!r} with {kwargs!r}")
+
+    monkeypatch.setattr(subprocess, "run", broken_run)
+    code = _cli(["add", "-v", "--root", str(unit.parents[4]), "--retry", "0", "--creds", CREDS, str(unit)])
+    out, err = capsys.readouterr()
+    assert code == 70
+    assert len(seen) == 1
+    assert "RuntimeError: cannot run ['skopeo', 'inspect', '--raw'" in err
+    _assert_traceback_clean(err, out)
+    assert os.listdir(private) == []
+
+
+def test_traceback_that_prints_the_registry_options_holds_no_secret(
+    pinned_root: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A bug whose message shows the options object (with the unit's Creds=): repr hides them."""
+    unit, _ = pinned_root
+
+    def broken_inspect(reference: str, options: RegistryOptions, **kwargs: object) -> bytes:
+        assert options.creds == CREDS  # the unit's Creds= did arrive here
+        raise ValueError(f"unexpected answer for {reference} with {options!r}")
+
+    monkeypatch.setattr(skopeo, "inspect_raw", broken_inspect)
+    code = _cli(["add", "-v", "--root", str(unit.parents[4]), str(unit)])
+    out, err = capsys.readouterr()
+    assert code == 70
+    assert "ValueError: unexpected answer for registry.example/org/app:1 with RegistryOptions(" in err
+    _assert_traceback_clean(err, out)
+
+
+@pytest.mark.parametrize(
+    ("text", "redacted"),
+    [
+        (f"unauthorized: got Basic {TOKEN}", "unauthorized: got Basic ***"),
+        ("denied: bearer eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIn0.c2ln, retry", "denied: bearer ***, retry"),
+        (f"{CREDS} and {PASSWORD}", "*** and ***"),
+        ("Basic authentication required", "Basic authentication required"),  # words stay
+        ("Bearer token expired; basic realm missing", "Bearer token expired; basic realm missing"),
+    ],
+)
+def test_redaction_of_known_secrets_and_echoed_authorization_values(text: str, redacted: str) -> None:
+    assert skopeo._redact(text, skopeo._secrets(RegistryOptions(creds=CREDS))) == redacted
+
+
+def test_a_creds_line_quadlet_cannot_read_is_not_echoed(tmp_path: Path) -> None:
+    """`Creds user:pass` (a typo for `Creds=`) is still a password: the parse error hides it."""
+    unit = tmp_path / "root/usr/share/containers/systemd/app.image"
+    unit.parent.mkdir(parents=True)
+    unit.write_text("[Image]\nImage=quay.io/o/a:1\nCreds user:s3cr3t-PASSWORD\n")
+    add = bindimg("add", "--root", str(tmp_path / "root"), "-v", str(unit))
+    lint = bindimg("lint", "--format", "json", str(unit.parent))
+    assert add.returncode == 2
+    assert add.stderr == (
+        f"bindimg: error: {unit}:3: file contains line 3: \u201c(not shown: it may hold credentials)\u201d "
+        "which is not a key-value pair, group, or comment\n"
+    )
+    assert lint.returncode == 1
+    for text in (add.stdout, add.stderr, lint.stdout, lint.stderr):
+        assert "s3cr3t-PASSWORD" not in text
+
+
+def test_a_skopeo_that_cannot_be_run_is_exit_3(tmp_path: Path) -> None:
+    fake = tmp_path / "bin/skopeo"
+    fake.parent.mkdir()
+    fake.write_text("#!/bin/sh\n")
+    fake.chmod(0o644)  # present on PATH, not executable
+    unit = tmp_path / "root/usr/share/containers/systemd/app.container"
+    unit.parent.mkdir(parents=True)
+    unit.write_text("[Container]\nImage=quay.io/o/a:1\n")
+    env = {**os.environ, "PATH": str(fake.parent)}  # the only skopeo there is
+    done = bindimg("add", "--root", str(tmp_path / "root"), "--retry", "0", str(unit), env=env)
+    assert done.returncode == 3
+    assert done.stderr.splitlines()[-1] == (
+        "bindimg: error: cannot resolve quay.io/o/a:1: cannot run skopeo: Permission denied; "
+        "check the skopeo on PATH; check the reference, the registry and its credentials"
+    )
