@@ -1,0 +1,112 @@
+"""The shipped examples, run as a user would run them, with the public parts made local.
+
+This machine reaches no public registry: an example's `FROM quay.io/…-bootc` becomes the
+local base image, `registry.example.com/` the test registry (marked insecure in the
+image's registries.conf.d, as a plain-HTTP registry must be); nothing else changes.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import tarfile
+from pathlib import Path
+
+from tests import buildimage, ociimage
+from tests.registry import Registry
+from tests.treehash import bindimg
+
+EXAMPLES = buildimage.REPO_ROOT / "examples"
+QDIR = "usr/share/containers/systemd"
+STORAGE = "GlobalArgs=--storage-opt=additionalimagestore=/usr/lib/bootc/storage"
+
+
+def localise(text: str, host: str) -> str:
+    return text.replace("registry.example.com/", f"{host}/")
+
+
+def test_logical_example_containerfile(
+    tmp_path: Path, zipapp: Path, base_image: str, registry: Registry
+) -> None:
+    pushed = registry.push_image(ociimage.app_image("example-hello"), "examples/hello", "1.0")
+    context = tmp_path / "context"
+    context.mkdir()
+    shutil.copy(zipapp, context / "bindimg.pyz")
+    unit = (EXAMPLES / "logical/hello.container").read_text()
+    (context / "hello.container").write_text(localise(unit, registry.host))
+    (context / "insecure.conf").write_text(f'[[registry]]\nlocation = "{registry.host}"\ninsecure = true\n')
+    containerfile = (EXAMPLES / "logical/Containerfile").read_text()
+    containerfile, count = re.subn(
+        r"^FROM \S+$",
+        f"FROM {base_image}\nCOPY insecure.conf /etc/containers/registries.conf.d/99-test.conf",
+        containerfile,
+        flags=re.M,
+    )
+    assert count == 1
+    (context / "Containerfile").write_text(containerfile)
+    tag = "localhost/bindimg-example-logical:test"
+    subprocess.run(
+        ["podman", "build", "-q", "--network=host", "--pull=never", "--no-cache", "-t", tag, str(context)],
+        check=True,
+        capture_output=True,
+        timeout=600,
+    )
+    try:
+        tree = buildimage.read_tree(tag, QDIR, "usr/lib/bootc/bound-images.d", "usr/local/bin")
+    finally:
+        buildimage.remove(tag)
+    pinned = f"{pushed.host}/{pushed.repo}@{pushed.digest}"
+    expected = localise(unit, registry.host).replace(
+        f"Image={pushed.ref}\n", f"# bindimg: pinned from {pushed.ref}\nImage={pinned}\n{STORAGE}\n"
+    )
+    assert tree[f"{QDIR}/hello.container"] == expected.encode()
+    link = tree["usr/lib/bootc/bound-images.d/hello.container"]
+    assert isinstance(link, tarfile.TarInfo)
+    assert link.linkname == "/usr/share/containers/systemd/hello.container"
+    assert "usr/local/bin/bindimg" not in tree  # the example removes the tool again
+
+
+def workflow_commands() -> list[str]:
+    """The `run:` steps of the example CI workflow, in order."""
+    text = (EXAMPLES / "ci/github-workflow.yml").read_text()
+    return [m.group(1).strip() for m in re.finditer(r"^\s+run: (.+)$", text, flags=re.M)]
+
+
+def test_ci_workflow_steps_pass_on_a_locked_tree_and_fail_on_a_stale_lock(
+    tmp_path: Path, zipapp: Path, registry: Registry, unique_repo: str
+) -> None:
+    pushed = registry.push_image(ociimage.app_image("example-ci"), unique_repo, "1.0")
+    repo = tmp_path / "repo"
+    (repo / "tools").mkdir(parents=True)
+    shutil.copy(zipapp, repo / "tools/bindimg.pyz")
+    unit = repo / "quadlets/hello.container"
+    unit.parent.mkdir()
+    unit.write_text(
+        (EXAMPLES / "logical/hello.container")
+        .read_text()
+        .replace("registry.example.com/examples/hello:1.0", pushed.ref)
+    )
+    done = bindimg("lock", "--no-tls-verify", "--rewrite", "--lock", str(repo / "bindimg.lock"), str(repo))
+    assert done.returncode == 0, done.stderr
+    commands = workflow_commands()
+    assert [c.split()[2] for c in commands] == ["lock", "lint", "lint"]
+    for command in commands:
+        step = subprocess.run(["bash", "-ec", command], cwd=repo, capture_output=True, text=True, check=False)
+        assert step.returncode == 0, (command, step.stdout, step.stderr)
+    assert (repo / "bindimg.sarif").read_text().startswith("{")
+
+    unit.write_text(unit.read_text().replace(pushed.repo, pushed.repo + "-moved"))
+    check = subprocess.run(
+        ["bash", "-ec", commands[0]], cwd=repo, capture_output=True, text=True, check=False
+    )
+    assert check.returncode == 1
+    assert "lock-stale" in check.stdout and "lock-missing" in check.stdout
+    lint = subprocess.run(["bash", "-ec", commands[1]], cwd=repo, capture_output=True, text=True, check=False)
+    assert lint.returncode == 1
+    annotations = lint.stdout.splitlines()
+    assert [a.split(",", 1)[0] for a in annotations] == [
+        "::error file=bindimg.lock",
+        "::error file=quadlets/hello.container",
+    ]
+    assert [a.split("title=", 1)[1].split("::", 1)[0] for a in annotations] == ["lock-stale", "lock-missing"]
