@@ -353,12 +353,7 @@ class _Planner:
                 assignment = source.unit.lookup_last("Container", "Image")
                 assert assignment is not None  # checked while planning
                 texts[dest] = pin.add_storage_arg(texts[dest], lines.get(dest, assignment.line))
-        files: dict[str, tuple[Optional[bytes], bytes]] = {}
-        for dest, text in texts.items():
-            old = _read_bytes(dest)
-            new = text.encode("utf-8")
-            if old != new:
-                files[dest] = (old, new)
+        files = self.changed_files(texts)
         links: list[Link] = []
         entries: list[Entry] = []
         for bound, pinned in entries_src:

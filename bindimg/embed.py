@@ -19,7 +19,7 @@ from typing import Optional
 
 from bindimg import flatten, skopeo
 from bindimg.errors import ExternalError, InputError
-from bindimg.fetch import fetch
+from bindimg.fetch import Fetched, fetch
 from bindimg.platforms import Platform
 from bindimg.resolve import Settings
 from bindimg.rootfs import Root
@@ -150,7 +150,8 @@ class Embedder:
         found = flatten.markers(fetched.layers)
         if mode == "always" or (mode == "auto" and found):
             why = f"whiteouts ({found[0]})" if found else "--flatten always"
-            return self._flatten(name, digest, fetched.config, fetched.layers, why)
+            return self._flatten(name, digest, fetched, why)
+        _discard(*fetched.layers)  # looked at; the copy into the store takes the served blobs
         if found:
             raise InputError(
                 f"{name}@{digest} has whiteouts or opaque-directory markers ({found[0]}), which do "
@@ -163,17 +164,14 @@ class Embedder:
     def _flattened(self, name: str, upstream: str, options: RegistryOptions) -> Prepared:
         self.progress(f"fetching {name}@{upstream}")
         fetched = fetch(name, upstream, options, self.platform, self._work("image"), self.settings)
-        return self._flatten(name, upstream, fetched.config, fetched.layers, "pinned flattened")
+        return self._flatten(name, upstream, fetched, "pinned flattened")
 
-    def _flatten(
-        self, name: str, upstream: str, config: bytes, layers: tuple[str, ...], why: str
-    ) -> Prepared:
-        self.progress(f"flattening {name}@{upstream} ({len(layers)} layers; {why})")
+    def _flatten(self, name: str, upstream: str, fetched: Fetched, why: str) -> Prepared:
+        self.progress(f"flattening {name}@{upstream} ({len(fetched.layers)} layers; {why})")
         layout = self._work("flat")
-        result = flatten.flatten(layers, config, upstream, layout)
-        for layer in layers:  # the plain layers are not needed any more: free the space
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(layer)
+        result = flatten.flatten(fetched.layers, fetched.config, upstream, layout)
+        _discard(*fetched.layers)  # free the space: only the flattened image is copied
+        shutil.rmtree(fetched.directory, ignore_errors=True)
         source = None if f"{name}@{result.digest}" in self.stored() else f"oci:{layout}:flattened"
         return Prepared(name, result.digest, upstream, True, source)
 
@@ -236,3 +234,9 @@ class Embedder:
             with contextlib.suppress(SkopeoError):
                 skopeo.delete_local(self.store.reference(runroot, reference))
         self.store.tidy()
+
+
+def _discard(*paths: str) -> None:
+    for path in paths:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)

@@ -19,6 +19,7 @@ import os
 import shutil
 import subprocess
 import tarfile
+import tempfile
 import time
 import uuid
 from collections.abc import Iterator, Sequence
@@ -34,6 +35,7 @@ from bindimg.embed import EmbedOptions
 from bindimg.errors import ExternalError
 from bindimg.rootfs import Root
 from bindimg.skopeo import RegistryOptions
+from bindimg.store import Store
 from tests import buildimage, ociimage
 from tests.registry import PushedImage, Registry
 
@@ -275,13 +277,13 @@ def embedded(
 
 
 def podman_run(
-    tmp: Path, store: Path, image: str, *paths: str, driver: str = "overlay", read_only: bool = False
+    store: Path, image: str, *paths: str, driver: str = "overlay", read_only: bool = False
 ) -> dict[str, Any]:
     """`podman run --pull=never --network=none` of `image` found only in `store`; the CHECK
-    of `paths` inside it. `read_only`: the store is bind-mounted read-only (own mount
-    namespace) for the run."""
-    work = tmp / f"podman-{uuid.uuid4().hex[:8]}"
-    work.mkdir()
+    of `paths` inside it. podman runs in a mount namespace of its own, so that none of its
+    mounts outlives it, with `read_only` the store bind-mounted read-only there."""
+    # a short path: conmon's sockets live below the runroot (a long one costs a 20 s timeout)
+    work = Path(tempfile.mkdtemp(prefix="bindimg-p", dir="/tmp"))
     try:
         conf = work / "storage.conf"
         conf.write_text(
@@ -293,17 +295,10 @@ def podman_run(
             argv += [f"--storage-opt=vfs.imagestore={store}"]
         argv += ["run", "--rm", "--pull=never", "--network=none", image, "python3", "-I", "-S", "-c", CHECK]
         argv += list(paths)
-        if read_only:
-            argv = [
-                "unshare",
-                "--mount",
-                "--propagation=private",
-                "sh",
-                "-c",
-                f'mount --bind "{store}" "{store}" && mount -o remount,bind,ro "{store}" && exec "$@"',
-                "sh",
-                *argv,
-            ]
+        protect = (
+            f'mount --bind "{store}" "{store}" && mount -o remount,bind,ro "{store}" && ' if read_only else ""
+        )
+        argv = ["unshare", "--mount", "--propagation=private", "sh", "-c", f'{protect}exec "$@"', "sh", *argv]
         env = {**os.environ, "CONTAINERS_STORAGE_CONF": str(conf)}
         done = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=RUN_TIMEOUT, check=False)
         assert done.returncode == 0, f"{argv}: {done.stderr}"
@@ -376,16 +371,13 @@ def test_second_run_is_unchanged_and_reports_upstream_digests(embedded: Embedded
         assert (entry["digest"] == image.digest) is not flattened
 
 
-def test_each_image_runs_offline_from_the_store(embedded: Embedded, tmp_path: Path) -> None:
+def test_each_image_runs_offline_from_the_store(embedded: Embedded) -> None:
     images, built = embedded.images, embedded.overlay
     runs = second_run(built)
-    app = podman_run(
-        tmp_path, built.store, pinned(images.app, images.app.digest), "/etc/app/one", "/etc/app/two"
-    )
+    app = podman_run(built.store, pinned(images.app, images.app.digest), "/etc/app/one", "/etc/app/two")
     assert app["/etc/app/one"]["data"].startswith("one ") and app["/etc/app/two"]["data"] == "two\n"
 
     caps = podman_run(
-        tmp_path,
         built.store,
         pinned(images.caps, images.caps.digest),
         "/usr/local/bin/capped",
@@ -395,7 +387,6 @@ def test_each_image_runs_offline_from_the_store(embedded: Embedded, tmp_path: Pa
     assert caps["/usr/local/bin/suid"]["mode"] == 0o4755
 
     whiteout = podman_run(
-        tmp_path,
         built.store,
         runs["whiteout.container"]["reference"],
         "/etc/gone",
@@ -408,18 +399,16 @@ def test_each_image_runs_offline_from_the_store(embedded: Embedded, tmp_path: Pa
     assert whiteout["/usr/local/bin/capped"]["cap"] == CAP_NET_BIND_SERVICE.hex()
     assert whiteout["/usr/local/bin/suid"]["mode"] == 0o4755
 
-    opaque = podman_run(tmp_path, built.store, runs["opaque.container"]["reference"], "/var/lib/t")
+    opaque = podman_run(built.store, runs["opaque.container"]["reference"], "/var/lib/t")
     assert opaque["/var/lib/t"]["list"] == ["new"]
 
-    multi = podman_run(tmp_path, built.store, pinned(images.multi, images.multi.digest), "/etc/platform")
+    multi = podman_run(built.store, pinned(images.multi, images.multi.digest), "/etc/platform")
     assert multi["/etc/platform"]["data"].startswith("amd64 ")
 
 
-def test_the_store_works_read_only(embedded: Embedded, tmp_path: Path) -> None:
+def test_the_store_works_read_only(embedded: Embedded) -> None:
     images, built = embedded.images, embedded.overlay
-    found = podman_run(
-        tmp_path, built.store, pinned(images.app, images.app.digest), "/etc/app/two", read_only=True
-    )
+    found = podman_run(built.store, pinned(images.app, images.app.digest), "/etc/app/two", read_only=True)
     assert found["/etc/app/two"]["data"] == "two\n"
 
 
@@ -458,10 +447,11 @@ def test_lint_root_is_clean_and_reports_a_missing_image(embedded: Embedded, tmp_
     assert clean.returncode == 0, clean.stdout + clean.stderr
     assert json.loads(clean.stdout)["findings"] == []
     app = embedded.images.app
-    runroot = tmp_path / "runroot"
+    store = Store(Root(str(root)))
     skopeo_mod.delete_local(
-        f"containers-storage:[overlay@{root / STORE}+{runroot}]{pinned(app, app.digest)}", timeout=RUN_TIMEOUT
+        store.reference(str(tmp_path / "run"), pinned(app, app.digest)), timeout=RUN_TIMEOUT
     )
+    assert mounts_below(root) == []
     missing = bindimg("lint", "--root", str(root), "--format", "json")
     assert missing.returncode == 1
     ids = [(Path(f["path"]).name, f["id"]) for f in json.loads(missing.stdout)["findings"]]
@@ -471,7 +461,7 @@ def test_lint_root_is_clean_and_reports_a_missing_image(embedded: Embedded, tmp_
 # --- the vfs build ----------------------------------------------------------------------
 
 
-def test_vfs_store_runs_with_a_vfs_podman(embedded: Embedded, tmp_path: Path) -> None:
+def test_vfs_store_runs_with_a_vfs_podman(embedded: Embedded) -> None:
     images, built = embedded.images, embedded.vfs
     runs = second_run(built)
     arg = "GlobalArgs=--storage-opt=vfs.imagestore=/usr/lib/containers/storage"
@@ -481,12 +471,10 @@ def test_vfs_store_runs_with_a_vfs_podman(embedded: Embedded, tmp_path: Path) ->
         "whiteout.container": False,
     }
     assert (built.store / "vfs-images/images.lock").is_file() and not (built.store / "overlay").exists()
-    app = podman_run(
-        tmp_path, built.store, pinned(images.app, images.app.digest), "/etc/app/two", driver="vfs"
-    )
+    app = podman_run(built.store, pinned(images.app, images.app.digest), "/etc/app/two", driver="vfs")
     assert app["/etc/app/two"]["data"] == "two\n"
     whiteout = podman_run(
-        tmp_path, built.store, runs["whiteout.container"]["reference"], "/etc/gone", "/etc/kept", driver="vfs"
+        built.store, runs["whiteout.container"]["reference"], "/etc/gone", "/etc/kept", driver="vfs"
     )
     assert whiteout["/etc/gone"] is None and whiteout["/etc/kept"] is not None
 
@@ -502,6 +490,13 @@ def bindimg(*args: str) -> subprocess.CompletedProcess[str]:
         timeout=600,
         check=False,
     )
+
+
+def mounts_below(path: Path) -> list[str]:
+    """Mount points under `path`: bindimg (skopeo, containers/storage) must leave none."""
+    with open("/proc/self/mounts") as handle:
+        points = [line.split()[1] for line in handle]
+    return [p for p in points if p == str(path) or p.startswith(f"{path}/")]
 
 
 def snapshot(root: Path) -> dict[str, bytes]:
@@ -588,6 +583,7 @@ def test_embedding_is_idempotent_deterministic_and_json(
     again = bindimg("add", "--embed", "--root", str(tmp_path / "one"), "--no-tls-verify", "--json", *units)
     assert [e["changed"] for e in json.loads(again.stdout)["images"]] == [False, False]
     assert "fetching" not in again.stderr  # the store has both: nothing is downloaded again
+    assert mounts_below(tmp_path) == []
 
 
 def test_a_unit_pinned_flattened_is_embedded_again_into_a_new_root(
@@ -716,3 +712,40 @@ def test_store_init_makes_an_empty_store_podman_reads_read_only(tmp_path: Path) 
         check=False,
     )
     assert (listed.returncode, listed.stdout) == (0, ""), listed.stderr
+
+
+def test_an_embedded_image_unit_may_have_an_authfile_and_gets_policy_missing(
+    tmp_path: Path, small_images: dict[str, PushedImage]
+) -> None:
+    """bootc never reads an embedded .image unit: its AuthFile= (inside the root) is used to copy."""
+    root = tmp_path / "root"
+    (root / QDIR).mkdir(parents=True)
+    (root / "etc/containers").mkdir(parents=True)
+    (root / "etc/containers/auth.json").write_text('{"auths": {}}')
+    unit = root / QDIR / "plain.image"
+    plain = small_images["plain"]
+    unit.write_text(f"[Image]\nImage={plain.ref}\nAuthFile=/etc/containers/auth.json\n")
+    done = bindimg(
+        "add", "--embed", "--image-policy", "missing", "--root", str(root), "--no-tls-verify", str(unit)
+    )
+    assert done.returncode == 0, done.stderr
+    assert unit.read_text() == (
+        f"[Image]\n# bindimg: pinned from {plain.ref}\nImage={pinned(plain, plain.digest)}\n"
+        f"{STORE_ARG}\nPolicy=missing\nAuthFile=/etc/containers/auth.json\n"
+    )
+    (tmp_path / "other").mkdir()
+    logical = bindimg("add", "--root", str(tmp_path / "other"), "--no-tls-verify", str(unit))
+    assert logical.returncode == 2 and "AuthFile=" in logical.stderr
+
+
+def test_a_drop_in_that_pulls_is_refused_before_any_network(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    (root / QDIR / "app.container.d").mkdir(parents=True)
+    (root / QDIR / "app.container").write_text("[Container]\nImage=127.0.0.1:9/none/app:1\n")
+    (root / QDIR / "app.container.d/pull.conf").write_text("[Container]\nPull=always\n")
+    before = snapshot(root)
+    done = bindimg("add", "--embed", "--root", str(root), str(root / QDIR / "app.container"))
+    assert done.returncode == 2
+    assert "pull.conf:2: Pull=always in this drop-in lets podman pull" in done.stderr
+    assert "resolving" not in done.stderr
+    assert snapshot(root) == before

@@ -110,3 +110,59 @@ def test_ci_workflow_steps_pass_on_a_locked_tree_and_fail_on_a_stale_lock(
         "::error file=quadlets/hello.container",
     ]
     assert [a.split("title=", 1)[1].split("::", 1)[0] for a in annotations] == ["lock-stale", "lock-missing"]
+
+
+EMBED_STORE = "GlobalArgs=--storage-opt=additionalimagestore=/usr/lib/containers/storage"
+
+
+def build_example(
+    tmp_path: Path, zipapp: Path, base_image: str, registry: Registry, example: str, units: dict[str, str]
+) -> dict[str, bytes | tarfile.TarInfo]:
+    """Build examples/EXAMPLE/Containerfile with every `FROM` made local: the units and the
+    store's index afterwards. Neither bindimg nor a bound-images.d link is left in the image."""
+    context = tmp_path / "context"
+    context.mkdir(parents=True)
+    shutil.copy(zipapp, context / "bindimg.pyz")
+    for name, text in units.items():
+        (context / name).parent.mkdir(parents=True, exist_ok=True)
+        (context / name).write_text(text)
+    (context / "insecure.conf").write_text(f'[[registry]]\nlocation = "{registry.host}"\ninsecure = true\n')
+    containerfile = re.sub(
+        r"^FROM \S+( AS \S+)?$",
+        lambda m: (
+            f"FROM {base_image}{m.group(1) or ''}\n"
+            "COPY insecure.conf /etc/containers/registries.conf.d/99-test.conf"
+        ),
+        (EXAMPLES / example / "Containerfile").read_text(),
+        flags=re.M,
+    )
+    (context / "Containerfile").write_text(containerfile)
+    tag = f"localhost/bindimg-example-{example}:test"
+    build = ["podman", "build", "-q", "--network=host", "--pull=never", "--no-cache", "--layers=false"]
+    subprocess.run([*build, "-t", tag, str(context)], check=True, capture_output=True, timeout=600)
+    try:
+        absent = "test ! -e /usr/lib/bootc/bound-images.d && test ! -e /usr/local/bin/bindimg"
+        check = subprocess.run(
+            ["podman", "run", "--rm", "--network=none", tag, "sh", "-c", absent], check=False
+        )
+        assert check.returncode == 0, f"{example}: bindimg or a bound-images.d link is left in the image"
+        return buildimage.read_tree(tag, QDIR, "usr/lib/containers/storage/overlay-images")
+    finally:
+        buildimage.remove(tag)
+
+
+def test_embedded_and_multi_stage_example_containerfiles(
+    tmp_path: Path, zipapp: Path, base_image: str, registry: Registry
+) -> None:
+    pushed = registry.push_image(ociimage.app_image("example-embedded"), "examples/hello", "1.0")
+    pinned = f"{pushed.host}/{pushed.repo}@{pushed.digest}"
+    for example, unit_path in (("embedded", "hello.container"), ("multi-stage", "quadlets/hello.container")):
+        unit = localise((EXAMPLES / example / unit_path).read_text(), registry.host)
+        tree = build_example(tmp_path / example, zipapp, base_image, registry, example, {unit_path: unit})
+        expected = unit.replace(
+            f"Image={pushed.ref}\n",
+            f"# bindimg: pinned from {pushed.ref}\nImage={pinned}\n{EMBED_STORE}\nPull=never\n",
+        )
+        assert tree[f"{QDIR}/hello.container"] == expected.encode(), example
+        images = tree["usr/lib/containers/storage/overlay-images/images.json"]
+        assert isinstance(images, bytes) and pinned in images.decode(), example

@@ -334,3 +334,36 @@ def test_random_layers_flatten_to_what_the_harness_model_says(tmp_path: Path, se
             elif member.issym():
                 found[member.name] = ociimage.Symlink(member.linkname)
     assert found == ociimage.apply_layers(specs), specs
+
+
+def test_the_flattened_digest_is_the_same_on_every_python(tmp_path: Path) -> None:
+    """Golden digests: the layer headers are bindimg's own, so Python 3.9 (tests/test_python39.py
+    runs this file there) and later versions write the same bytes."""
+    specs: list[ociimage.LayerSpec] = [
+        {
+            "etc/gone": "deleted\n",
+            "usr/bin/tool": ociimage.File(
+                b"\x7fELF", 0o4755, (("security.capability", CAP_NET_BIND_SERVICE),)
+            ),
+            "lib/link": ociimage.Symlink("/usr/bin/tool"),
+            "var/lib/t/old": "old\n",
+        },
+        {
+            "etc/gone": None,
+            "var/lib/t": ociimage.OPAQUE,
+            "var/lib/t/new": "new\n",
+            "long/" + "x" * 150: "long\n",
+        },
+    ]
+    layers = []
+    for number, spec in enumerate(specs):
+        path = tmp_path / f"{number}.tar"
+        path.write_bytes(ociimage.layer_tar(spec))
+        layers.append(str(path))
+    config = ociimage.image(specs).config.data
+    result = flatten.flatten(layers, config, UPSTREAM, str(tmp_path / "layout"))
+    assert result == flatten.Flattened(
+        digest="sha256:c05c793187d054490fb31e9a38bc80e6a48a25b80799800844d5226e4d85c107",
+        diff_id="sha256:163bdc079980d434d780d63f23c69a42bc2e89550be6dc4e52d6837fa2e524d7",
+        size=10752,
+    )

@@ -20,6 +20,7 @@ NO_REGISTRY_TESTS = [
     "tests/test_quadlet.py",
     "tests/test_bootcini.py",
     "tests/test_add_offline.py",
+    "tests/test_flatten.py",
 ]
 
 
