@@ -48,6 +48,7 @@ from bindimg.units import (
     quadlet_image,
     search_dirs,
     source_units,
+    upstream_digest,
 )
 
 ERROR = "error"
@@ -457,8 +458,9 @@ def missing_storage_args(u: UnitView) -> Iterator[Finding]:
         )
 
 
-def embedded_missing(u: UnitView, units: UnitSet, stored: set[str]) -> Iterator[Finding]:
-    if not u.embedded:
+def embedded_missing(u: UnitView, units: UnitSet, stored: Optional[set[str]]) -> Iterator[Finding]:
+    """`stored` is None for a source tree: it has no store to look in."""
+    if not u.embedded or stored is None:
         return
     try:
         runs = quadlet_image(units, u.setting)
@@ -532,10 +534,12 @@ def lock_findings(views: Iterable[UnitView], units: UnitSet, lock: LockView) -> 
         locked = lock.digests.get(tag)
         if locked is None:
             yield u.at("lock-missing", f"{tag} is not in {lock.path}; run `bindimg lock`")
-        elif ref.digest is not None and ref.digest != locked:
+            continue
+        pinned = upstream_digest(units, where.path, where.line, ref)
+        if pinned is not None and pinned != locked:
             yield u.at(
                 "lock-mismatch",
-                f"pinned to {ref.digest}, but {lock.path} locks {tag} to {locked}; "
+                f"pinned to {pinned}, but {lock.path} locks {tag} to {locked}; "
                 f"run `bindimg lock --rewrite` (or `bindimg lock --update {tag}`)",
             )
     for tag in sorted(set(lock.digests) - used):
@@ -608,20 +612,8 @@ def _remote_reference(u: UnitView, units: UnitSet) -> Optional[str]:
     ref, where = u.ref, u.assignment
     if ref is None or ref.digest is None or where is None:
         return None
-    if u.embedded:
-        origin = pin.provenance_of(units.load(where.path).text, where.line)
-        upstream = _parse_quietly(origin) if origin else None
-        if upstream is not None and upstream.digest is not None and upstream.digest != ref.digest:
-            return f"{upstream.canonical_name}@{upstream.digest}"
-    return f"{ref.canonical_name}@{ref.digest}"
-
-
-def _parse_quietly(value: str) -> Optional[Reference]:
-    try:
-        ref = reference.parse(value)
-    except reference.ReferenceError:
-        return None
-    return ref if ref.fully_qualified else None
+    digest = upstream_digest(units, where.path, where.line, ref) if u.embedded else ref.digest
+    return f"{ref.canonical_name}@{digest}"
 
 
 def _adds_embedded_store(global_args: list[str]) -> bool:
@@ -706,7 +698,7 @@ class _Linter:
             return WARNING
         return None if u.ref is not None and u.ref.tag_reference in self.lock.digests else ERROR
 
-    def check(self, stored: set[str]) -> None:
+    def check(self, stored: Optional[set[str]]) -> None:
         units = self.units
         for u in self.views:
             self.reference_of(u)
@@ -760,7 +752,7 @@ def lint_sources(
             linter.view(path, source_tree=True)
         elif path in named:
             raise InputError("not a .container, .image or .volume unit, nor a drop-in", path=path)
-    linter.check(set())
+    linter.check(None)
     return linter.finish(linter.views, remote, cwd_display)
 
 

@@ -31,6 +31,7 @@ from bindimg.units import (
     image_unit_registry_options,
     provenance_tag,
     source_units,
+    upstream_digest,
 )
 
 
@@ -79,6 +80,8 @@ def collect(paths: list[str], registry: RegistryOptions) -> tuple[UnitSet, list[
         if setting.group == "Image":
             options = registry.merged(image_unit_registry_options(setting.merged, host))
         tag, digest = ref.tag_reference if ref.digest is None else None, ref.digest
+        if digest is not None:
+            digest = upstream_digest(units, assignment.path, assignment.line, ref)
         if digest is not None:
             tag = provenance_tag(units, assignment.path, assignment.line, ref)
             if tag is None:
@@ -160,7 +163,17 @@ def _rewrite_plan(units: UnitSet, uses: list[Use], entries: dict[str, LockEntry]
         setting = image_setting(units, source, os.path.basename(use.unit))
         value = bound_value(setting)
         ref = image_reference(value, use.path, use.line)
-        pinned = ref.pinned(entries[use.tag].digest)
+        locked = entries[use.tag].digest
+        if ref.digest is not None and use.digest != ref.digest:  # embedded, flattened
+            if use.digest == locked:
+                continue
+            raise InputError(
+                f"{use.tag} is embedded flattened and its lock entry moved; "
+                "run `bindimg add --embed` to embed and pin the new image",
+                path=use.path,
+                line=use.line,
+            )
+        pinned = ref.pinned(locked)
         origin = value if ref.digest is None else (pin.provenance_of(source.text, use.line) or value)
         texts[use.path], _ = pin.pin(texts.get(use.path, source.text), use.line, pinned, origin)
     files: dict[str, tuple[Optional[bytes], bytes]] = {}

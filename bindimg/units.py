@@ -492,3 +492,12 @@ def provenance_tag(units: UnitSet, path: str, line: int, ref: reference.Referenc
     if not tagged.fully_qualified or tagged.canonical_name != ref.canonical_name:
         return None
     return tagged.tag_reference
+
+
+def upstream_digest(units: UnitSet, path: str, line: int, ref: reference.Reference) -> Optional[str]:
+    """The registry digest a pinned value stands for: its own, or for an image embedded
+    flattened the upstream digest its provenance comment names (only its store has the other)."""
+    found = pin.provenance(units.load(path).text, line)
+    if ref.digest is not None and found is not None and found.flattened_from is not None:
+        return found.flattened_from
+    return ref.digest

@@ -316,17 +316,11 @@ def test_unreachable_registry_is_no_finding_but_an_external_error(
         lint_sources(["q"], remote=Remote(settings=Settings(retry=0)))
 
 
-@pytest.mark.parametrize(
-    "provenance",
-    [
-        f"# bindimg: pinned from quay.io/o/e:1 (flattened from {LIVE})",  # what `add --embed` writes
-        f"# bindimg: pinned from quay.io/o/e:1@{LIVE}",
-    ],
-)
 def test_flattened_embedded_unit_is_checked_by_its_upstream_digest(
-    root: Path, monkeypatch: pytest.MonkeyPatch, provenance: str
+    root: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     asked = fake_registry(monkeypatch)
+    provenance = f"# bindimg: pinned from quay.io/o/e:1 (flattened from {LIVE})"  # as `add --embed` writes
     text = f"[Container]\n{provenance}\nImage=quay.io/o/e@{D2}\n{EMBED}\nPull=never\n"
     write(root, f"{QDIR}/e.container", text)
     store(root, f"quay.io/o/e@{D2}")
@@ -535,3 +529,21 @@ def test_link_to_a_fifo_is_unreadable_input_not_a_hang(root: Path) -> None:
     link(root, "app.container", f"/{QDIR}/app.container")
     with pytest.raises(InputError, match="is a FIFO, not a unit file"):
         lint_r()
+
+
+def test_flattened_embedded_unit_is_checked_against_the_lock_by_its_upstream_digest(src: Path) -> None:
+    write(
+        src,
+        "e.container",
+        f"[Container]\n# bindimg: pinned from quay.io/o/e:1 (flattened from {D1})\n"
+        f"Image=quay.io/o/e@{D2}\n{EMBED}\nPull=never\n",
+    )
+    assert lint_q(LockView("bindimg.lock", {"quay.io/o/e:1": D1})) == []
+    assert lint_q(LockView("bindimg.lock", {"quay.io/o/e:1": D2})) == [
+        ("lock-mismatch", E, "q/e.container", 3)
+    ]
+
+
+def test_a_source_tree_has_no_store_to_miss_an_embedded_image(src: Path) -> None:
+    write(src, "e.container", f"[Container]\nImage=quay.io/o/e@{D1}\n{EMBED}\nPull=never\n")
+    assert lint_q() == []

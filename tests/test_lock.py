@@ -220,3 +220,30 @@ def test_locked_frozen_build_succeeds_with_the_registry_stopped(
         f"{BOUND}/app.container",
         f"{BOUND}/multi.image",
     ]
+
+
+def test_flattened_embedded_unit_keeps_its_pin_and_its_upstream_lock_entry(tmp_path: Path) -> None:
+    upstream, flattened, moved = ("sha256:" + c * 64 for c in "abc")
+    unit = write(
+        tmp_path / "q/e.container",
+        f"[Container]\n# bindimg: pinned from quay.io/o/e:1 (flattened from {upstream})\n"
+        f"Image=quay.io/o/e@{flattened}\nPull=never\n",
+    )
+    before = unit.read_bytes()
+    lock_path = write(
+        tmp_path / "bindimg.lock", f'version = 1\n[images."quay.io/o/e:1"]\ndigest = "{upstream}"\n'
+    )
+    assert lock(tmp_path, "--check", str(tmp_path / "q")) == (0, "", "")
+    code, _, err = lock(tmp_path, "--rewrite", str(tmp_path / "q"))
+    assert (code, err) == (0, "")
+    assert unit.read_bytes() == before  # its store holds the flattened digest: never re-pinned
+
+    lock_path.write_text(f'version = 1\n[images."quay.io/o/e:1"]\ndigest = "{moved}"\n')
+    before_tree = snapshot(tmp_path)
+    code, _, err = lock(tmp_path, "--rewrite", str(tmp_path / "q"))
+    assert code == 2
+    assert err == (
+        f"bindimg: error: {unit}:3: quay.io/o/e:1 is embedded flattened and its lock entry moved; "
+        "run `bindimg add --embed` to embed and pin the new image\n"
+    )
+    assert snapshot(tmp_path) == before_tree
