@@ -7,13 +7,15 @@ only with -v.
 
 from __future__ import annotations
 
+import functools
+import inspect
 import json
 import os
 import sys
 import traceback
 from collections.abc import Callable
 from dataclasses import asdict
-from typing import List, NoReturn, Optional
+from typing import Any, List, NoReturn, Optional, get_type_hints
 
 import typer
 
@@ -73,6 +75,10 @@ def _progress(quiet: bool) -> Callable[[str], None]:
     return say
 
 
+# Placeholders for the parameters `registry_command` fills in (never seen by typer).
+REGISTRY = RegistryOptions()
+SETTINGS = Settings()
+
 # Options shared by several commands (typer reads these default objects per parameter).
 QUIET = typer.Option(False, "-q", "--quiet", help="No progress output.")
 VERBOSE = typer.Option(False, "-v", "--verbose", help="More detail, and tracebacks on internal errors.")
@@ -88,15 +94,53 @@ STORE = typer.Option(DEFAULT_STORE, "--store", help="The embedded image store, i
 DRIVER = typer.Option("overlay", "--driver", help="overlay or vfs: the driver of the podman that reads it.")
 
 
-def registry_options(
-    authfile: Optional[str], creds: Optional[str], cert_dir: Optional[str], tls_verify: bool
-) -> RegistryOptions:
-    return RegistryOptions(
-        authfile=authfile, creds=creds, cert_dir=cert_dir, tls_verify=None if tls_verify else False
-    )
+# The registry options every command that asks a registry takes, with their types.
+_REGISTRY_OPTIONS: dict[str, tuple[Any, Any]] = {
+    "authfile": (Optional[str], AUTHFILE),
+    "creds": (Optional[str], CREDS),
+    "cert_dir": (Optional[str], CERT_DIR),
+    "tls_verify": (bool, TLS_VERIFY),
+    "jobs": (int, JOBS),
+    "retry": (int, RETRY),
+    "timeout": (float, TIMEOUT),
+}
+
+
+def registry_command(func: Callable[..., None]) -> Callable[..., None]:
+    """Give a command the registry options; it receives them as `registry` and `settings`.
+
+    typer reads a command's options from its signature: this one is the command's own, its
+    `registry`/`settings` parameters replaced by the options (placed before -q/-v).
+    """
+    hints = get_type_hints(func)
+    own = [p for p in inspect.signature(func).parameters.values() if p.name not in ("registry", "settings")]
+    params = [p.replace(annotation=hints[p.name]) for p in own]
+    tail = [p for p in params if p.name in ("quiet", "verbose")]
+    added = [
+        inspect.Parameter(name, inspect.Parameter.POSITIONAL_OR_KEYWORD, default=option, annotation=kind)
+        for name, (kind, option) in _REGISTRY_OPTIONS.items()
+    ]
+    params = [p for p in params if p not in tail] + added + tail
+
+    @functools.wraps(func)
+    def command(**kwargs: Any) -> None:
+        tls_verify = kwargs.pop("tls_verify")
+        registry = RegistryOptions(
+            authfile=kwargs.pop("authfile"),
+            creds=kwargs.pop("creds"),
+            cert_dir=kwargs.pop("cert_dir"),
+            tls_verify=None if tls_verify else False,
+        )
+        settings = Settings(jobs=kwargs.pop("jobs"), retry=kwargs.pop("retry"), timeout=kwargs.pop("timeout"))
+        func(registry=registry, settings=settings, **kwargs)
+
+    command.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
+    command.__annotations__ = {p.name: p.annotation for p in params}
+    return command
 
 
 @app.command()
+@registry_command
 def add(
     quadlets: List[str] = typer.Argument(..., metavar="QUADLET", help=".container or .image units."),
     root: str = ROOT,
@@ -121,13 +165,8 @@ def add(
     image_policy: Optional[str] = typer.Option(
         None, "--image-policy", help="--embed: `missing` sets Policy=missing in .image units (podman >= 5.6)."
     ),
-    authfile: Optional[str] = AUTHFILE,
-    creds: Optional[str] = CREDS,
-    cert_dir: Optional[str] = CERT_DIR,
-    tls_verify: bool = TLS_VERIFY,
-    jobs: int = JOBS,
-    retry: int = RETRY,
-    timeout: float = TIMEOUT,
+    registry: RegistryOptions = REGISTRY,
+    settings: Settings = SETTINGS,
     quiet: bool = QUIET,
     verbose: bool = VERBOSE,
 ) -> None:
@@ -137,8 +176,8 @@ def add(
         locked = {tag: entry.digest for tag, entry in lockfile.load(lock).items()} if lock else {}
         options = add_mod.AddOptions(
             root=Root(root),
-            registry=registry_options(authfile, creds, cert_dir, tls_verify),
-            settings=Settings(jobs=jobs, retry=retry, timeout=timeout),
+            registry=registry,
+            settings=settings,
             storage_args=not no_storage_args,
             locked=locked,
             frozen=frozen,
@@ -163,6 +202,7 @@ def add(
 
 
 @app.command()
+@registry_command
 def lock(
     paths: Optional[List[str]] = typer.Argument(
         None, metavar="PATH", help="Unit files or directories (default: .)."
@@ -176,13 +216,8 @@ def lock(
     ),
     check: bool = typer.Option(False, "--check", help="Exit 1 if the lock is missing or stale; offline."),
     rewrite: bool = typer.Option(False, "--rewrite", help="Also pin the source units in place."),
-    authfile: Optional[str] = AUTHFILE,
-    creds: Optional[str] = CREDS,
-    cert_dir: Optional[str] = CERT_DIR,
-    tls_verify: bool = TLS_VERIFY,
-    jobs: int = JOBS,
-    retry: int = RETRY,
-    timeout: float = TIMEOUT,
+    registry: RegistryOptions = REGISTRY,
+    settings: Settings = SETTINGS,
     quiet: bool = QUIET,
     verbose: bool = VERBOSE,
 ) -> None:
@@ -194,8 +229,8 @@ def lock(
         result = lock_mod.run(
             sources,
             lock_file,
-            registry=registry_options(authfile, creds, cert_dir, tls_verify),
-            settings=Settings(jobs=jobs, retry=retry, timeout=timeout),
+            registry=registry,
+            settings=settings,
             update=refs if update else None,
             check=check,
             rewrite=rewrite,
@@ -223,6 +258,7 @@ def _sources_or_root(paths: Optional[List[str]], root: Optional[str]) -> List[st
 
 
 @app.command()
+@registry_command
 def lint(
     paths: Optional[List[str]] = typer.Argument(
         None, metavar="PATH", help="Unit files, drop-ins or directories (default: .)."
@@ -234,13 +270,8 @@ def lint(
     lock: Optional[str] = typer.Option(None, "--lock", help="Check the sources against this lock file."),
     remote: bool = typer.Option(False, "--remote", help="Check that each pinned digest still resolves."),
     strict: bool = typer.Option(False, "--strict", help="Warnings fail too."),
-    authfile: Optional[str] = AUTHFILE,
-    creds: Optional[str] = CREDS,
-    cert_dir: Optional[str] = CERT_DIR,
-    tls_verify: bool = TLS_VERIFY,
-    jobs: int = JOBS,
-    retry: int = RETRY,
-    timeout: float = TIMEOUT,
+    registry: RegistryOptions = REGISTRY,
+    settings: Settings = SETTINGS,
     quiet: bool = QUIET,
     verbose: bool = VERBOSE,
 ) -> None:
@@ -252,11 +283,7 @@ def lint(
         raise typer.BadParameter("--lock checks source units; drop --root", param_hint="--lock")
     checker = None
     if remote:
-        checker = lint_mod.Remote(
-            registry_options(authfile, creds, cert_dir, tls_verify),
-            Settings(jobs=jobs, retry=retry, timeout=timeout),
-            _progress(quiet),
-        )
+        checker = lint_mod.Remote(registry, settings, _progress(quiet))
     try:
         if root is not None:
             findings = lint_mod.lint_root(Root(root), root, checker)
