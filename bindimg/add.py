@@ -469,15 +469,9 @@ def _read_bytes(path: str) -> Optional[bytes]:
     """What a planned write replaces (None: nothing yet). An install destination that is a FIFO
     or a directory is refused unopened: opening it blocked or crashed."""
     try:
-        return fsutil.read_regular(path, MAX_UNIT_BYTES)
+        return fsutil.read_input(path, MAX_UNIT_BYTES, what="unit file", missing=None, fix="remove it")
     except FileNotFoundError:
         return None
-    except fsutil.NotRegularFileError as error:
-        raise InputError(f"is {error.kind}, not a unit file; remove it", path=path) from None
-    except fsutil.FileTooLargeError:
-        raise InputError("is too large for a unit file; remove it", path=path) from None
-    except OSError as error:
-        raise InputError(f"cannot read: {error.strerror}", path=path) from None
 
 
 def plan(paths: list[str], options: AddOptions, progress: Callable[[str], None] = lambda _: None) -> Plan:

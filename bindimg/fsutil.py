@@ -21,6 +21,8 @@ import tempfile
 from dataclasses import dataclass
 from typing import Optional
 
+from bindimg.errors import InputError
+
 TEMP_PREFIX = ".bindimg-"
 TEMP_SUFFIX = ".tmp"  # no unit extension: a leftover is never read as a Quadlet unit
 
@@ -242,3 +244,30 @@ def read_regular(path: str, limit: int) -> bytes:
     if total > limit:
         raise FileTooLargeError(path, limit)
     return b"".join(chunks)
+
+
+def read_input(
+    path: str,
+    limit: int,
+    *,
+    what: str,
+    missing: Optional[str],
+    shown: Optional[str] = None,
+    fix: str = "make it a regular file",
+) -> bytes:
+    """`read_regular` for a file bindimg takes as input (a unit, a drop-in, a lock): every
+    refusal is an InputError naming the file. `missing` is the message for a missing file;
+    with None, FileNotFoundError reaches the caller (for whom a missing file is no error)."""
+    where = shown or path
+    try:
+        return read_regular(path, limit)
+    except NotRegularFileError as error:
+        raise InputError(f"is {error.kind}, not a {what}; {fix}", path=where) from None
+    except FileTooLargeError:
+        raise InputError(f"larger than {limit // (1024 * 1024)} MiB; not a {what}", path=where) from None
+    except FileNotFoundError:
+        if missing is None:
+            raise
+        raise InputError(missing, path=where) from None
+    except OSError as error:
+        raise InputError(f"cannot read: {error.strerror}", path=where) from None

@@ -38,18 +38,10 @@ Lock = Mapping[str, LockEntry]  # canonical tag reference -> entry
 
 def load(path: str) -> dict[str, LockEntry]:
     """The entries of a lock file, or an InputError naming the file and line of the damage."""
-    try:
-        raw = fsutil.read_regular(path, MAX_LOCK_BYTES)
-    except fsutil.NotRegularFileError as error:
-        # Refused unopened: `--lock /dev/stdin` or a FIFO would hang, /dev/zero never ends.
-        raise InputError(f"is {error.kind}, not a lock file; pass a regular file", path=path) from None
-    except fsutil.FileTooLargeError:
-        limit = MAX_LOCK_BYTES // (1024 * 1024)
-        raise InputError(f"larger than {limit} MiB; not a bindimg lock file", path=path) from None
-    except FileNotFoundError:
-        raise InputError("no such lock file; create it with `bindimg lock`", path=path) from None
-    except OSError as error:
-        raise InputError(f"cannot read the lock file: {error.strerror}", path=path) from None
+    # Refused unopened if not a regular file: `--lock /dev/stdin` or a FIFO would hang.
+    raw = fsutil.read_input(
+        path, MAX_LOCK_BYTES, what="lock file", missing="no such lock file; create it with `bindimg lock`"
+    )
     try:
         text = raw.decode("utf-8")
         document = tomlkit.parse(text).unwrap()

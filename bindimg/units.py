@@ -58,18 +58,13 @@ def dropin_dir_names(filename: str) -> list[str]:
 def read_text(path: str, display: Optional[str] = None) -> str:
     """A unit or drop-in's text, refusing what neither parser could read sensibly."""
     shown = display or path
-    try:
-        data = fsutil.read_regular(path, MAX_UNIT_BYTES)
-    except fsutil.NotRegularFileError as error:
-        # Refused unopened: reading a FIFO would hang, a device would never end.
-        raise InputError(f"is {error.kind}, not a unit file; make it a regular file", path=shown) from None
-    except fsutil.FileTooLargeError:
-        limit = MAX_UNIT_BYTES // (1024 * 1024)
-        raise InputError(f"larger than {limit} MiB; not a unit file", path=shown) from None
-    except FileNotFoundError:
-        raise InputError("no such file (a dangling symlink?); fix or remove it", path=shown) from None
-    except OSError as error:
-        raise InputError(f"cannot read: {error.strerror}", path=shown) from None
+    data = fsutil.read_input(
+        path,
+        MAX_UNIT_BYTES,
+        what="unit file",
+        missing="no such file (a dangling symlink?); fix or remove it",
+        shown=shown,
+    )
     return decode_unit(data, shown)
 
 
