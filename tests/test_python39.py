@@ -21,6 +21,9 @@ NO_REGISTRY_TESTS = [
     "tests/test_bootcini.py",
     "tests/test_add_offline.py",
     "tests/test_flatten.py",
+    "tests/test_lint_rules.py",
+    "tests/test_list.py",
+    "tests/test_hostile.py",
 ]
 
 
