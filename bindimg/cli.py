@@ -45,12 +45,18 @@ def _version(value: bool) -> None:
         raise typer.Exit()
 
 
+VERSION = typer.Option(
+    False,
+    "--version",
+    callback=_version,
+    is_eager=True,
+    expose_value=False,
+    help="Print the version and exit.",
+)
+
+
 @app.callback()
-def _main(
-    version: bool = typer.Option(
-        False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
-    ),
-) -> None:
+def _main(version: bool = VERSION) -> None:
     """bindimg binds container images to bootc OS images."""
 
 
@@ -115,7 +121,7 @@ def registry_command(func: Callable[..., None]) -> Callable[..., None]:
     hints = get_type_hints(func)
     own = [p for p in inspect.signature(func).parameters.values() if p.name not in ("registry", "settings")]
     params = [p.replace(annotation=hints[p.name]) for p in own]
-    tail = [p for p in params if p.name in ("quiet", "verbose")]
+    tail = [p for p in params if p.name in ("quiet", "verbose", "version")]
     added = [
         inspect.Parameter(name, inspect.Parameter.POSITIONAL_OR_KEYWORD, default=option, annotation=kind)
         for name, (kind, option) in _REGISTRY_OPTIONS.items()
@@ -169,6 +175,7 @@ def add(
     settings: Settings = SETTINGS,
     quiet: bool = QUIET,
     verbose: bool = VERBOSE,
+    version: bool = VERSION,
 ) -> None:
     """Pin each unit's Image= to a digest and link it into bound-images.d (or --embed it)."""
     plan: Optional[add_mod.Plan] = None
@@ -220,6 +227,7 @@ def lock(
     settings: Settings = SETTINGS,
     quiet: bool = QUIET,
     verbose: bool = VERBOSE,
+    version: bool = VERSION,
 ) -> None:
     """Freeze the tags that units use into a lock file for reproducible builds."""
     args = list(paths or [])
@@ -274,6 +282,7 @@ def lint(
     settings: Settings = SETTINGS,
     quiet: bool = QUIET,
     verbose: bool = VERBOSE,
+    version: bool = VERSION,
 ) -> None:
     """Check units or an image root: exit 1 on an error finding (any finding with --strict)."""
     if fmt not in report.FORMATS:
@@ -316,6 +325,7 @@ def list_(
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
     quiet: bool = QUIET,  # accepted as on every command; list prints no progress
     verbose: bool = VERBOSE,
+    version: bool = VERSION,
 ) -> None:
     """List images: bootc's logical ones and the embedded store (--root), or each unit's."""
     sources = _sources_or_root(paths, root)
@@ -350,6 +360,7 @@ def store_init(
     driver: str = DRIVER,
     quiet: bool = QUIET,
     verbose: bool = VERBOSE,
+    version: bool = VERSION,
 ) -> None:
     """Create an empty store that podman accepts even read-only (idempotent)."""
     try:

@@ -276,3 +276,11 @@ def test_other_unit_kinds_are_refused(root: Path, name: str) -> None:
 
 def test_missing_file_is_refused(root: Path) -> None:
     refused(root, root / QDIR / "nope.container", needle="no such unit file")
+
+
+@pytest.mark.parametrize("command", [[], ["add"], ["lock"], ["lint"], ["list"], ["store", "init"]])
+def test_every_command_takes_version(command: list[str]) -> None:
+    from bindimg import __version__
+
+    done = bindimg(*command, "--version")
+    assert (done.returncode, done.stdout, done.stderr) == (0, f"bindimg {__version__}\n", "")
