@@ -76,3 +76,21 @@ def read_tree(image: str, *paths: str) -> dict[str, tarfile.TarInfo | bytes]:
                 assert extracted is not None
                 found[member.name] = extracted.read()
     return found
+
+
+def extract(image: str, dest: Path, *paths: str) -> None:
+    """Copy `paths` (relative to /) out of `image`, xattrs and owners kept."""
+    dest.mkdir(parents=True, exist_ok=True)
+    tar = ["tar", "--xattrs", "--xattrs-include=*", "-C", "/", "-cf", "-", *paths]
+    make = subprocess.Popen(["podman", "run", "--rm", "--network=none", image, *tar], stdout=subprocess.PIPE)
+    try:
+        subprocess.run(
+            ["tar", "--xattrs", "--xattrs-include=*", "--numeric-owner", "-xpf", "-", "-C", str(dest)],
+            stdin=make.stdout,
+            check=True,
+            timeout=BUILD_TIMEOUT,
+        )
+    finally:
+        assert make.stdout is not None
+        make.stdout.close()
+        assert make.wait(timeout=BUILD_TIMEOUT) == 0

@@ -7,6 +7,10 @@ against the registry container, and the test reads the built image's files byte 
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import subprocess
+import sys
 import tarfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -31,14 +35,29 @@ def units(images: PushedImages) -> dict[str, str]:
     }
 
 
-@pytest.fixture
-def built(tmp_path: Path, zipapp: Path, base_image: str, images: PushedImages) -> Iterator[dict[str, object]]:
-    context = buildimage.build_context(tmp_path, zipapp, units(images))
-    image = buildimage.build(context, base_image)
+@pytest.fixture(scope="module")
+def image(
+    tmp_path_factory: pytest.TempPathFactory, zipapp: Path, base_image: str, images: PushedImages
+) -> Iterator[str]:
+    context = buildimage.build_context(tmp_path_factory.mktemp("build"), zipapp, units(images))
+    name = buildimage.build(context, base_image)
     try:
-        yield buildimage.read_tree(image, QDIR, BOUND, "usr/share/bindimg-second-run.json")
+        yield name
     finally:
-        buildimage.remove(image)
+        buildimage.remove(name)
+
+
+@pytest.fixture
+def built(image: str) -> dict[str, object]:
+    return buildimage.read_tree(image, QDIR, BOUND, "usr/share/bindimg-second-run.json")
+
+
+@pytest.fixture(scope="module")
+def image_root(image: str, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The built image's Quadlet directories and bootc directories, copied out."""
+    root = tmp_path_factory.mktemp("image") / "root"
+    buildimage.extract(image, root, "usr/share/containers", "usr/lib/bootc", "etc/containers")
+    return root
 
 
 def expected_files(images: PushedImages) -> dict[str, bytes]:
@@ -79,3 +98,53 @@ def test_containerfile_build_pins_links_and_is_idempotent(
             }
         ]
     }
+
+
+def lint_root(root: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "bindimg", "lint", "-q", "--root", str(root)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def test_lint_of_the_built_image_reports_nothing(image_root: Path) -> None:
+    done = lint_root(image_root)
+    assert (done.returncode, done.stdout, done.stderr) == (0, "", "")
+
+
+def _append(path: Path, text: str) -> None:
+    path.write_bytes(path.read_bytes() + text.encode())
+
+
+def _replace(path: Path, old: str, new: str) -> None:
+    text = path.read_text()
+    assert old in text
+    path.write_text(text.replace(old, new, 1))
+
+
+# Each way bootc-bound-images.md §2 says a bound image breaks bootc, done to the built image.
+BREAKAGES = {
+    "not-a-symlink": lambda r: (r / BOUND / "extra.container").write_text("[Container]\nImage=x\n"),
+    "dangling-link": lambda r: os.symlink(f"/{QDIR}/gone.image", r / BOUND / "gone.image"),
+    "bad-extension": lambda r: os.symlink(f"/{QDIR}/app.container", r / BOUND / "app.kube"),
+    "authfile-unsupported": lambda r: _append(r / QDIR / "multi.image", "AuthFile=/etc/app/auth.json\n"),
+    "specifier": lambda r: _replace(r / QDIR / "app.container", "@sha256:", ":%i@sha256:"),
+    "bootc-parse-error": lambda r: _replace(
+        r / QDIR / "app.container", "Exec=/bin/true", "Exec=/bin/true \\\n  --x"
+    ),
+    "missing-image": lambda r: _replace(r / QDIR / "multi.image", "\nImage=", "\nNotImage="),
+}
+
+
+@pytest.mark.parametrize("finding", sorted(BREAKAGES))
+def test_lint_of_the_built_image_broken_each_way(image_root: Path, tmp_path: Path, finding: str) -> None:
+    root = tmp_path / "root"
+    shutil.copytree(image_root, root, symlinks=True)
+    BREAKAGES[finding](root)
+    done = lint_root(root)
+    assert done.returncode == 1, done.stdout
+    found = {line.split(": ")[2] for line in done.stdout.splitlines()}
+    assert finding in found, done.stdout

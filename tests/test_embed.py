@@ -190,31 +190,13 @@ class Built:
         return (self.root / QDIR / name).read_text()
 
 
-def extract(image: str, dest: Path, *paths: str) -> None:
-    """Copy `paths` (relative to /) out of `image`, xattrs and owners kept."""
-    dest.mkdir(parents=True, exist_ok=True)
-    tar = ["tar", "--xattrs", "--xattrs-include=*", "-C", "/", "-cf", "-", *paths]
-    make = subprocess.Popen(["podman", "run", "--rm", "--network=none", image, *tar], stdout=subprocess.PIPE)
-    try:
-        subprocess.run(
-            ["tar", "--xattrs", "--xattrs-include=*", "--numeric-owner", "-xpf", "-", "-C", str(dest)],
-            stdin=make.stdout,
-            check=True,
-            timeout=RUN_TIMEOUT,
-        )
-    finally:
-        assert make.stdout is not None
-        make.stdout.close()
-        assert make.wait(timeout=RUN_TIMEOUT) == 0
-
-
 def build_and_extract(tmp: Path, zipapp: Path, base_image: str, units: dict[str, str], *args: str) -> Built:
     context = buildimage.build_context(tmp, zipapp, units)
     started = time.monotonic()
     image = buildimage.build(context, base_image, *args, containerfile="Containerfile.embed.test")
     seconds = time.monotonic() - started
     root = tmp / "root"
-    extract(image, root, QDIR, "usr/lib/containers", "usr/share/bindimg-test")
+    buildimage.extract(image, root, QDIR, "usr/lib/containers", "usr/share/bindimg-test")
     output = {p.name: p.read_text() for p in (root / "usr/share/bindimg-test").iterdir()}
     return Built(image, root, output, seconds)
 
