@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import os
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Optional, TypeVar
@@ -21,7 +20,7 @@ from typing import Any, Optional, TypeVar
 from bindimg import skopeo
 from bindimg.errors import ExternalError, InputError
 from bindimg.platforms import Platform, choose
-from bindimg.resolve import BACKOFF_SECONDS, Settings, digest_of, media_type_of
+from bindimg.resolve import Settings, digest_of, media_type_of, retrying
 from bindimg.skopeo import RegistryOptions, SkopeoError
 
 _LISTS = (
@@ -106,19 +105,13 @@ def fetch(
 
 def _retrying(settings: Settings, reference: str, call: Callable[[], T]) -> T:
     """`call`, retried on transient failures with the same back-off as the look-ups."""
-    attempt = 0
-    while True:
-        try:
-            return call()
-        except SkopeoError as error:
-            if error.transient and attempt < settings.retry:
-                time.sleep(BACKOFF_SECONDS * 2**attempt)
-                attempt += 1
-                continue
-            tries = f" (after {attempt + 1} attempts)" if attempt else ""
-            raise ExternalError(
-                f"cannot fetch {reference}: {error.message}{tries}; check the registry and its credentials"
-            ) from None
+    return retrying(
+        settings,
+        call,
+        lambda error, tries: ExternalError(
+            f"cannot fetch {reference}: {error.message}{tries}; check the registry and its credentials"
+        ),
+    )
 
 
 def _json(data: bytes, reference: str) -> dict[str, Any]:

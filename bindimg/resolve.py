@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from bindimg import skopeo
 from bindimg.errors import ExternalError
@@ -21,6 +22,8 @@ DEFAULT_JOBS = 8
 DEFAULT_RETRY = 3
 DEFAULT_TIMEOUT = 60.0
 BACKOFF_SECONDS = 0.5
+
+T = TypeVar("T")
 
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
@@ -79,26 +82,41 @@ class ResolveError(ExternalError):
         self.transient = transient
 
 
-def resolve_one(
-    request: Request, settings: Settings, sleep: Callable[[float], None] = time.sleep
-) -> Resolved:
-    """Ask the registry, retrying transient failures with exponential back-off."""
+def retrying(
+    settings: Settings,
+    call: Callable[[], T],
+    failure: Callable[[SkopeoError, str], Exception],
+    sleep: Callable[[float], None] = time.sleep,
+) -> T:
+    """`call`, retried on transient failures with exponential back-off; a failure for good
+    becomes `failure(error, " (after N attempts)" or "")`."""
     attempt = 0
     while True:
         try:
-            raw = skopeo.inspect_raw(request.reference, request.options, timeout=settings.timeout)
+            return call()
         except SkopeoError as error:
             if error.transient and attempt < settings.retry:
                 sleep(BACKOFF_SECONDS * 2**attempt)
                 attempt += 1
                 continue
-            tries = f" (after {attempt + 1} attempts)" if attempt else ""
-            raise ResolveError(
-                f"cannot resolve {request.reference}: {error.message}{tries}; "
-                "check the reference, the registry and its credentials",
-                transient=error.transient,
-            ) from None
-        return Resolved(request.reference, digest_of(raw), media_type_of(raw, request.reference))
+            raise failure(error, f" (after {attempt + 1} attempts)" if attempt else "") from None
+
+
+def resolve_one(
+    request: Request, settings: Settings, sleep: Callable[[float], None] = time.sleep
+) -> Resolved:
+    """Ask the registry, retrying transient failures with exponential back-off."""
+    raw = retrying(
+        settings,
+        lambda: skopeo.inspect_raw(request.reference, request.options, timeout=settings.timeout),
+        lambda error, tries: ResolveError(
+            f"cannot resolve {request.reference}: {error.message}{tries}; "
+            "check the reference, the registry and its credentials",
+            transient=error.transient,
+        ),
+        sleep,
+    )
+    return Resolved(request.reference, digest_of(raw), media_type_of(raw, request.reference))
 
 
 def resolve_each(
