@@ -14,7 +14,7 @@ import os
 import sys
 import traceback
 from collections.abc import Callable
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from typing import Any, List, NoReturn, Optional, get_type_hints
 
 import typer
@@ -60,30 +60,36 @@ def _main(version: bool = VERSION) -> None:
     """bindimg binds container images to bootc OS images."""
 
 
-def _fail(error: BaseException, verbose: bool) -> NoReturn:
-    if isinstance(error, BindimgError):
-        typer.echo(f"bindimg: error: {error}", err=True)
-        raise typer.Exit(error.exit_code)
-    if verbose:
-        traceback.print_exc()
-    typer.echo(
-        f"bindimg: internal error: {type(error).__name__}: {one_line(str(error))} (run with -v for details)",
-        err=True,
-    )
-    raise typer.Exit(70)
+@dataclass(frozen=True)
+class Output:
+    """Where a command talks: results on stdout, progress (unless -q) and failures on stderr."""
 
+    quiet: bool = False
+    verbose: bool = False
 
-def _progress(quiet: bool) -> Callable[[str], None]:
-    def say(message: str) -> None:
-        if not quiet:
+    def progress(self, message: str) -> None:
+        if not self.quiet:
             typer.echo(message, err=True)
 
-    return say
+    def fail(self, error: BaseException) -> NoReturn:
+        """One line and the documented exit code; a traceback only for a bug, and only with -v."""
+        if isinstance(error, BindimgError):
+            typer.echo(f"bindimg: error: {error}", err=True)
+            raise typer.Exit(error.exit_code)
+        if self.verbose:
+            traceback.print_exc()
+        typer.echo(
+            f"bindimg: internal error: {type(error).__name__}: {one_line(str(error))} "
+            "(run with -v for details)",
+            err=True,
+        )
+        raise typer.Exit(70)
 
 
-# Placeholders for the parameters `registry_command` fills in (never seen by typer).
+# Placeholders for the parameters the decorators below fill in (never seen by typer).
 REGISTRY = RegistryOptions()
 SETTINGS = Settings()
+OUTPUT = Output()
 
 # Options shared by several commands (typer reads these default objects per parameter).
 QUIET = typer.Option(False, "-q", "--quiet", help="No progress output.")
@@ -100,52 +106,69 @@ STORE = typer.Option(DEFAULT_STORE, "--store", help="The embedded image store, i
 DRIVER = typer.Option("overlay", "--driver", help="overlay or vfs: the driver of the podman that reads it.")
 
 
-# The registry options every command that asks a registry takes, with their types.
-_REGISTRY_OPTIONS: dict[str, tuple[Any, Any]] = {
-    "authfile": (Optional[str], AUTHFILE),
-    "creds": (Optional[str], CREDS),
-    "cert_dir": (Optional[str], CERT_DIR),
-    "tls_verify": (bool, TLS_VERIFY),
-    "jobs": (int, JOBS),
-    "retry": (int, RETRY),
-    "timeout": (float, TIMEOUT),
-}
+Options = dict[str, tuple[Any, Any]]  # parameter name -> (type, typer option)
 
 
-def registry_command(func: Callable[..., None]) -> Callable[..., None]:
-    """Give a command the registry options; it receives them as `registry` and `settings`.
+def _with_options(
+    replaced: tuple[str, ...], options: Options, build: Callable[[dict[str, Any]], dict[str, Any]]
+) -> Callable[[Callable[..., None]], Callable[..., None]]:
+    """A decorator giving a command `options`; `build` turns their values into its `replaced`
+    parameters. typer reads a command's options from its signature: the wrapper's is the
+    command's own, `replaced` swapped for `options` at the end."""
 
-    typer reads a command's options from its signature: this one is the command's own, its
-    `registry`/`settings` parameters replaced by the options (placed before -q/-v).
-    """
-    hints = get_type_hints(func)
-    own = [p for p in inspect.signature(func).parameters.values() if p.name not in ("registry", "settings")]
-    params = [p.replace(annotation=hints[p.name]) for p in own]
-    tail = [p for p in params if p.name in ("quiet", "verbose", "version")]
-    added = [
-        inspect.Parameter(name, inspect.Parameter.POSITIONAL_OR_KEYWORD, default=option, annotation=kind)
-        for name, (kind, option) in _REGISTRY_OPTIONS.items()
-    ]
-    params = [p for p in params if p not in tail] + added + tail
+    def decorate(func: Callable[..., None]) -> Callable[..., None]:
+        hints = get_type_hints(func)
+        own = [p for p in inspect.signature(func).parameters.values() if p.name not in replaced]
+        params = [p.replace(annotation=hints[p.name]) for p in own] + [
+            inspect.Parameter(name, inspect.Parameter.POSITIONAL_OR_KEYWORD, default=option, annotation=kind)
+            for name, (kind, option) in options.items()
+        ]
 
-    @functools.wraps(func)
-    def command(**kwargs: Any) -> None:
-        tls_verify = kwargs.pop("tls_verify")
-        registry = RegistryOptions(
-            authfile=kwargs.pop("authfile"),
-            creds=kwargs.pop("creds"),
-            cert_dir=kwargs.pop("cert_dir"),
-            tls_verify=None if tls_verify else False,
-        )
-        settings = Settings(jobs=kwargs.pop("jobs"), retry=kwargs.pop("retry"), timeout=kwargs.pop("timeout"))
-        func(registry=registry, settings=settings, **kwargs)
+        @functools.wraps(func)
+        def command(**kwargs: Any) -> None:
+            given = {name: kwargs.pop(name, None) for name in options}
+            func(**build(given), **kwargs)
 
-    command.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
-    command.__annotations__ = {p.name: p.annotation for p in params}
-    return command
+        command.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
+        command.__annotations__ = {p.name: p.annotation for p in params}
+        return command
+
+    return decorate
+
+
+registry_command = _with_options(
+    ("registry", "settings"),
+    {
+        "authfile": (Optional[str], AUTHFILE),
+        "creds": (Optional[str], CREDS),
+        "cert_dir": (Optional[str], CERT_DIR),
+        "tls_verify": (bool, TLS_VERIFY),
+        "jobs": (int, JOBS),
+        "retry": (int, RETRY),
+        "timeout": (float, TIMEOUT),
+    },
+    lambda v: {
+        "registry": RegistryOptions(
+            authfile=v["authfile"],
+            creds=v["creds"],
+            cert_dir=v["cert_dir"],
+            tls_verify=None if v["tls_verify"] else False,
+        ),
+        "settings": Settings(jobs=v["jobs"], retry=v["retry"], timeout=v["timeout"]),
+    },
+)
+"""The registry options, handed to the command as `registry` and `settings`."""
+
+output_command = _with_options(
+    ("out",),
+    {"quiet": (bool, QUIET), "verbose": (bool, VERBOSE), "version": (bool, VERSION)},
+    lambda v: {"out": Output(quiet=bool(v["quiet"]), verbose=bool(v["verbose"]))},
+)
+"""-q/-v/--version, which every command takes, handed to it as `out`."""
 
 
 @app.command()
+@output_command
 @registry_command
 def add(
     quadlets: List[str] = typer.Argument(..., metavar="QUADLET", help=".container or .image units."),
@@ -173,9 +196,7 @@ def add(
     ),
     registry: RegistryOptions = REGISTRY,
     settings: Settings = SETTINGS,
-    quiet: bool = QUIET,
-    verbose: bool = VERBOSE,
-    version: bool = VERSION,
+    out: Output = OUTPUT,
 ) -> None:
     """Pin each unit's Image= to a digest and link it into bound-images.d (or --embed it)."""
     plan: Optional[add_mod.Plan] = None
@@ -190,11 +211,11 @@ def add(
             frozen=frozen,
             embed=EmbedOptions(store, driver, platform, flatten, image_policy) if embed else None,
         )
-        plan = add_mod.plan(quadlets, options, _progress(quiet))
+        plan = add_mod.plan(quadlets, options, out.progress)
         if not dry_run:
             add_mod.apply(plan)
     except Exception as error:  # one line for the user; traceback only with -v
-        _fail(error, verbose)
+        out.fail(error)
     finally:
         if plan is not None:
             plan.close()
@@ -209,6 +230,7 @@ def add(
 
 
 @app.command()
+@output_command
 @registry_command
 def lock(
     paths: Optional[List[str]] = typer.Argument(
@@ -225,9 +247,7 @@ def lock(
     rewrite: bool = typer.Option(False, "--rewrite", help="Also pin the source units in place."),
     registry: RegistryOptions = REGISTRY,
     settings: Settings = SETTINGS,
-    quiet: bool = QUIET,
-    verbose: bool = VERBOSE,
-    version: bool = VERSION,
+    out: Output = OUTPUT,
 ) -> None:
     """Freeze the tags that units use into a lock file for reproducible builds."""
     args = list(paths or [])
@@ -242,10 +262,10 @@ def lock(
             update=refs if update else None,
             check=check,
             rewrite=rewrite,
-            progress=_progress(quiet),
+            progress=out.progress,
         )
     except Exception as error:  # one line for the user; traceback only with -v
-        _fail(error, verbose)
+        out.fail(error)
     if check:
         for problem in result.problems:
             typer.echo(problem)
@@ -266,6 +286,7 @@ def _sources_or_root(paths: Optional[List[str]], root: Optional[str]) -> List[st
 
 
 @app.command()
+@output_command
 @registry_command
 def lint(
     paths: Optional[List[str]] = typer.Argument(
@@ -280,9 +301,7 @@ def lint(
     strict: bool = typer.Option(False, "--strict", help="Warnings fail too."),
     registry: RegistryOptions = REGISTRY,
     settings: Settings = SETTINGS,
-    quiet: bool = QUIET,
-    verbose: bool = VERBOSE,
-    version: bool = VERSION,
+    out: Output = OUTPUT,
 ) -> None:
     """Check units or an image root: exit 1 on an error finding (any finding with --strict)."""
     if fmt not in report.FORMATS:
@@ -292,7 +311,7 @@ def lint(
         raise typer.BadParameter("--lock checks source units; drop --root", param_hint="--lock")
     checker = None
     if remote:
-        checker = lint_mod.Remote(registry, settings, _progress(quiet))
+        checker = lint_mod.Remote(registry, settings, out.progress)
     try:
         if root is not None:
             findings = lint_mod.lint_root(Root(root), root, checker)
@@ -300,10 +319,10 @@ def lint(
             locked = lint_mod.LockView.load(lock) if lock is not None else None
             findings = lint_mod.lint_sources(sources, locked, checker)
     except Exception as error:  # one line for the user; traceback only with -v
-        _fail(error, verbose)
+        out.fail(error)
     sys.stdout.write(report.render(findings, fmt))
     counts = report.summary(findings)
-    if not quiet:
+    if not out.quiet:
         errors, warnings = _count(counts["errors"], "error"), _count(counts["warnings"], "warning")
         typer.echo(f"bindimg: {errors}, {warnings}", err=True)
     if counts["errors"] or (strict and findings):
@@ -315,6 +334,7 @@ def _count(number: int, noun: str) -> str:
 
 
 @app.command("list")
+@output_command
 def list_(
     paths: Optional[List[str]] = typer.Argument(
         None, metavar="PATH", help="Unit files or directories (default: .)."
@@ -323,9 +343,7 @@ def list_(
         None, "--root", help="What bootc binds from this image root, and its embedded store."
     ),
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
-    quiet: bool = QUIET,  # accepted as on every command; list prints no progress
-    verbose: bool = VERBOSE,
-    version: bool = VERSION,
+    out: Output = OUTPUT,
 ) -> None:
     """List images: bootc's logical ones and the embedded store (--root), or each unit's."""
     sources = _sources_or_root(paths, root)
@@ -336,7 +354,7 @@ def list_(
         else:
             items = listing.list_units(sources)
     except Exception as error:  # one line for the user; traceback only with -v
-        _fail(error, verbose)
+        out.fail(error)
     if as_json:
         typer.echo(json.dumps([asdict(item) for item in items], indent=2))
         return
@@ -354,21 +372,20 @@ app.add_typer(store_app, name="store")
 
 
 @store_app.command("init")
+@output_command
 def store_init(
     root: str = ROOT,
     store: str = STORE,
     driver: str = DRIVER,
-    quiet: bool = QUIET,
-    verbose: bool = VERBOSE,
-    version: bool = VERSION,
+    out: Output = OUTPUT,
 ) -> None:
     """Create an empty store that podman accepts even read-only (idempotent)."""
     try:
         target = Store(Root(root), store, driver)
         created = target.init()
     except Exception as error:  # one line for the user; traceback only with -v
-        _fail(error, verbose)
-    if not quiet:
+        out.fail(error)
+    if not out.quiet:
         typer.echo(f"{'created' if created else 'unchanged'} {target.inner} ({driver})")
 
 
