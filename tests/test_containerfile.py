@@ -10,7 +10,6 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 import tarfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,6 +18,7 @@ import pytest
 
 from tests import buildimage
 from tests.registry import PushedImages
+from tests.treehash import bindimg
 
 QDIR = "usr/share/containers/systemd"
 BOUND = "usr/lib/bootc/bound-images.d"
@@ -101,13 +101,7 @@ def test_containerfile_build_pins_links_and_is_idempotent(
 
 
 def lint_root(root: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "bindimg", "lint", "-q", "--root", str(root)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    return bindimg("lint", "-q", "--root", str(root))
 
 
 def test_lint_of_the_built_image_reports_nothing(image_root: Path) -> None:

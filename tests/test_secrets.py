@@ -24,7 +24,6 @@ import os
 import shutil
 import stat
 import subprocess
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -111,15 +110,7 @@ class World:
     def run(self, *args: str, expect: int) -> subprocess.CompletedProcess[str]:
         """bindimg ARGS with the shim on PATH; then every output check."""
         before = secret_counts(self.top)
-        done = subprocess.run(
-            [sys.executable, "-m", "bindimg", *args],
-            capture_output=True,
-            text=True,
-            env=self.env,
-            cwd=self.top,
-            check=False,
-            timeout=120,
-        )
+        done = bindimg(*args, env=self.env, cwd=self.top)
         self.runs.append(done)
         assert done.returncode == expect, f"{args}: {done.stdout}{done.stderr}"
         for secret in SECRETS:

@@ -32,13 +32,16 @@ def snapshot(top: Path) -> Snapshot:
     return result
 
 
-def bindimg(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+def bindimg(
+    *args: str, env: dict[str, str] | None = None, cwd: Path | None = None
+) -> subprocess.CompletedProcess[str]:
     """Run the installed bindimg as a user would, capturing both streams."""
     return subprocess.run(
         [sys.executable, "-m", "bindimg", *args],
         capture_output=True,
         text=True,
         env=env,
+        cwd=cwd,
         check=False,
         timeout=300,
     )
