@@ -27,6 +27,7 @@ from bindimg.embed import EmbedOptions
 from bindimg.errors import EXIT_FINDINGS, BindimgError, one_line
 from bindimg.resolve import DEFAULT_JOBS, DEFAULT_RETRY, DEFAULT_TIMEOUT, Settings
 from bindimg.rootfs import Root
+from bindimg.rules import LockView, Remote
 from bindimg.skopeo import RegistryOptions
 from bindimg.store import DEFAULT_STORE, Store
 
@@ -311,12 +312,12 @@ def lint(
         raise typer.BadParameter("--lock checks source units; drop --root", param_hint="--lock")
     checker = None
     if remote:
-        checker = lint_mod.Remote(registry, settings, out.progress)
+        checker = Remote(registry, settings, out.progress)
     try:
         if root is not None:
             findings = lint_mod.lint_root(Root(root), root, checker)
         else:
-            locked = lint_mod.LockView.load(lock) if lock is not None else None
+            locked = LockView.load(lock) if lock is not None else None
             findings = lint_mod.lint_sources(sources, locked, checker)
     except Exception as error:  # one line for the user; traceback only with -v
         out.fail(error)

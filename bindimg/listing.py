@@ -95,9 +95,9 @@ def unit_image(units: UnitSet, path: str) -> Optional[tuple[str, int]]:
     """(image, its physical line in the file that supplies it); None if the unit runs no image."""
     name = os.path.basename(path)
     setting = image_setting(units, units.load(path), name, parsed_dropins(units, name)[0])
-    if setting.group == "Volume" and setting.merged.lookup("Volume", "Driver") != "image":
+    if not setting.names_image:
         return None
-    if setting.group == "Container" and not setting.value and setting.merged.lookup("Container", "Rootfs"):
+    if setting.runs_rootfs:
         return None
     found = quadlet_image(units, setting)
     if found is None:

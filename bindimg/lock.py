@@ -16,12 +16,13 @@ from typing import Optional
 from bindimg import lockfile, pin, reference
 from bindimg.add import Plan, apply
 from bindimg.errors import InputError
-from bindimg.lint import LockView, lint_sources
+from bindimg.lint import lint_sources
 from bindimg.lockfile import LockEntry
 from bindimg.reference import ReferenceError, ValueKind
 from bindimg.report import render
 from bindimg.resolve import Request, Settings, resolve_all
 from bindimg.rootfs import Root
+from bindimg.rules import LockView
 from bindimg.skopeo import RegistryOptions
 from bindimg.units import (
     UnitSet,
@@ -65,7 +66,7 @@ def collect(paths: list[str], registry: RegistryOptions) -> tuple[UnitSet, list[
         source = units.load(path)
         name = os.path.basename(path)
         setting = image_setting(units, source, name)
-        if setting.group == "Volume" and (setting.merged.lookup("Volume", "Driver") or "") != "image":
+        if not setting.names_image:
             continue
         value = setting.value
         assignment = setting.assignment

@@ -191,6 +191,20 @@ class ImageSetting:
     def from_dropin(self) -> bool:
         return self.assignment is not None and self.assignment.path != self.source.path
 
+    @property
+    def names_image(self) -> bool:
+        """The unit runs an image: every .container and .image; a .volume only with
+        `Driver=image` (podman quadlet.go ConvertVolume: other drivers ignore Image=)."""
+        return self.group != "Volume" or self.merged.lookup("Volume", "Driver") == "image"
+
+    @property
+    def runs_rootfs(self) -> bool:
+        """A .container that runs `Rootfs=` instead of an image (podman quadlet.go
+        ConvertContainer: Rootfs= is used only when Image= is empty), so nothing to bind."""
+        return (
+            self.group == "Container" and not self.value and bool(self.merged.lookup("Container", "Rootfs"))
+        )
+
 
 def image_setting(
     units: UnitSet, source: Source, filename: str, dropins: Optional[list[Source]] = None

@@ -39,10 +39,8 @@ import pytest
 from bindimg import add as add_mod
 from bindimg import fsutil
 from bindimg.bound import Link
-from tests.treehash import bindimg
+from tests.kit import BOUND, QDIR, Run, run_bindimg
 
-QDIR = "usr/share/containers/systemd"
-BOUND = "usr/lib/bootc/bound-images.d"
 UNITS = 50
 # Where the kills land. Time alone would be a poor guide on a loaded machine, so most kills
 # are anchored on progress seen in the tree: right after the k-th unit was renamed or the k-th
@@ -263,17 +261,17 @@ def test_sigkill_anywhere_leaves_old_or_new_files_and_a_rerun_completes(
     # The schedule reached the interesting moments: kills amid the renames and amid the links.
     assert states["partial"] >= KILLS_AFTER_RENAME // 2 and states["linking"] >= 1, states
 
-    def rerun(root: Path) -> subprocess.CompletedProcess[str]:
-        return bindimg(*scenario.args(root))
+    def rerun(root: Path) -> Run:
+        return run_bindimg(*scenario.args(root))
 
     # A rerun finishes each job, and says which units it still had to change. (Run after the
     # kills, two at a time: the kills' timing must not compete with them.)
     with ThreadPoolExecutor(max_workers=2) as pool:
         reruns = list(pool.map(rerun, [root for root, _, _ in killed]))
     for (root, pending, what), done in zip(killed, reruns):
-        assert done.returncode == 0, f"{what}: {done.stderr}"
+        assert done.code == 0, f"{what}: {done.err}"
         assert contents(root) == scenario.complete, what
-        reported = {Path(line.split()[1]).name: line.split()[0] for line in done.stdout.splitlines()}
+        reported = {Path(line.split()[1]).name: line.split()[0] for line in done.out.splitlines()}
         assert reported == {n: "changed" if n in pending else "unchanged" for n in scenario.old}, what
 
 

@@ -40,11 +40,9 @@ from tests.faultproxy import (
     server_error,
     unauthorized,
 )
+from tests.kit import QDIR, STORAGE, Snapshot, run_bindimg, snapshot
 from tests.registry import PushedImages, Registry
-from tests.treehash import Snapshot, bindimg, snapshot
 
-QDIR = "usr/share/containers/systemd"
-STORAGE = "GlobalArgs=--storage-opt=additionalimagestore=/usr/lib/bootc/storage"
 FAST = ("--retry", "1", "--timeout", "2")
 HINT = "; check the reference, the registry and its credentials"
 RETRIED = " (after 2 attempts)" + HINT
@@ -76,8 +74,8 @@ class Setup:
         return f"{self.host}/test/multi:1.0"
 
     def add(self, *args: str) -> tuple[int, str, str]:
-        done = bindimg("add", "--root", str(self.root), "--no-tls-verify", *FAST, *args, *self.units)
-        return done.returncode, done.stdout, done.stderr
+        done = run_bindimg("add", "--root", str(self.root), "--no-tls-verify", *FAST, *args, *self.units)
+        return done.code, done.out, done.err
 
 
 def _setup(tmp_path: Path, host: str, app_tag: str = "1.0") -> Setup:

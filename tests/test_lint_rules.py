@@ -16,11 +16,13 @@ import pytest
 
 from bindimg import lockfile, skopeo
 from bindimg.errors import ExternalError, InputError
-from bindimg.lint import RULES, LockView, Remote, lint_root, lint_sources
+from bindimg.findings import RULES
+from bindimg.lint import lint_root, lint_sources
 from bindimg.lockfile import LockEntry
 from bindimg.resolve import Settings
 from bindimg.rootfs import Root
-from tests.lintkit import BOUND, D1, D2, EMBED, QDIR, STORAGE, link, rows, store, write
+from bindimg.rules import LockView, Remote
+from tests.kit import BOUND, D1, D2, EMBED, QDIR, STORAGE, link, rows, store, write
 
 Row = tuple[str, str, str, int]
 PINNED = f"[Container]\nImage=quay.io/o/a@{D1}\n"
