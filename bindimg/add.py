@@ -24,26 +24,33 @@ from bindimg.bootcini import parse_bootc
 from bindimg.bound import BOUND_DIR, Link, plan_link
 from bindimg.embed import Embedder, EmbedOptions, Prepared
 from bindimg.errors import InputError
-from bindimg.quadlet import UnitFile, parse_quadlet
+from bindimg.quadlet import (
+    CONTAINER,
+    IMAGE,
+    KEY_ALL_TAGS,
+    KEY_AUTH_FILE,
+    KEY_GLOBAL_ARGS,
+    KEY_IMAGE,
+    KEY_IMAGE_TAG,
+    KEY_POLICY,
+    KEY_PULL,
+    UnitFile,
+    parse_quadlet,
+)
 from bindimg.reference import ValueKind
 from bindimg.resolve import Request, Settings, resolve_all
 from bindimg.rootfs import Root
 from bindimg.skopeo import RegistryOptions
 from bindimg.store import Store
 from bindimg.units import (
-    INSTALL_DIR,
-    MAX_UNIT_BYTES,
     ImageSetting,
-    Source,
-    UnitSet,
     bound_value,
     image_reference,
     image_setting,
     image_unit_registry_options,
     is_true,
-    read_text,
-    search_dirs,
 )
+from bindimg.unitset import INSTALL_DIR, MAX_UNIT_BYTES, Source, UnitSet, read_text, search_dirs
 
 UNIT_EXTENSIONS = (".container", ".image")
 
@@ -226,7 +233,7 @@ class _Planner:
         line = setting.assignment.line
         embedded = self.options.embed is not None
         options = self.options.registry
-        if setting.group == "Image":
+        if setting.group == IMAGE:
             options = options.merged(self.image_unit_options(setting, line, embedded))
         ref = image_reference(value, source.path, line)
         said = pin.provenance(source.text, line) if ref.digest else None
@@ -266,7 +273,7 @@ class _Planner:
             return None
         try:
             text = read_text(dest)
-            assignment = parse_quadlet(text, dest).lookup_last(group, "Image")
+            assignment = parse_quadlet(text, dest).lookup_last(group, KEY_IMAGE)
         except InputError:
             return None
         said = pin.provenance(text, assignment.line) if assignment is not None else None
@@ -301,17 +308,17 @@ class _Planner:
         embedded unit is never read by bootc: its AuthFile= is used for the copy)."""
         path = setting.source.path
         unit = setting.merged
-        bootc_keys = parse_bootc(setting.source.text, path).get("Image", {})
-        if "AuthFile" in bootc_keys and not embedded:
+        bootc_keys = parse_bootc(setting.source.text, path).get(IMAGE, {})
+        if KEY_AUTH_FILE in bootc_keys and not embedded:
             raise InputError(
                 "AuthFile= in a bound .image unit makes bootc refuse the whole image; "
                 "remove it (bootc pulls with /etc/ostree/auth.json)",
                 path=path,
-                line=bootc_keys["AuthFile"].line,
+                line=bootc_keys[KEY_AUTH_FILE].line,
             )
-        if is_true(unit.lookup("Image", "AllTags")):
+        if is_true(unit.lookup(IMAGE, KEY_ALL_TAGS)):
             raise InputError("AllTags=true pulls every tag and ignores a pin; remove it", path=path)
-        if unit.lookup("Image", "ImageTag"):
+        if unit.lookup(IMAGE, KEY_IMAGE_TAG):
             raise InputError(
                 "ImageTag= makes containers run that name instead of the pinned image; remove it",
                 path=path,
@@ -348,9 +355,9 @@ class _Planner:
                 if not dest.endswith(".container"):
                     continue
                 merged = source.unit.merged([d.unit for d in self.units.dropins(os.path.basename(dest))])
-                if pin.has_storage_arg(merged.lookup_all_args("Container", "GlobalArgs")):
+                if pin.has_storage_arg(merged.lookup_all_args(CONTAINER, KEY_GLOBAL_ARGS)):
                     continue
-                assignment = source.unit.lookup_last("Container", "Image")
+                assignment = source.unit.lookup_last(CONTAINER, KEY_IMAGE)
                 assert assignment is not None  # checked while planning
                 texts[dest] = pin.add_storage_arg(texts[dest], lines.get(dest, assignment.line))
         files = self.changed_files(texts)
@@ -380,16 +387,16 @@ class _Planner:
         """Units that podman runs from the store, never from the network, and no links."""
         policy = self.options.embed.image_policy if self.options.embed else None
         for dest, source in self.writes.items():
-            group = "Container" if dest.endswith(".container") else "Image"
+            group = CONTAINER if dest.endswith(".container") else IMAGE
             merged = self.merged(dest, source)
-            assignment = source.unit.lookup_last(group, "Image")
+            assignment = source.unit.lookup_last(group, KEY_IMAGE)
             assert assignment is not None  # checked while planning
             anchor = lines.get(dest, assignment.line)
-            args = merged.lookup_all_args(group, "GlobalArgs")
+            args = merged.lookup_all_args(group, KEY_GLOBAL_ARGS)
             if self.options.storage_args and not pin.has_storage_arg(args, store.inner, store.storage_keys):
                 texts[dest] = pin.add_storage_arg(texts[dest], anchor, store.storage_arg)
                 anchor += 1
-            key, value = ("Pull", "never") if group == "Container" else ("Policy", policy)
+            key, value = (KEY_PULL, "never") if group == CONTAINER else (KEY_POLICY, policy)
             if value is not None and (merged.lookup(group, key) or "").lower() != value:
                 texts[dest] = pin.set_key(texts[dest], dest, group, key, value, anchor)
         files = self.changed_files(texts)
@@ -418,8 +425,8 @@ class _Planner:
         if embed is None:
             return
         for dest, source in self.writes.items():
-            group = "Container" if dest.endswith(".container") else "Image"
-            key, value = ("Pull", "never") if group == "Container" else ("Policy", embed.image_policy)
+            group = CONTAINER if dest.endswith(".container") else IMAGE
+            key, value = (KEY_PULL, "never") if group == CONTAINER else (KEY_POLICY, embed.image_policy)
             if value is None:
                 progress(
                     f"note: {dest}: without Policy=missing its service pulls on every start "
@@ -458,9 +465,9 @@ class _Planner:
     @staticmethod
     def check_pinned(text: str, bound: Bound, pinned: str) -> None:
         """Both parsers must read the pinned value back; anything else is a bindimg bug."""
-        group = "Image" if bound.dest.endswith(".image") else "Container"
-        quadlet_value = parse_quadlet(text, bound.dest).lookup(group, "Image")
-        found = parse_bootc(text, bound.dest).get(group, {}).get("Image")
+        group = IMAGE if bound.dest.endswith(".image") else CONTAINER
+        quadlet_value = parse_quadlet(text, bound.dest).lookup(group, KEY_IMAGE)
+        found = parse_bootc(text, bound.dest).get(group, {}).get(KEY_IMAGE)
         if quadlet_value != pinned or found is None or found.value != pinned:
             raise AssertionError(f"{bound.dest}: pinned text reads back as {quadlet_value!r}")
 

@@ -19,12 +19,13 @@ from bindimg import fsutil
 from bindimg.bootcini import BootcParseError, BootcValue, parse_bootc
 from bindimg.bound import BOUND_DIR
 from bindimg.errors import InputError
+from bindimg.quadlet import CONTAINER, IMAGE, KEY_AUTH_FILE, KEY_IMAGE
 from bindimg.rootfs import Root
-from bindimg.units import MAX_UNIT_BYTES
+from bindimg.unitset import MAX_UNIT_BYTES
 
 BOUND_REL = BOUND_DIR.lstrip("/")  # bootc names paths relative to the root
 QUERY_CONTEXT = "Querying bound images"
-_GROUPS = {"image": "Image", "container": "Container"}
+_GROUPS = {"image": IMAGE, "container": CONTAINER}
 
 # Rust's io::Error Display for the errors read_to_string can meet on a bad link.
 _OS_ERRORS = {
@@ -141,12 +142,12 @@ def _parse(name: str, text: str, target: str, link: str) -> tuple[Optional[Bootc
         return None, Failure("bad-extension", f"Invalid file extension: {name}", link)
     context = f"Parsing {BOUND_REL}/{name}"
     section = document.get(group, {})
-    image = section.get("Image")
+    image = section.get(KEY_IMAGE)
     if image is None:
         return None, Failure("missing-image", f"{context}: Missing Image field", target)
-    if group == "Image" and "AuthFile" in section:
+    if group == IMAGE and KEY_AUTH_FILE in section:
         reason = f"{context}: AuthFile is not supported by bound bootc images"
-        return None, Failure("authfile-unsupported", reason, target, section["AuthFile"].line)
+        return None, Failure("authfile-unsupported", reason, target, section[KEY_AUTH_FILE].line)
     unescaped, problem = spec_value(image.value)
     if problem is not None:
         reason = f"{context}: Invalid image value: {problem}"

@@ -19,7 +19,14 @@ from bindimg.boundscan import Entry, scan
 from bindimg.errors import InputError
 from bindimg.findings import Finding, sort_findings
 from bindimg.listing import Display, cwd_display, root_display, store_images
-from bindimg.quadlet import QuadletParseError, UnitDecodeError
+from bindimg.quadlet import (
+    CONTAINER,
+    IMAGE,
+    KEY_GLOBAL_ARGS,
+    SOURCE_EXTENSIONS,
+    QuadletParseError,
+    UnitDecodeError,
+)
 from bindimg.reference import ValueKind
 from bindimg.rootfs import Root
 from bindimg.rules import (
@@ -33,13 +40,10 @@ from bindimg.rules import (
     parse_error,
 )
 from bindimg.store import DEFAULT_STORE, VFS_KEYS
-from bindimg.units import (
-    SOURCE_EXTENSIONS,
-    UnitProblem,
+from bindimg.units import UnitProblem, image_reference, image_setting
+from bindimg.unitset import (
     UnitSet,
     dropin_dir_names,
-    image_reference,
-    image_setting,
     parsed_dropins,
     search_dirs,
     source_units,
@@ -102,11 +106,11 @@ class _Linter:
         if not setting.names_image:
             return None  # only Driver=image volumes name an image
         u = UnitView(name, setting, bound=bound)
-        u.embedded = _adds_embedded_store(setting.merged.lookup_all_args(setting.group, "GlobalArgs"))
+        u.embedded = _adds_embedded_store(setting.merged.lookup_all_args(setting.group, KEY_GLOBAL_ARGS))
         kind = reference.classify(u.value)
         u.candidate = (
             source_tree
-            and setting.group in ("Container", "Image")
+            and setting.group in (CONTAINER, IMAGE)
             and kind not in (ValueKind.UNIT_REFERENCE, ValueKind.TRANSPORT, ValueKind.IMAGE_ID)
             and not setting.runs_rootfs
         )
@@ -179,7 +183,7 @@ def lint_root(root: Root, shown: Optional[str] = None, remote: Optional[Remote] 
         linter.view(path, bound=path in linked)
     for u in linter.views:
         named = units.find(u.value) if reference.classify(u.value) is ValueKind.UNIT_REFERENCE else None
-        u.companion = u.group == "Container" and named in linked
+        u.companion = u.group == CONTAINER and named in linked
     embedded = [u for u in linter.views if u.embedded]
     ctx = Context(units, root, remote=remote, stored=set(store_images(root)) if embedded else set())
     bound_views = [u for u in linter.views if u.bound or u.embedded]

@@ -15,16 +15,11 @@ from typing import Optional
 
 from bindimg import boundscan
 from bindimg.errors import InputError
+from bindimg.quadlet import SOURCE_EXTENSIONS
 from bindimg.rootfs import Root
 from bindimg.store import DEFAULT_STORE, DRIVERS, Store
-from bindimg.units import (
-    SOURCE_EXTENSIONS,
-    UnitSet,
-    image_setting,
-    parsed_dropins,
-    quadlet_image,
-    source_units,
-)
+from bindimg.units import image_setting, quadlet_image
+from bindimg.unitset import UnitSet, parsed_dropins, source_units
 
 Display = Callable[[str], str]
 

@@ -18,6 +18,7 @@ from bindimg.add import Plan, apply
 from bindimg.errors import InputError
 from bindimg.lint import lint_sources
 from bindimg.lockfile import LockEntry
+from bindimg.quadlet import IMAGE, VOLUME
 from bindimg.reference import ReferenceError, ValueKind
 from bindimg.report import render
 from bindimg.resolve import Request, Settings, resolve_all
@@ -25,15 +26,14 @@ from bindimg.rootfs import Root
 from bindimg.rules import LockView
 from bindimg.skopeo import RegistryOptions
 from bindimg.units import (
-    UnitSet,
     bound_value,
     image_reference,
     image_setting,
     image_unit_registry_options,
     provenance_tag,
-    source_units,
     upstream_digest,
 )
+from bindimg.unitset import UnitSet, source_units
 
 
 @dataclass(frozen=True)
@@ -71,14 +71,14 @@ def collect(paths: list[str], registry: RegistryOptions) -> tuple[UnitSet, list[
         value = setting.value
         assignment = setting.assignment
         if not value or assignment is None:
-            if setting.group == "Volume":
+            if setting.group == VOLUME:
                 raise InputError("Driver=image needs an Image=; add one", path=path)
             raise InputError(f"no Image= in [{setting.group}]; add one", path=path)
         if reference.classify(value) is ValueKind.UNIT_REFERENCE:
             continue  # the .image unit it names is scanned itself
         ref = image_reference(value, assignment.path, assignment.line)
         options = registry
-        if setting.group == "Image":
+        if setting.group == IMAGE:
             options = registry.merged(image_unit_registry_options(setting.merged, host))
         tag, digest = ref.tag_reference if ref.digest is None else None, ref.digest
         if digest is not None:

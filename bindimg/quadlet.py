@@ -19,6 +19,28 @@ from typing import Optional, Sequence
 
 from bindimg.errors import InputError, excerpt
 
+# The vocabulary of Quadlet units, named once (podman pkg/systemd/quadlet/quadlet.go: the
+# groups and keys bindimg reads; every other module imports these, never spells them).
+CONTAINER = "Container"
+IMAGE = "Image"
+VOLUME = "Volume"
+GROUP_OF_EXTENSION = {".container": CONTAINER, ".image": IMAGE, ".volume": VOLUME}
+SOURCE_EXTENSIONS = tuple(GROUP_OF_EXTENSION)  # the units that can name an image
+KEY_IMAGE = "Image"
+KEY_GLOBAL_ARGS = "GlobalArgs"
+KEY_PULL = "Pull"
+KEY_POLICY = "Policy"
+KEY_AUTH_FILE = "AuthFile"
+KEY_ALL_TAGS = "AllTags"
+KEY_IMAGE_TAG = "ImageTag"
+KEY_AUTO_UPDATE = "AutoUpdate"
+KEY_ROOTFS = "Rootfs"
+KEY_LABEL = "Label"
+KEY_DRIVER = "Driver"
+KEY_TLS_VERIFY = "TLSVerify"
+KEY_CERT_DIR = "CertDir"
+KEY_CREDS = "Creds"
+
 # Go's unicode.IsSpace, which strings.TrimSpace and TrimRightFunc use. Python's default
 # str.strip() would also strip \x1c-\x1f, which Go keeps.
 QUADLET_WS = (

@@ -21,7 +21,21 @@ from bindimg.bootcini import BootcParseError, parse_bootc
 from bindimg.boundscan import Entry, rust_extension
 from bindimg.errors import ExternalError, InputError
 from bindimg.findings import ERROR, RULES, WARNING, WHOLE_FILE, Finding, finding
-from bindimg.quadlet import Assignment, QuadletParseError, split_args
+from bindimg.quadlet import (
+    CONTAINER,
+    IMAGE,
+    KEY_ALL_TAGS,
+    KEY_AUTH_FILE,
+    KEY_AUTO_UPDATE,
+    KEY_GLOBAL_ARGS,
+    KEY_IMAGE_TAG,
+    KEY_LABEL,
+    KEY_POLICY,
+    KEY_PULL,
+    Assignment,
+    QuadletParseError,
+    split_args,
+)
 from bindimg.reference import Reference, ValueKind
 from bindimg.resolve import Request, ResolveError, Settings, resolve_each
 from bindimg.rootfs import Root
@@ -30,7 +44,6 @@ from bindimg.store import DEFAULT_STORE
 from bindimg.units import (
     ImageSetting,
     UnitProblem,
-    UnitSet,
     bootc_problem,
     disagreement_problem,
     image_unit_registry_options,
@@ -40,6 +53,7 @@ from bindimg.units import (
     quadlet_image,
     upstream_digest,
 )
+from bindimg.unitset import UnitSet
 
 # What to do about each way bootc fails on a bound unit (bootc's own reason comes first).
 _BOOTC_ADVICE = {
@@ -113,7 +127,7 @@ class UnitView:
 
     @property
     def reads_bootc(self) -> bool:
-        return (self.bound or self.candidate) and self.group in ("Container", "Image")
+        return (self.bound or self.candidate) and self.group in (CONTAINER, IMAGE)
 
     def at(
         self, rule: str, message: str, supplied: Optional[Assignment] = None, severity: str = ""
@@ -361,7 +375,7 @@ def unit_reference(u: UnitView, ctx: Context) -> Iterator[Finding]:
         yield u.at(
             "unit-reference", f"Image={u.value} names a unit, which bootc pulls as an image name; {what}"
         )
-    elif u.group == "Image":
+    elif u.group == IMAGE:
         yield u.at(
             "unit-reference", f"Image={u.value} in an .image unit is pulled as a name; write the image"
         )
@@ -413,10 +427,10 @@ def floating_tag(u: UnitView, ctx: Context) -> Iterator[Finding]:
 
 @unit_rule("authfile-unsupported")
 def authfile_unsupported(u: UnitView, ctx: Context) -> Iterator[Finding]:
-    if not (u.bound and u.group == "Image"):
+    if not (u.bound and u.group == IMAGE):
         return
     try:
-        authfile = parse_bootc(u.setting.source.text, u.setting.source.path).get("Image", {}).get("AuthFile")
+        authfile = parse_bootc(u.setting.source.text, u.setting.source.path).get(IMAGE, {}).get(KEY_AUTH_FILE)
     except BootcParseError:
         return
     if authfile is not None:
@@ -431,30 +445,30 @@ def authfile_unsupported(u: UnitView, ctx: Context) -> Iterator[Finding]:
 
 @unit_rule("all-tags")
 def all_tags(u: UnitView, ctx: Context) -> Iterator[Finding]:
-    if u.group != "Image" or u.ref is None or u.ref.digest is None:
+    if u.group != IMAGE or u.ref is None or u.ref.digest is None:
         return
-    if is_true(u.setting.merged.lookup("Image", "AllTags")):
+    if is_true(u.setting.merged.lookup(IMAGE, KEY_ALL_TAGS)):
         yield u.at(
             "all-tags",
             "AllTags=true pulls every tag of the repository and ignores the pin; remove it",
-            u.setting.merged.lookup_last("Image", "AllTags"),
+            u.setting.merged.lookup_last(IMAGE, KEY_ALL_TAGS),
         )
 
 
 @unit_rule("image-tag")
 def image_tag(u: UnitView, ctx: Context) -> Iterator[Finding]:
-    tag = u.setting.merged.lookup("Image", "ImageTag") if u.group == "Image" else None
+    tag = u.setting.merged.lookup(IMAGE, KEY_IMAGE_TAG) if u.group == IMAGE else None
     if tag and reference.classify(u.value) is ValueKind.REGISTRY:
         yield u.at(
             "image-tag",
             f"ImageTag={tag} makes containers that use this unit run {tag}, not Image=; remove it",
-            u.setting.merged.lookup_last("Image", "ImageTag"),
+            u.setting.merged.lookup_last(IMAGE, KEY_IMAGE_TAG),
         )
 
 
 @unit_rule("auto-update-conflict")
 def auto_update_conflict(u: UnitView, ctx: Context) -> Iterator[Finding]:
-    if u.group != "Container":
+    if u.group != CONTAINER:
         return
     where = _auto_update_registry(u)
     if where is None:
@@ -474,9 +488,9 @@ def auto_update_conflict(u: UnitView, ctx: Context) -> Iterator[Finding]:
 
 @unit_rule("missing-storage-args")
 def missing_storage_args(u: UnitView, ctx: Context) -> Iterator[Finding]:
-    if u.group != "Container" or not (u.bound or u.companion):
+    if u.group != CONTAINER or not (u.bound or u.companion):
         return
-    if not pin.has_storage_arg(u.setting.merged.lookup_all_args("Container", "GlobalArgs")):
+    if not pin.has_storage_arg(u.setting.merged.lookup_all_args(CONTAINER, KEY_GLOBAL_ARGS)):
         yield u.at(
             "missing-storage-args",
             f"podman will not see the image bootc pulled; add GlobalArgs={pin.STORAGE_ARG} "
@@ -508,24 +522,24 @@ def embedded_may_pull(u: UnitView, ctx: Context) -> Iterator[Finding]:
     if not u.embedded:
         return
     merged = u.setting.merged
-    if u.group == "Container":
-        pull = merged.lookup("Container", "Pull")
+    if u.group == CONTAINER:
+        pull = merged.lookup(CONTAINER, KEY_PULL)
         if (pull or "").lower() != "never":
             shown = pull or "missing (the default)"
             yield u.at(
                 "embedded-may-pull",
                 f"Pull={shown} lets podman pull from the network when the image is absent; set Pull=never",
-                merged.lookup_last("Container", "Pull"),
+                merged.lookup_last(CONTAINER, KEY_PULL),
             )
-    elif u.group == "Image":
-        policy = merged.lookup("Image", "Policy")
+    elif u.group == IMAGE:
+        policy = merged.lookup(IMAGE, KEY_POLICY)
         if (policy or "").lower() not in ("missing", "never"):
             shown = policy or "always (the default)"
             yield u.at(
                 "embedded-may-pull",
                 f"Policy={shown} pulls from the network on every start; set Policy=missing "
                 "(podman >= 5.6) or use a .container unit",
-                merged.lookup_last("Image", "Policy"),
+                merged.lookup_last(IMAGE, KEY_POLICY),
             )
 
 
@@ -602,7 +616,7 @@ def digest_gone(views: Sequence[UnitView], ctx: Context) -> Iterator[Finding]:
         if checked is None:
             continue
         options = remote.registry
-        if u.group == "Image":
+        if u.group == IMAGE:
             options = options.merged(image_unit_registry_options(u.setting.merged, root))
         wanted.setdefault(Request(checked, options), []).append(u)
     for request, outcome in resolve_each(wanted, remote.settings, remote.progress).items():
@@ -633,10 +647,10 @@ def _digest_of(value: str) -> Optional[str]:
 def _auto_update_registry(u: UnitView) -> Optional[Assignment]:
     """The assignment asking podman auto-update to follow the registry, if any."""
     merged = u.setting.merged
-    if (merged.lookup("Container", "AutoUpdate") or "").lower() == "registry":
-        return merged.lookup_last("Container", "AutoUpdate")
-    for item in reversed(merged.groups.get("Container", [])):
-        if item.key == "Label" and "io.containers.autoupdate=registry" in (split_args(item.value) or []):
+    if (merged.lookup(CONTAINER, KEY_AUTO_UPDATE) or "").lower() == "registry":
+        return merged.lookup_last(CONTAINER, KEY_AUTO_UPDATE)
+    for item in reversed(merged.groups.get(CONTAINER, [])):
+        if item.key == KEY_LABEL and "io.containers.autoupdate=registry" in (split_args(item.value) or []):
             return item
     return None
 

@@ -31,7 +31,7 @@ from bindimg import lockfile, reference
 from bindimg.bootcini import parse_bootc
 from bindimg.errors import InputError, one_line
 from bindimg.quadlet import parse_quadlet
-from bindimg.units import MAX_UNIT_BYTES, read_text
+from bindimg.unitset import MAX_UNIT_BYTES, read_text
 from tests.kit import BOUND, D1, PINNED, QDIR, STORAGE, Run, run_bindimg, snapshot, write
 
 D9 = "sha256:" + "9" * 64  # only ever in decoys outside the root: must never show up

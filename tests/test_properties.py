@@ -36,15 +36,8 @@ from bindimg.quadlet import (
     replace_value,
     value_span,
 )
-from bindimg.units import (
-    ImageSetting,
-    Source,
-    UnitProblem,
-    UnitSet,
-    bound_value,
-    image_reference,
-    image_setting,
-)
+from bindimg.units import ImageSetting, UnitProblem, bound_value, image_reference, image_setting
+from bindimg.unitset import Source, UnitSet
 
 DETERMINISTIC = settings(
     derandomize=True,
