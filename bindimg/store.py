@@ -148,3 +148,8 @@ class Store:
             else:
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(path)
+
+
+def store_images(root: Root) -> list[str]:
+    """Every image name in the embedded store, overlay's then vfs's (either driver may be used)."""
+    return [name for driver in DRIVERS for name in sorted(Store(root, DEFAULT_STORE, driver).names())]

@@ -36,9 +36,9 @@ from pathlib import Path
 
 import pytest
 
-from bindimg import add as add_mod
 from bindimg import fsutil
 from bindimg.bound import Link
+from bindimg.commands import add as add_mod
 from tests.kit import BOUND, QDIR, Run, run_bindimg
 
 UNITS = 50

@@ -15,9 +15,9 @@ from typing import Optional
 import pytest
 
 from bindimg import lockfile, skopeo
+from bindimg.commands.lint import lint_root, lint_sources
 from bindimg.errors import ExternalError, InputError
 from bindimg.findings import RULES
-from bindimg.lint import lint_root, lint_sources
 from bindimg.lockfile import LockEntry
 from bindimg.resolve import Settings
 from bindimg.rootfs import Root

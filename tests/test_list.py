@@ -15,9 +15,9 @@ from typing import Optional, Union
 
 import pytest
 
+from bindimg.commands.list import list_root, list_units
 from bindimg.errors import InputError
-from bindimg.listing import list_root, list_units, root_display
-from bindimg.rootfs import Root
+from bindimg.rootfs import Root, root_display
 from tests.kit import BOUND, D1, D2, QDIR, link, run_bindimg, store, write
 
 Item = tuple[str, str, int]  # image, quadlet, line

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from bindimg import lint  # noqa: F401  (the runner imports every rule, as a run does)
+from bindimg.commands import lint  # noqa: F401  (the runner imports every rule, as a run does)
 from bindimg.findings import RULES
 from bindimg.rules import REPORTED_BY, unit_rule
 

@@ -18,7 +18,6 @@ from bindimg import pin, reference
 from bindimg.boundscan import Entry, scan
 from bindimg.errors import InputError
 from bindimg.findings import Finding, sort_findings
-from bindimg.listing import Display, cwd_display, root_display, store_images
 from bindimg.quadlet import (
     CONTAINER,
     IMAGE,
@@ -28,7 +27,7 @@ from bindimg.quadlet import (
     UnitDecodeError,
 )
 from bindimg.reference import ValueKind
-from bindimg.rootfs import Root
+from bindimg.rootfs import Display, Root, cwd_display, root_display
 from bindimg.rules import (
     LINK_RULES,
     RUN_RULES,
@@ -39,7 +38,7 @@ from bindimg.rules import (
     UnitView,
     parse_error,
 )
-from bindimg.store import DEFAULT_STORE, VFS_KEYS
+from bindimg.store import DEFAULT_STORE, VFS_KEYS, store_images
 from bindimg.units import UnitProblem, image_reference, image_setting
 from bindimg.unitset import (
     UnitSet,
@@ -129,6 +128,21 @@ class _Linter:
         for item in self.findings:  # one finding per rule and line: the first (most precise) wins
             unique.setdefault((item.id, item.path, item.line), replace(item, path=display(item.path)))
         return sort_findings(unique.values())
+
+
+def lint(
+    paths: list[str],
+    *,
+    root: Optional[str] = None,
+    lock_path: Optional[str] = None,
+    remote: Optional[Remote] = None,
+) -> list[Finding]:
+    """`bindimg lint`: the image root `root`, or else the units under `paths` (checked against
+    the lock file `lock_path` if given). Raises InputError for what cannot be read at all."""
+    if root is not None:
+        return lint_root(Root(root), root, remote)
+    lock = LockView.load(lock_path) if lock_path is not None else None
+    return lint_sources(paths, lock, remote)
 
 
 def lint_sources(

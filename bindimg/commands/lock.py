@@ -14,9 +14,9 @@ from dataclasses import dataclass, field
 from typing import Optional
 
 from bindimg import lockfile, pin, reference
-from bindimg.add import Plan, apply
+from bindimg.commands.add import Plan, apply
+from bindimg.commands.lint import lint_sources
 from bindimg.errors import InputError
-from bindimg.lint import lint_sources
 from bindimg.lockfile import LockEntry
 from bindimg.quadlet import IMAGE, VOLUME
 from bindimg.reference import ReferenceError, ValueKind
@@ -93,17 +93,34 @@ def collect(paths: list[str], registry: RegistryOptions) -> tuple[UnitSet, list[
 
 
 def run(
-    paths: list[str],
+    arguments: list[str],
     lock_path: str,
     *,
     registry: RegistryOptions,
     settings: Settings,
-    update: Optional[list[str]] = None,
+    update: bool = False,
     check: bool = False,
     rewrite: bool = False,
     progress: Callable[[str], None] = lambda _: None,
 ) -> LockResult:
-    """Lock (or with `check`, verify offline) the tags used under PATHs."""
+    """Lock (or with `check`, verify offline) the tags used under the paths among `arguments`
+    (default: `.`). With `update`, an argument that is not an existing path is a reference to
+    re-resolve; with none of those, every tag is re-resolved."""
+    refs = [a for a in arguments if not os.path.lexists(a)] if update else []
+    paths = [a for a in arguments if a not in refs] or ["."]
+    return _lock(paths, lock_path, registry, settings, refs if update else None, check, rewrite, progress)
+
+
+def _lock(
+    paths: list[str],
+    lock_path: str,
+    registry: RegistryOptions,
+    settings: Settings,
+    update: Optional[list[str]],
+    check: bool,
+    rewrite: bool,
+    progress: Callable[[str], None],
+) -> LockResult:
     units, uses = collect(paths, registry)
     existing = lockfile.load(lock_path) if os.path.exists(lock_path) else {}
     by_tag: dict[str, list[Use]] = {}

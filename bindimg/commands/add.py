@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Optional
 
-from bindimg import fsutil, pin, reference
+from bindimg import fsutil, lockfile, pin, reference
 from bindimg.bootcini import parse_bootc
 from bindimg.bound import BOUND_DIR, Link, plan_link
 from bindimg.embed import Embedder, EmbedOptions, Prepared
@@ -513,6 +513,42 @@ def plan(paths: list[str], options: AddOptions, progress: Callable[[str], None] 
     result.embedded = list(prepared.values())
     result.embedder = embedder
     return result
+
+
+def run(
+    quadlets: list[str],
+    *,
+    root: str,
+    lock_path: Optional[str] = None,
+    frozen: bool = False,
+    storage_args: bool = True,
+    embed: Optional[EmbedOptions] = None,
+    registry: RegistryOptions,
+    settings: Settings,
+    dry_run: bool = False,
+    progress: Callable[[str], None] = lambda _: None,
+) -> Plan:
+    """`bindimg add`: plan, then (unless `dry_run`) apply; the plan, closed, says what changed.
+
+    `lock_path`: take the digests of tags from this lock file instead of the registry.
+    """
+    locked = {tag: entry.digest for tag, entry in lockfile.load(lock_path).items()} if lock_path else {}
+    options = AddOptions(
+        root=Root(root),
+        registry=registry,
+        settings=settings,
+        storage_args=storage_args,
+        locked=locked,
+        frozen=frozen,
+        embed=embed,
+    )
+    planned = plan(quadlets, options, progress)
+    try:
+        if not dry_run:
+            apply(planned)
+    finally:
+        planned.close()
+    return planned
 
 
 def apply(plan_: Plan) -> None:
