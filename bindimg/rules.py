@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Optional
 
-from bindimg import lockfile, pin, reference
+from bindimg import lockfile, pin, reference, skopeo
 from bindimg.bootcini import BootcParseError, parse_bootc
 from bindimg.boundscan import Entry, rust_extension
 from bindimg.errors import ExternalError, InputError
@@ -37,6 +37,7 @@ from bindimg.quadlet import (
     split_args,
 )
 from bindimg.reference import Reference, ValueKind
+from bindimg.registry import Registry
 from bindimg.resolve import Request, ResolveError, Settings, resolve_each
 from bindimg.rootfs import Root
 from bindimg.skopeo import RegistryOptions
@@ -98,6 +99,7 @@ class Remote:
     registry: RegistryOptions = field(default_factory=RegistryOptions)
     settings: Settings = field(default_factory=Settings)
     progress: Callable[[str], None] = lambda _: None
+    client: Registry = skopeo  # who asks them (a fake in unit tests)
 
 
 @dataclass
@@ -619,7 +621,7 @@ def digest_gone(views: Sequence[UnitView], ctx: Context) -> Iterator[Finding]:
         if u.group == IMAGE:
             options = options.merged(image_unit_registry_options(u.setting.merged, root))
         wanted.setdefault(Request(checked, options), []).append(u)
-    for request, outcome in resolve_each(wanted, remote.settings, remote.progress).items():
+    for request, outcome in resolve_each(wanted, remote.settings, remote.progress, remote.client).items():
         if isinstance(outcome, ExternalError):
             if isinstance(outcome, ResolveError) and outcome.transient:
                 raise outcome

@@ -12,7 +12,7 @@ import stat
 import subprocess
 import sys
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Union
@@ -20,6 +20,7 @@ from typing import Optional, Union
 import pytest
 
 from bindimg.findings import Finding
+from bindimg.skopeo import RegistryOptions
 
 D1 = "sha256:" + "1" * 64
 D2 = "sha256:" + "2" * 64
@@ -120,3 +121,38 @@ def run_bindimg(
         done.stderr.decode("utf-8", "surrogateescape"),
         time.monotonic() - start,
     )
+
+
+class FakeRegistry:
+    """A `bindimg.registry.Registry` for unit tests: `answer(reference)` returns the manifest
+    bytes or raises (a SkopeoError, as skopeo would); `asked` records each look-up in order."""
+
+    def __init__(self, answer: Callable[[str], bytes]) -> None:
+        self.answer = answer
+        self.asked: list[str] = []
+
+    def inspect_raw(
+        self, reference: str, options: RegistryOptions, *, timeout: float, secrets: tuple[str, ...] = ()
+    ) -> bytes:
+        self.asked.append(reference)
+        return self.answer(reference)
+
+    def copy_from_registry(
+        self, reference: str, dest: str, options: RegistryOptions, *, timeout: Optional[float] = None
+    ) -> None:
+        raise AssertionError(f"unexpected copy of {reference}")
+
+    def copy_local(
+        self,
+        source: str,
+        dest: str,
+        *,
+        platform: Sequence[str] = (),
+        decompress: bool = False,
+        preserve_digests: bool = False,
+        timeout: Optional[float] = None,
+    ) -> None:
+        raise AssertionError(f"unexpected copy of {source}")
+
+    def delete_local(self, reference: str, *, timeout: Optional[float] = None) -> None:
+        raise AssertionError(f"unexpected delete of {reference}")

@@ -29,8 +29,8 @@ from typing import Any
 
 import pytest
 
-from bindimg import add as add_mod
 from bindimg import skopeo as skopeo_mod
+from bindimg.commands import add as add_mod
 from bindimg.embed import EmbedOptions
 from bindimg.errors import ExternalError
 from bindimg.rootfs import Root
@@ -594,7 +594,6 @@ def test_a_failed_copy_leaves_the_root_untouched(
     tmp_path: Path,
     registry: Registry,
     small_images: dict[str, PushedImage],
-    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     root = tmp_path / "root"
     (root / QDIR).mkdir(parents=True)
@@ -611,19 +610,26 @@ def test_a_failed_copy_leaves_the_root_untouched(
         pushed = registry.push_image(content, f"{keep.repo}-{name}", "1")
         units.append(tmp_path / f"{name}.container")
         units[-1].write_text(f"[Container]\nImage={pushed.ref}\n")
-    real_copy = skopeo_mod.copy_local
     copies: list[str] = []
 
-    def failing_second_copy(source: str, dest: str, **kwargs: Any) -> None:
-        if dest.startswith("containers-storage:"):
-            copies.append(dest)
-            if len(copies) == 2:
-                raise skopeo_mod.SkopeoError("no space left on device (simulated)")
-        real_copy(source, dest, **kwargs)
+    class FailingSecondCopy:
+        """The real skopeo, except that the second copy into the store fails."""
 
-    monkeypatch.setattr(skopeo_mod, "copy_local", failing_second_copy)
+        def __getattr__(self, name: str) -> Any:
+            return getattr(skopeo_mod, name)
+
+        def copy_local(self, source: str, dest: str, **kwargs: Any) -> None:
+            if dest.startswith("containers-storage:"):
+                copies.append(dest)
+                if len(copies) == 2:
+                    raise skopeo_mod.SkopeoError("no space left on device (simulated)")
+            skopeo_mod.copy_local(source, dest, **kwargs)
+
     options = add_mod.AddOptions(
-        root=Root(str(root)), registry=RegistryOptions(tls_verify=False), embed=EmbedOptions()
+        root=Root(str(root)),
+        registry=RegistryOptions(tls_verify=False),
+        embed=EmbedOptions(),
+        client=FailingSecondCopy(),
     )
     plan = add_mod.plan([str(u) for u in units], options)
     try:

@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Optional
 
-from bindimg import fsutil, lockfile, pin, reference
+from bindimg import fsutil, lockfile, pin, reference, skopeo
 from bindimg.bootcini import parse_bootc
 from bindimg.bound import BOUND_DIR, Link, plan_link
 from bindimg.embed import Embedder, EmbedOptions, Prepared
@@ -38,6 +38,7 @@ from bindimg.quadlet import (
     parse_quadlet,
 )
 from bindimg.reference import ValueKind
+from bindimg.registry import Registry
 from bindimg.resolve import Request, Settings, resolve_all
 from bindimg.rootfs import Root
 from bindimg.skopeo import RegistryOptions
@@ -64,6 +65,7 @@ class AddOptions:
     locked: Mapping[str, str] = field(default_factory=dict)  # tag reference -> digest
     frozen: bool = False
     embed: Optional[EmbedOptions] = None  # --embed: copy into the store instead of linking
+    client: Registry = skopeo  # what asks the registries and copies images
 
 
 @dataclass
@@ -488,12 +490,14 @@ def plan(paths: list[str], options: AddOptions, progress: Callable[[str], None] 
     lives until `Plan.close()`.
     """
     planner = _Planner(options)
-    embedder = Embedder(options.root, options.embed, options.settings, progress) if options.embed else None
+    embedder = None
+    if options.embed:
+        embedder = Embedder(options.root, options.embed, options.settings, progress, options.client)
     for path in paths:
         planner.add(path)
     planner.check_embedded(progress)
     requests = [b.request for b in planner.bound.values() if b.request is not None]
-    resolved = resolve_all(requests, options.settings, progress)
+    resolved = resolve_all(requests, options.settings, progress, options.client)
     digests = {request: result.digest for request, result in resolved.items()}
     if embedder is None:
         return planner.render(digests)
