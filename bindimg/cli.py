@@ -123,6 +123,15 @@ DRIVER = typer.Option(
 )
 
 
+def _paths(help: str) -> Any:
+    return typer.Argument(None, metavar="PATH", help=help)
+
+
+def _root(help: str) -> Any:
+    """--root of lint and list: optional, since PATHs are the other question they answer."""
+    return typer.Option(None, "--root", help=help)
+
+
 Options = dict[str, tuple[Any, Any]]  # parameter name -> (type, typer option)
 
 
@@ -253,9 +262,7 @@ def add(
 @output_command
 @registry_command
 def lock(
-    paths: Optional[List[str]] = typer.Argument(
-        None, metavar="PATH", help="Unit files or directories (default: .)."
-    ),
+    paths: Optional[List[str]] = _paths("Unit files or directories (default: .)."),
     lock_file: str = typer.Option(lockfile.DEFAULT_LOCK, "--lock", help="The lock file."),
     update: bool = typer.Option(
         False,
@@ -303,19 +310,15 @@ def _sources_or_root(paths: Optional[List[str]], root: Optional[str]) -> List[st
 @output_command
 @registry_command
 def lint(
-    paths: Optional[List[str]] = typer.Argument(
-        None, metavar="PATH", help="Unit files, drop-ins or directories (default: .)."
-    ),
-    root: Optional[str] = typer.Option(
-        None, "--root", help="Lint an image root: bound-images.d, Quadlet directories, embedded store."
-    ),
+    registry: RegistryOptions = REGISTRY,  # (the placeholders' place does not matter: the
+    settings: Settings = SETTINGS,  # decorators put their options after the command's own)
+    out: Output = OUTPUT,
+    paths: Optional[List[str]] = _paths("Unit files, drop-ins or directories (default: .)."),
+    root: Optional[str] = _root("Lint an image root: bound-images.d, Quadlet directories, embedded store."),
     fmt: Format = typer.Option(Format("text"), "--format", help="The report format."),
     lock: Optional[str] = typer.Option(None, "--lock", help="Check the sources against this lock file."),
     remote: bool = typer.Option(False, "--remote", help="Check that each pinned digest still resolves."),
     strict: bool = typer.Option(False, "--strict", help="Warnings fail too."),
-    registry: RegistryOptions = REGISTRY,
-    settings: Settings = SETTINGS,
-    out: Output = OUTPUT,
 ) -> None:
     """Check units or an image root: exit 1 on an error finding (any finding with --strict)."""
     sources = _sources_or_root(paths, root)
@@ -339,12 +342,8 @@ def _count(number: int, noun: str) -> str:
 @app.command("list")
 @output_command
 def list_(
-    paths: Optional[List[str]] = typer.Argument(
-        None, metavar="PATH", help="Unit files or directories (default: .)."
-    ),
-    root: Optional[str] = typer.Option(
-        None, "--root", help="What bootc binds from this image root, and its embedded store."
-    ),
+    paths: Optional[List[str]] = _paths("Unit files or directories (default: .)."),
+    root: Optional[str] = _root("What bootc binds from this image root, and its embedded store."),
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
     out: Output = OUTPUT,
 ) -> None:

@@ -30,14 +30,8 @@ class Registry(Protocol):
         ...
 
     def copy_local(
-        self,
-        source: str,
-        dest: str,
-        *,
-        platform: Sequence[str] = (),
-        decompress: bool = False,
-        preserve_digests: bool = False,
-        timeout: Optional[float] = None,
+        self, source: str, dest: str, *, platform: Sequence[str] = (), decompress: bool = False,
+        preserve_digests: bool = False, timeout: Optional[float] = None,
     ) -> None:
         """A copy between local transports (`dir:`, `oci:`, `containers-storage:`)."""
         ...

@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Optional
+from typing import Optional, TypeVar
 
 from bindimg import lockfile, pin, reference, skopeo
 from bindimg.bootcini import BootcParseError, parse_bootc
@@ -163,44 +163,32 @@ RUN_RULES: list[RunRule] = []
 REPORTED_BY: dict[str, list[str]] = {}  # rule id -> the functions that can report it
 
 
-def _declare(ids: tuple[str, ...], name: str) -> None:
-    for rule_id in ids:
-        if rule_id not in RULES:
-            raise ValueError(f"{name} reports {rule_id!r}, which is not in findings.RULES")
-        REPORTED_BY.setdefault(rule_id, []).append(name)
+F = TypeVar("F", LinkRule, UnitRule, RunRule)
 
 
-def link_rule(*ids: str) -> Callable[[LinkRule], LinkRule]:
-    """Register a rule on one bound-images.d entry that reports `ids`."""
+def _registrar(registry: list[F]) -> Callable[..., Callable[[F], F]]:
+    """The decorator that registers a rule of one kind with the catalogued ids it reports."""
 
-    def register(rule: LinkRule) -> LinkRule:
-        _declare(ids, rule.__name__)
-        LINK_RULES.append(rule)
-        return rule
+    def declare(*ids: str) -> Callable[[F], F]:
+        def register(rule: F) -> F:
+            for rule_id in ids:
+                if rule_id not in RULES:
+                    raise ValueError(f"{rule.__name__} reports {rule_id!r}, which is not in findings.RULES")
+                REPORTED_BY.setdefault(rule_id, []).append(rule.__name__)
+            registry.append(rule)
+            return rule
 
-    return register
+        return register
 
-
-def unit_rule(*ids: str) -> Callable[[UnitRule], UnitRule]:
-    """Register a rule on one unit that reports `ids`."""
-
-    def register(rule: UnitRule) -> UnitRule:
-        _declare(ids, rule.__name__)
-        UNIT_RULES.append(rule)
-        return rule
-
-    return register
+    return declare
 
 
-def run_rule(*ids: str) -> Callable[[RunRule], RunRule]:
-    """Register a rule on all the bound (or, in a source tree, all the) units at once."""
-
-    def register(rule: RunRule) -> RunRule:
-        _declare(ids, rule.__name__)
-        RUN_RULES.append(rule)
-        return rule
-
-    return register
+link_rule = _registrar(LINK_RULES)
+"""`@link_rule(*ids)`: a rule on one bound-images.d entry."""
+unit_rule = _registrar(UNIT_RULES)
+"""`@unit_rule(*ids)`: a rule on one unit."""
+run_rule = _registrar(RUN_RULES)
+"""`@run_rule(*ids)`: a rule on all the bound (in a source tree: all the) units at once."""
 
 
 def parse_error(error: InputError, path: str) -> Finding:
@@ -213,34 +201,31 @@ def parse_error(error: InputError, path: str) -> Finding:
     return finding("parse-error", error.path or path, error.line, message)
 
 
-_declare(("parse-error",), parse_error.__name__)
+REPORTED_BY["parse-error"] = [parse_error.__name__]  # reported by the runner, for any file
 
 
 # --- rules on a bound-images.d entry ---------------------------------------------------------
 
 
-@link_rule("not-a-symlink")
-def not_a_symlink(entry: Entry, ctx: Context) -> Iterator[Finding]:
-    if entry.failure is not None and entry.failure.kind == "not-a-symlink":
-        yield finding(
-            "not-a-symlink",
-            entry.link,
-            None,
-            f"bootc fails on every install and upgrade: {entry.failure.reason}; "
-            "make it a symlink to the unit (`bindimg add` does)",
+@link_rule("not-a-symlink", "dangling-link")
+def broken_link(entry: Entry, ctx: Context) -> Iterator[Finding]:
+    """An entry bootc cannot follow at all: not a symlink, or a target missing in the root."""
+    failure = entry.failure
+    if failure is None:
+        return
+    if failure.kind == "not-a-symlink":
+        message = (
+            f"bootc fails on every install and upgrade: {failure.reason}; "
+            "make it a symlink to the unit (`bindimg add` does)"
         )
-
-
-@link_rule("dangling-link")
-def dangling_link(entry: Entry, ctx: Context) -> Iterator[Finding]:
-    if entry.failure is not None and entry.failure.kind == "dangling-link":
-        yield finding(
-            "dangling-link",
-            entry.link,
-            None,
+    elif failure.kind == "dangling-link":
+        message = (
             f"links to {os.readlink(entry.link)}, which is missing inside the root "
-            f"(bootc fails: {entry.failure.reason}); install the unit or remove the link",
+            f"(bootc fails: {failure.reason}); install the unit or remove the link"
         )
+    else:
+        return
+    yield finding(failure.kind, entry.link, None, message)
 
 
 @link_rule("bad-extension")
@@ -388,21 +373,19 @@ def unit_reference(u: UnitView, ctx: Context) -> Iterator[Finding]:
             yield _from_problem(problem)
 
 
-@unit_rule("tag-and-digest")
-def tag_and_digest(u: UnitView, ctx: Context) -> Iterator[Finding]:
+@unit_rule("tag-and-digest", "non-canonical-name")
+def pinned_form(u: UnitView, ctx: Context) -> Iterator[Finding]:
+    """A pin is `DOMAIN/PATH@sha256:...` alone: no tag beside the digest, the canonical name."""
     ref = u.ref
-    if ref is not None and ref.tag is not None and ref.digest is not None:
+    if ref is None or ref.digest is None:
+        return
+    if ref.tag is not None:
         yield u.at(
             "tag-and-digest",
             f"Image={u.value} has a tag and a digest; podman ignores the tag and skopeo refuses "
             f"the pair: write {ref.pinned(ref.digest)} (`bindimg add` does)",
         )
-
-
-@unit_rule("non-canonical-name")
-def non_canonical_name(u: UnitView, ctx: Context) -> Iterator[Finding]:
-    ref = u.ref
-    if ref is not None and ref.tag is None and ref.digest is not None and not ref.is_canonical_pin:
+    elif not ref.is_canonical_pin:
         yield u.at(
             "non-canonical-name",
             f"Image={u.value} is not the name podman stores and bootc's garbage collector "

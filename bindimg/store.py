@@ -75,9 +75,6 @@ class Store:
             self._path(f"{self.driver}-layers", "layers.lock"),
         )
 
-    def exists(self) -> bool:
-        return os.path.isdir(self.host)
-
     def init(self) -> list[str]:
         """Create the store's directories (0700, as containers-common does) and lock files.
 

@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional, Union
+from typing import Any, Optional, Union
 
 import pytest
 
@@ -142,16 +142,7 @@ class FakeRegistry:
     ) -> None:
         raise AssertionError(f"unexpected copy of {reference}")
 
-    def copy_local(
-        self,
-        source: str,
-        dest: str,
-        *,
-        platform: Sequence[str] = (),
-        decompress: bool = False,
-        preserve_digests: bool = False,
-        timeout: Optional[float] = None,
-    ) -> None:
+    def copy_local(self, source: str, dest: str, **options: Any) -> None:
         raise AssertionError(f"unexpected copy of {source}")
 
     def delete_local(self, reference: str, *, timeout: Optional[float] = None) -> None:

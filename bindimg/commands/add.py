@@ -121,10 +121,6 @@ class Plan:
     embedded: list[Prepared] = field(default_factory=list)
     embedder: Optional[Embedder] = None
 
-    @property
-    def changed(self) -> bool:
-        return any(e.changed for e in self.entries)
-
     def close(self) -> None:
         """Remove the temporary copies of embedded images (after `apply`, or instead of it)."""
         if self.embedder is not None:
@@ -236,7 +232,7 @@ class _Planner:
         embedded = self.options.embed is not None
         options = self.options.registry
         if setting.group == IMAGE:
-            options = options.merged(self.image_unit_options(setting, line, embedded))
+            options = options.merged(self.image_unit_options(setting, embedded))
         ref = image_reference(value, source.path, line)
         said = pin.provenance(source.text, line) if ref.digest else None
         origin = said.origin if said else None
@@ -305,7 +301,7 @@ class _Planner:
                     path=path,
                 )
 
-    def image_unit_options(self, setting: ImageSetting, line: int, embedded: bool = False) -> RegistryOptions:
+    def image_unit_options(self, setting: ImageSetting, embedded: bool = False) -> RegistryOptions:
         """A `.image` unit's own registry settings, checked against what bootc accepts (an
         embedded unit is never read by bootc: its AuthFile= is used for the copy)."""
         path = setting.source.path
