@@ -20,7 +20,7 @@ from typing import Any, List, Optional, get_type_hints
 
 import typer
 
-from bindimg import __version__, lockfile, report
+from bindimg import __version__, lockfile, report, write
 from bindimg.commands import add as add_cmd
 from bindimg.commands import lint as lint_cmd
 from bindimg.commands import list as list_cmd
@@ -251,7 +251,7 @@ def add(
     if as_json:
         typer.echo(json.dumps({"images": [e.as_json() for e in plan.entries]}, indent=2))
     elif dry_run:
-        sys.stdout.write(add_cmd.diff(plan))
+        sys.stdout.write(write.diff(plan))
     else:
         for entry in plan.entries:
             status = "changed" if entry.changed else "unchanged"

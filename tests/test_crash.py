@@ -36,9 +36,8 @@ from pathlib import Path
 
 import pytest
 
-from bindimg import fsutil
-from bindimg.bound import Link
-from bindimg.commands import add as add_mod
+from bindimg import fsutil, write
+from bindimg.boundimages import Link
 from tests.kit import BOUND, QDIR, Run, run_bindimg
 
 UNITS = 50
@@ -303,12 +302,12 @@ def test_a_kill_between_link_and_rename_leaves_a_swept_tmp_name(
     bound = tmp_path / BOUND
     bound.mkdir(parents=True)
     os.symlink(f"/{QDIR}/app.container", bound / ".bindimg-1-app.container")
-    plan = add_mod.Plan(
+    plan = write.Plan(
         {str(unit): (b"old\n", b"newer\n")},
         [Link(str(bound / "app.container"), f"/{QDIR}/app.container", exists=False)],
         [],
     )
-    add_mod.apply(plan)
+    write.apply(plan)
     assert sorted(p.name for p in qdir.iterdir()) == ["app.container"]
     assert unit.read_bytes() == b"newer\n"
     assert [(p.name, os.readlink(p)) for p in bound.iterdir()] == [

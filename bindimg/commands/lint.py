@@ -14,8 +14,10 @@ import posixpath
 from dataclasses import replace
 from typing import Optional
 
+import bindimg.linkrules  # importing a rule module registers its rules
+import bindimg.unitrules  # noqa: F401
 from bindimg import pin, reference
-from bindimg.boundscan import Entry, scan
+from bindimg.boundimages import Entry, scan
 from bindimg.errors import InputError
 from bindimg.findings import Finding, sort_findings
 from bindimg.quadlet import (

@@ -12,7 +12,7 @@ import os
 from dataclasses import dataclass
 from typing import Optional
 
-from bindimg import boundscan
+from bindimg import boundimages
 from bindimg.errors import InputError
 from bindimg.quadlet import SOURCE_EXTENSIONS
 from bindimg.rootfs import Display, Root, cwd_display, root_display
@@ -42,7 +42,7 @@ def list_images(paths: list[str], root: Optional[str] = None) -> list[Listed]:
 def list_root(root: Root, display: Display) -> list[Listed]:
     """bootc's logical images (readdir order), then the embedded store's; fails like bootc."""
     listed: list[Listed] = []
-    for entry in boundscan.scan(root):
+    for entry in boundimages.scan(root):
         failure = entry.failure
         if failure is not None:
             raise InputError(

@@ -14,7 +14,6 @@ from dataclasses import dataclass, field
 from typing import Optional
 
 from bindimg import lockfile, pin, reference
-from bindimg.commands.add import Plan, apply
 from bindimg.commands.lint import lint_sources
 from bindimg.errors import InputError
 from bindimg.lockfile import LockEntry
@@ -34,6 +33,7 @@ from bindimg.units import (
     upstream_digest,
 )
 from bindimg.unitset import UnitSet, source_units
+from bindimg.write import Plan, apply, changed_files
 
 
 @dataclass(frozen=True)
@@ -194,10 +194,4 @@ def _rewrite_plan(units: UnitSet, uses: list[Use], entries: dict[str, LockEntry]
         pinned = ref.pinned(locked)
         origin = value if ref.digest is None else (pin.provenance_of(source.text, use.line) or value)
         texts[use.path], _ = pin.pin(texts.get(use.path, source.text), use.line, pinned, origin)
-    files: dict[str, tuple[Optional[bytes], bytes]] = {}
-    for path, text in texts.items():
-        with open(path, "rb") as handle:
-            old = handle.read()
-        if old != text.encode("utf-8"):
-            files[path] = (old, text.encode("utf-8"))
-    return Plan(files, [], [])
+    return Plan(changed_files(texts), [], [])
