@@ -20,21 +20,13 @@ from bindimg import lockfile, skopeo
 from bindimg.boundimages import Entry
 from bindimg.errors import InputError
 from bindimg.findings import RULES, WHOLE_FILE, Finding, finding
-from bindimg.quadlet import (
-    CONTAINER,
-    IMAGE,
-    Assignment,
-    QuadletParseError,
-)
+from bindimg.quadlet import CONTAINER, IMAGE, Assignment, QuadletParseError
 from bindimg.reference import Reference
 from bindimg.registry import Registry
 from bindimg.resolve import Settings
 from bindimg.rootfs import Root
 from bindimg.skopeo import RegistryOptions
-from bindimg.units import (
-    ImageSetting,
-    UnitProblem,
-)
+from bindimg.units import ImageSetting, UnitProblem
 from bindimg.unitset import UnitSet
 
 
