@@ -13,6 +13,13 @@ EXIT_FINDINGS = 1
 EXIT_USAGE = 2
 EXIT_EXTERNAL = 3
 EXIT_INTERNAL = 70  # a bug in bindimg, never the user's input
+EXIT_MEANINGS = {
+    EXIT_FINDINGS: "findings, or a check failed",
+    EXIT_USAGE: "bad input or usage; nothing was written",
+    EXIT_EXTERNAL: "registry, network or external tool failure; nothing was written",
+    EXIT_INTERNAL: "internal error: a bug in bindimg",
+}
+"""What each exit code other than 0 means (JSON error objects carry it)."""
 
 
 class BindimgError(Exception):

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
+import re
 import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
@@ -23,6 +25,9 @@ DEFAULT_JOBS = 8
 DEFAULT_RETRY = 3
 DEFAULT_TIMEOUT = 60.0
 BACKOFF_SECONDS = 0.5
+LOG = logging.getLogger("bindimg")
+# What registries (distribution, quay, ghcr) answer for a tag or digest they do not have.
+MANIFEST_UNKNOWN = re.compile(r"manifest unknown|not found|404", re.IGNORECASE)
 
 T = TypeVar("T")
 
@@ -59,9 +64,7 @@ def media_type_of(manifest: bytes, reference: str) -> str:
     try:
         document = json.loads(manifest)
     except ValueError:
-        raise ExternalError(
-            f"{reference}: the registry returned a manifest that is not JSON"
-        ) from None
+        raise ExternalError(f"{reference}: the registry returned a manifest that is not JSON") from None
     if not isinstance(document, dict):
         raise ExternalError(f"{reference}: the registry returned a manifest that is not an object")
     if document.get("schemaVersion") == 1:
@@ -97,6 +100,7 @@ def retrying(
             return call()
         except SkopeoError as error:
             if error.transient and attempt < settings.retry:
+                LOG.debug("transient failure, retry in %g s: %s", BACKOFF_SECONDS * 2**attempt, error.message)
                 sleep(BACKOFF_SECONDS * 2**attempt)
                 attempt += 1
                 continue
@@ -113,14 +117,27 @@ def resolve_one(
     raw = retrying(
         settings,
         lambda: registry.inspect_raw(request.reference, request.options, timeout=settings.timeout),
-        lambda error, tries: ResolveError(
-            f"cannot resolve {request.reference}: {error.message}{tries}; "
-            "check the reference, the registry and its credentials",
-            transient=error.transient,
-        ),
+        lambda error, tries: _failure(request.reference, error, tries),
         sleep,
     )
-    return Resolved(request.reference, digest_of(raw), media_type_of(raw, request.reference))
+    resolved = Resolved(request.reference, digest_of(raw), media_type_of(raw, request.reference))
+    LOG.debug("%s: %s (%s)", request.reference, resolved.digest, resolved.media_type)
+    return resolved
+
+
+def _failure(reference: str, error: SkopeoError, tries: str) -> ResolveError:
+    """A failed look-up: a tag or digest the registry does not have is told apart from an outage."""
+    if not error.transient and MANIFEST_UNKNOWN.search(error.message):
+        what = "digest" if "@" in reference else "tag"
+        return ResolveError(
+            f"{reference}: no such {what} in the registry ({error.message}); check the {what}",
+            transient=False,
+        )
+    return ResolveError(
+        f"cannot resolve {reference}: {error.message}{tries}; "
+        "check the reference, the registry and its credentials",
+        transient=error.transient,
+    )
 
 
 def resolve_each(

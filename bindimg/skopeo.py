@@ -7,7 +7,9 @@ skopeo's command line, so that they never show in `ps`, in logs or in error mess
 from __future__ import annotations
 
 import base64
+import functools
 import json
+import logging
 import os
 import re
 import subprocess
@@ -118,9 +120,39 @@ def _platform_args(platform: Sequence[str]) -> list[str]:
     return [f"{flag}={value}" for flag, value in zip(names, platform) if value]
 
 
+MIN_VERSION = (1, 9)
+LOG = logging.getLogger("bindimg")
+
+
+def version_error(output: str) -> Optional[str]:
+    """Why the skopeo that printed `output` for `skopeo --version` cannot be used (None: it can)."""
+    found = re.search(r"version (\d+)\.(\d+)(\.\d+)?", output)
+    if found is None:
+        return f"cannot tell skopeo's version from {output.strip()[:80]!r}; bindimg needs skopeo >= 1.9"
+    if (int(found[1]), int(found[2])) < MIN_VERSION:
+        return f"skopeo {found[0].split()[1]} found; bindimg needs skopeo >= 1.9"
+    return None
+
+
+@functools.cache
+def _check_version() -> None:
+    """Refuse an old or missing skopeo once, before its first real call."""
+    try:
+        done = subprocess.run([SKOPEO, "--version"], capture_output=True, timeout=60, check=False)
+    except FileNotFoundError:
+        raise SkopeoError("skopeo is not installed; bindimg needs skopeo >= 1.9 on PATH") from None
+    except (OSError, subprocess.TimeoutExpired) as error:
+        raise SkopeoError(f"cannot run skopeo --version: {error}; check the skopeo on PATH") from None
+    problem = version_error(done.stdout.decode("utf-8", "replace"))
+    if problem is not None:
+        raise SkopeoError(problem)
+
+
 def _run(
     argv: list[str], *, timeout: Optional[float], secrets: tuple[str, ...], reference: str = ""
 ) -> bytes:
+    _check_version()
+    LOG.debug("%s", " ".join(argv))
     try:
         done = subprocess.run(argv, capture_output=True, timeout=timeout, check=False)
     except FileNotFoundError:

@@ -29,6 +29,7 @@ INSTALL_DIR = "/usr/share/containers/systemd"
 # before decoding them so that a stray disk image passed by mistake fails fast.
 MAX_UNIT_BYTES = 16 * 1024 * 1024
 
+
 def dropin_dir_names(filename: str) -> list[str]:
     """Drop-in directory names for a unit, most specific first (podman GetUnitDropinPaths)."""
     stem, ext = posixpath.splitext(filename)
@@ -176,26 +177,26 @@ def source_units(paths: list[str]) -> tuple[UnitSet, list[str]]:
     that drop-ins next to the units apply; the result is sorted for stable output.
     """
     host = Root("/")
-    searched: list[str] = []  # directories whose units are all taken
     dirs: list[str] = []  # directories that drop-ins and `.image` references come from
     files: set[str] = set()
     for path in paths:
         absolute = os.path.abspath(path)
         if os.path.isdir(absolute):
             found = search_dirs(host, (absolute,))
-            searched.extend(found)
             dirs.extend(d for d in found if d not in dirs)
+            units = {
+                os.path.join(d, n) for d in found for n in os.listdir(d) if n.endswith(SOURCE_EXTENSIONS)
+            }
+            units = {u for u in units if os.path.isfile(u)}
+            if not units:
+                raise InputError("no .container, .image or .volume units in this directory", path=path)
+            files |= units
         elif os.path.isfile(absolute):
             files.add(absolute)
             if os.path.dirname(absolute) not in dirs:
                 dirs.append(os.path.dirname(absolute))
         else:
             raise InputError("no such file or directory", path=path)
-    for directory in searched:
-        for name in os.listdir(directory):
-            candidate = os.path.join(directory, name)
-            if name.endswith(SOURCE_EXTENSIONS) and os.path.isfile(candidate):
-                files.add(candidate)
     return UnitSet(dirs), sorted(files)
 
 

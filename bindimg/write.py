@@ -32,13 +32,14 @@ class Entry:
     upstream_digest: Optional[str] = None  # embedded entries only
 
     def as_json(self) -> dict[str, object]:
-        """The `--json` object: `flattened` and `upstream_digest` only for embedded images."""
+        """The JSON object of one image (docs/schemas/add.json): `flattened` and
+        `upstream_digest` only for embedded images."""
         data: dict[str, object] = {
             "quadlet": self.quadlet,
             "source": self.source,
-            "reference": self.reference,
+            "image": self.reference,
             "digest": self.digest,
-            "mode": self.mode,
+            "type": self.mode,
             "changed": self.changed,
         }
         if self.mode == "embedded":
@@ -138,5 +139,3 @@ def _terminated(lines: Iterable[str]) -> list[str]:
             line += "\n\\ No newline at end of file\n"
         out.append(line)
     return out
-
-

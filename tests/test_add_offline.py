@@ -77,16 +77,19 @@ def test_second_run_is_unchanged_to_the_byte_and_mtime(root: Path) -> None:
     code, out, _ = add(root, unit, extra=("--json",))
     assert code == 0
     assert json.loads(out) == {
+        "dry_run": False,
         "images": [
             {
                 "quadlet": str(unit),
                 "source": f"docker.io/x/y@{D1}",
-                "reference": f"docker.io/x/y@{D1}",
+                "image": f"docker.io/x/y@{D1}",
                 "digest": D1,
-                "mode": "logical",
+                "type": "logical",
                 "changed": False,
             }
-        ]
+        ],
+        "files": [],
+        "links": [],
     }
     assert snapshot(root) == first
     assert unit.read_text() == (

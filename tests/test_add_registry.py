@@ -51,9 +51,9 @@ def test_pins_single_arch_tag_to_manifest_digest(tmp_path: Path, images: PushedI
         {
             "quadlet": str(path),
             "source": pinned,
-            "reference": pinned,
+            "image": pinned,
             "digest": app.digest,
-            "mode": "logical",
+            "type": "logical",
             "changed": False,
         }
     ]

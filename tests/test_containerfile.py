@@ -82,16 +82,19 @@ def test_containerfile_build_pins_links_and_is_idempotent(
     assert files == expected_files(images)
     app = images.app
     assert second == {
+        "dry_run": False,
         "images": [
             {
                 "quadlet": "/usr/share/containers/systemd/app.container",
                 "source": f"{app.host}/{app.repo}@{app.digest}",
-                "reference": f"{app.host}/{app.repo}@{app.digest}",
+                "image": f"{app.host}/{app.repo}@{app.digest}",
                 "digest": app.digest,
-                "mode": "logical",
+                "type": "logical",
                 "changed": False,
             }
-        ]
+        ],
+        "files": [],
+        "links": [],
     }
 
 

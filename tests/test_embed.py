@@ -340,7 +340,7 @@ def test_second_run_is_unchanged_and_reports_upstream_digests(embedded: Embedded
         "opaque.container": False,
         "multi.image": False,
     }
-    assert all(e["mode"] == "embedded" for e in runs.values())
+    assert all(e["type"] == "embedded" for e in runs.values())
     for name, image, flattened in (
         ("app.container", images.app, False),
         ("caps.container", images.caps, False),
@@ -370,7 +370,7 @@ def test_each_image_runs_offline_from_the_store(embedded: Embedded) -> None:
 
     whiteout = podman_run(
         built.store,
-        runs["whiteout.container"]["reference"],
+        runs["whiteout.container"]["image"],
         "/etc/gone",
         "/etc/kept",
         "/usr/local/bin/capped",
@@ -381,7 +381,7 @@ def test_each_image_runs_offline_from_the_store(embedded: Embedded) -> None:
     assert whiteout["/usr/local/bin/capped"]["cap"] == CAP_NET_BIND_SERVICE.hex()
     assert whiteout["/usr/local/bin/suid"]["mode"] == 0o4755
 
-    opaque = podman_run(built.store, runs["opaque.container"]["reference"], "/var/lib/t")
+    opaque = podman_run(built.store, runs["opaque.container"]["image"], "/var/lib/t")
     assert opaque["/var/lib/t"]["list"] == ["new"]
 
     multi = podman_run(built.store, pinned(images.multi, images.multi.digest), "/etc/platform")
@@ -456,7 +456,7 @@ def test_vfs_store_runs_with_a_vfs_podman(embedded: Embedded) -> None:
     app = podman_run(built.store, pinned(images.app, images.app.digest), "/etc/app/two", driver="vfs")
     assert app["/etc/app/two"]["data"] == "two\n"
     whiteout = podman_run(
-        built.store, runs["whiteout.container"]["reference"], "/etc/gone", "/etc/kept", driver="vfs"
+        built.store, runs["whiteout.container"]["image"], "/etc/gone", "/etc/kept", driver="vfs"
     )
     assert whiteout["/etc/gone"] is None and whiteout["/etc/kept"] is not None
 

@@ -240,7 +240,7 @@ def test_a_transient_fault_on_the_first_try_is_retried_and_pins_the_registry_dig
     assert sorted(err.splitlines()) == [f"resolving {setup.app}", f"resolving {setup.multi}"]
     app_pinned = f"{setup.host}/test/app@{images.app.digest}"
     multi_pinned = f"{setup.host}/test/multi@{images.multi.digest}"
-    entries = {Path(e["quadlet"]).name: (e["reference"], e["digest"]) for e in json.loads(out)["images"]}
+    entries = {Path(e["quadlet"]).name: (e["image"], e["digest"]) for e in json.loads(out)["images"]}
     assert entries == {
         "a.container": (app_pinned, images.app.digest),
         "b.image": (multi_pinned, images.multi.digest),

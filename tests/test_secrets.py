@@ -246,7 +246,7 @@ def test_no_secret_in_any_output(tmp_path: Path, gate: FaultProxy, source: str) 
 def _cli(args: list[str]) -> int:
     """bindimg in this process (so its functions can be patched); the exit code."""
     with pytest.raises(SystemExit) as exited:
-        cli.app(args, prog_name="bindimg")
+        cli.main(args)
     code = exited.value.code
     assert isinstance(code, int)
     return code

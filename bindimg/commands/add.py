@@ -48,7 +48,7 @@ from bindimg.units import (
     image_unit_registry_options,
     is_true,
 )
-from bindimg.unitset import INSTALL_DIR, Source, read_text
+from bindimg.unitset import INSTALL_DIR, Source, read_text, source_units
 from bindimg.write import Plan, apply
 
 UNIT_EXTENSIONS = (".container", ".image")
@@ -287,6 +287,7 @@ class _Collector(Collected):
                     line=assignment.line,
                 )
 
+
 def plan(paths: list[str], options: AddOptions, progress: Callable[[str], None] = lambda _: None) -> Plan:
     """Everything `add` would do, without writing anything (registry look-ups included).
 
@@ -325,6 +326,22 @@ def plan(paths: list[str], options: AddOptions, progress: Callable[[str], None] 
     return result
 
 
+def expand_dirs(paths: list[str]) -> list[str]:
+    """`add DIR`: the .container and .image units under DIR (as Quadlet searches it); a
+    directory without any is an InputError."""
+    expanded: list[str] = []
+    for path in paths:
+        if not os.path.isdir(path):
+            expanded.append(path)
+            continue
+        _, files = source_units([path])
+        units = [f for f in files if f.endswith(UNIT_EXTENSIONS)]
+        if not units:
+            raise InputError("no .container or .image units in this directory", path=path)
+        expanded.extend(units)
+    return expanded
+
+
 def run(
     quadlets: list[str],
     *,
@@ -352,12 +369,10 @@ def run(
         frozen=frozen,
         embed=embed,
     )
-    planned = plan(quadlets, options, progress)
+    planned = plan(expand_dirs(quadlets), options, progress)
     try:
         if not dry_run:
             apply(planned)
     finally:
         planned.close()
     return planned
-
-

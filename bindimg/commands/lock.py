@@ -50,11 +50,53 @@ class Use:
 
 @dataclass
 class LockResult:
+    """What `lock` did (or, with --dry-run, would do): `before` is the lock it found."""
+
     entries: dict[str, LockEntry]
-    written: bool = False
+    written: bool = False  # the lock file's bytes changed (would change, with --dry-run)
     problems: list[str] = field(default_factory=list)
     resolved: list[str] = field(default_factory=list)
     rewritten: list[str] = field(default_factory=list)
+    before: dict[str, LockEntry] = field(default_factory=dict)
+
+    def changes(self) -> list[dict[str, Optional[str]]]:
+        """Each tag whose entry changed, in key order: `change` is added, updated or dropped."""
+        changed: list[dict[str, Optional[str]]] = []
+        for tag in sorted(set(self.before) | set(self.entries)):
+            old, new = self.before.get(tag), self.entries.get(tag)
+            old_digest, new_digest = old.digest if old else None, new.digest if new else None
+            if old_digest != new_digest:
+                kind = "added" if old is None else "dropped" if new is None else "updated"
+                changed.append({"image": tag, "change": kind, "old": old_digest, "new": new_digest})
+        return changed
+
+    def change_lines(self) -> list[str]:
+        """`REF: OLD -> NEW`, `REF: added NEW`, `REF: dropped (was OLD)`."""
+        lines = []
+        for c in self.changes():
+            if c["change"] == "updated":
+                lines.append(f"{c['image']}: {c['old']} -> {c['new']}")
+            elif c["change"] == "added":
+                lines.append(f"{c['image']}: added {c['new']}")
+            else:
+                lines.append(f"{c['image']}: dropped (was {c['old']})")
+        return lines
+
+    def as_json(self, lock_path: str, dry_run: bool) -> dict[str, object]:
+        """The `--format json` object (docs/schemas/lock.json)."""
+        return {
+            "lock": lock_path,
+            "dry_run": dry_run,
+            "written": self.written and not dry_run,
+            "images": [
+                {"image": tag, "digest": e.digest, "media_type": e.media_type, "used_by": list(e.used_by)}
+                for tag, e in self.entries.items()
+            ],
+            "changes": self.changes(),
+            "resolved": self.resolved,
+            "rewritten": self.rewritten,
+            "problems": self.problems,
+        }
 
 
 def collect(paths: list[str], registry: RegistryOptions) -> tuple[UnitSet, list[Use]]:
@@ -101,14 +143,21 @@ def run(
     update: bool = False,
     check: bool = False,
     rewrite: bool = False,
+    dry_run: bool = False,
     progress: Callable[[str], None] = lambda _: None,
 ) -> LockResult:
     """Lock (or with `check`, verify offline) the tags used under the paths among `arguments`
     (default: `.`). With `update`, an argument that is not an existing path is a reference to
-    re-resolve; with none of those, every tag is re-resolved."""
+    re-resolve; with none of those, every tag is re-resolved. `dry_run`: resolve, write nothing."""
     refs = [a for a in arguments if not os.path.lexists(a)] if update else []
     paths = [a for a in arguments if a not in refs] or ["."]
-    return _lock(paths, lock_path, registry, settings, refs if update else None, check, rewrite, progress)
+    if check and not os.path.exists(lock_path):
+        raise InputError(
+            "no such lock file; run `bindimg lock` first, or name it with --lock", path=lock_path
+        )
+    return _lock(
+        paths, lock_path, registry, settings, refs if update else None, check, rewrite, dry_run, progress
+    )
 
 
 def _lock(
@@ -119,6 +168,7 @@ def _lock(
     update: Optional[list[str]],
     check: bool,
     rewrite: bool,
+    dry_run: bool,
     progress: Callable[[str], None],
 ) -> LockResult:
     units, uses = collect(paths, registry)
@@ -130,7 +180,7 @@ def _lock(
     if check:
         view = LockView.load(lock_path) if existing else LockView(lock_path, {})
         findings = [f for f in lint_sources(paths, lock=view) if f.id.startswith("lock-")]
-        return LockResult(dict(existing), problems=render(findings, "text").splitlines())
+        return LockResult(dict(existing), problems=render(findings, "text").splitlines(), before=existing)
     wanted = _update_set(update, by_tag) if update is not None else set()
 
     def stale(tag: str) -> bool:
@@ -146,13 +196,25 @@ def _lock(
             entries[tag] = LockEntry(result.digest, result.media_type, used_by)
         else:
             entries[tag] = LockEntry(existing[tag].digest, existing[tag].media_type, used_by)
-    outcome = LockResult(entries, resolved=sorted(requests))
+    outcome = LockResult(entries, resolved=sorted(requests), before=existing)
     if rewrite:
         plan = _rewrite_plan(units, uses, entries)
-        apply(plan)
+        if not dry_run:
+            apply(plan)
         outcome.rewritten = sorted(plan.files)
-    outcome.written = lockfile.write(lock_path, entries)
+    if dry_run:
+        outcome.written = lockfile.dumps(entries) != _read(lock_path)
+    else:
+        outcome.written = lockfile.write(lock_path, entries)
     return outcome
+
+
+def _read(path: str) -> Optional[str]:
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return handle.read()
+    except FileNotFoundError:
+        return None
 
 
 def _update_set(update: list[str], by_tag: dict[str, list[Use]]) -> set[str]:
