@@ -15,6 +15,7 @@ from bindimg import __version__
 from bindimg.findings import ERROR, RULES, WARNING, Finding
 
 FORMATS = ("text", "json", "github", "sarif")
+DOCS = "docs/findings.md"  # in the bindimg repository: one section per finding id
 SARIF_SCHEMA = "https://docs.oasis-open.org/sarif/sarif/v2.1.0/errata01/os/schemas/sarif-schema-2.1.0.json"
 
 
@@ -81,6 +82,11 @@ def sarif(findings: Sequence[Finding]) -> dict[str, Any]:
             "id": rule_id,
             "name": "".join(part.capitalize() for part in rule_id.split("-")),
             "shortDescription": {"text": rule.summary},
+            "help": {
+                "text": f"{rule.summary}. What it means, why bootc or Quadlet cares and how to fix it: "
+                f"{DOCS}#{rule_id}",
+                "markdown": f"{rule.summary}. [Meaning, why it matters, how to fix it]({DOCS}#{rule_id})",
+            },
             "defaultConfiguration": {"level": rule.severity},
         }
         for rule_id, rule in RULES.items()

@@ -171,6 +171,9 @@ def resolve_all(
     """Resolve every distinct request concurrently; the first failure (in sorted order) is raised."""
     outcomes = resolve_each(requests, settings, progress, registry)
     failures = [o for o in outcomes.values() if isinstance(o, ExternalError)]
+    for failure in failures:
+        if isinstance(failure, skopeo.ToolError):  # the same for every image: said once
+            raise failure
     if failures:
         more = f" (and {len(failures) - 1} more)" if len(failures) > 1 else ""
         raise ExternalError(failures[0].message + more)

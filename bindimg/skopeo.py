@@ -134,18 +134,22 @@ def version_error(output: str) -> Optional[str]:
     return None
 
 
+class ToolError(ExternalError):
+    """skopeo is missing or too old: no call can succeed, whatever the image."""
+
+
 @functools.cache
 def _check_version() -> None:
     """Refuse an old or missing skopeo once, before its first real call."""
     try:
         done = subprocess.run([SKOPEO, "--version"], capture_output=True, timeout=60, check=False)
     except FileNotFoundError:
-        raise SkopeoError("skopeo is not installed; bindimg needs skopeo >= 1.9 on PATH") from None
+        raise ToolError("skopeo is not installed; bindimg needs skopeo >= 1.9 on PATH") from None
     except (OSError, subprocess.TimeoutExpired) as error:
-        raise SkopeoError(f"cannot run skopeo --version: {error}; check the skopeo on PATH") from None
+        raise ToolError(f"cannot run skopeo --version: {error}; check the skopeo on PATH") from None
     problem = version_error(done.stdout.decode("utf-8", "replace"))
     if problem is not None:
-        raise SkopeoError(problem)
+        raise ToolError(problem)
 
 
 def _run(

@@ -184,11 +184,10 @@ def source_units(paths: list[str]) -> tuple[UnitSet, list[str]]:
         if os.path.isdir(absolute):
             found = search_dirs(host, (absolute,))
             dirs.extend(d for d in found if d not in dirs)
-            units = {
-                os.path.join(d, n) for d in found for n in os.listdir(d) if n.endswith(SOURCE_EXTENSIONS)
-            }
+            names = [(d, n) for d in found for n in os.listdir(d)]
+            units = {os.path.join(d, n) for d, n in names if n.endswith(SOURCE_EXTENSIONS)}
             units = {u for u in units if os.path.isfile(u)}
-            if not units:
+            if not units and not any(n.endswith(".d") for _, n in names):  # drop-ins: for other PATHs
                 raise InputError("no .container, .image or .volume units in this directory", path=path)
             files |= units
         elif os.path.isfile(absolute):

@@ -206,10 +206,12 @@ def test_cli_json_and_text(here: Path) -> None:
     write(here, "q/db.image", f"[Image]\nImage=quay.io/o/db@{D1}\n")
     done = run_bindimg("list", "q", "--json")
     assert (done.code, done.err) == (0, "")
-    assert json.loads(done.out) == [
-        {"type": "unit", "image": "quay.io/o/a:1", "quadlet": "q/app.container", "line": 2},
-        {"type": "unit", "image": f"quay.io/o/db@{D1}", "quadlet": "q/db.image", "line": 2},
-    ]
+    assert json.loads(done.out) == {
+        "images": [
+            {"type": "unit", "image": "quay.io/o/a:1", "quadlet": "q/app.container", "line": 2},
+            {"type": "unit", "image": f"quay.io/o/db@{D1}", "quadlet": "q/db.image", "line": 2},
+        ]
+    }
     text = run_bindimg("list", "q")
     assert text.out == f"quay.io/o/a:1\tunit\tq/app.container:2\nquay.io/o/db@{D1}\tunit\tq/db.image:2\n"
 
@@ -353,8 +355,9 @@ def test_root_fails_like_bootc(
             write(root, f"{QDIR}/{target}", text)
         link(root, name, f"/{QDIR}/{target}")
     done = run_bindimg("list", "--root", "r", "--json")
-    assert (done.code, done.out) == (2, "")
+    assert done.code == 2
     (line,) = done.err.splitlines()
+    assert json.loads(done.out)["error"]["message"] == line.removeprefix("bindimg: error: ")
     assert f"bootc fails here: Querying bound images: {reason}; " in line
     assert line.startswith("bindimg: error: r/")
 
