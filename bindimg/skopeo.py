@@ -145,8 +145,10 @@ def _check_version() -> None:
         done = subprocess.run([SKOPEO, "--version"], capture_output=True, timeout=60, check=False)
     except FileNotFoundError:
         raise ToolError("skopeo is not installed; bindimg needs skopeo >= 1.9 on PATH") from None
-    except (OSError, subprocess.TimeoutExpired) as error:
-        raise ToolError(f"cannot run skopeo --version: {error}; check the skopeo on PATH") from None
+    except OSError as error:
+        raise ToolError(f"cannot run skopeo: {error.strerror}; check the skopeo on PATH") from None
+    except subprocess.TimeoutExpired:
+        raise ToolError("skopeo --version did not answer within 60 s; check the skopeo on PATH") from None
     problem = version_error(done.stdout.decode("utf-8", "replace"))
     if problem is not None:
         raise ToolError(problem)

@@ -123,6 +123,12 @@ def run_bindimg(
     )
 
 
+def image_lines(out: str) -> list[str]:
+    """The per-image lines of `add`'s text output (`changed|unchanged QUADLET IMAGE`), without
+    the file and link lines that follow them."""
+    return [line for line in out.splitlines() if line.startswith(("changed ", "unchanged "))]
+
+
 class FakeRegistry:
     """A `bindimg.registry.Registry` for unit tests: `answer(reference)` returns the manifest
     bytes or raises (a SkopeoError, as skopeo would); `asked` records each look-up in order."""

@@ -209,8 +209,8 @@ def test_missing_tag_that_looks_like_a_status_code_is_not_retried(tmp_path: Path
     *progress, last = err.splitlines()
     assert sorted(progress) == [f"resolving {setup.host}/test/app:503", f"resolving {setup.multi}"]
     assert last == (
-        f"bindimg: error: cannot resolve {setup.host}/test/app:503: reading manifest 503 in "
-        f"{setup.host}/test/app: manifest unknown: manifest unknown{HINT}"
+        f"bindimg: error: {setup.host}/test/app:503: no such tag in the registry (reading manifest 503 in "
+        f"{setup.host}/test/app: manifest unknown: manifest unknown); check the tag"
     )
     assert len(proxy.requests(APP_MANIFEST)) == 1
     assert snapshot(setup.root) == setup.before

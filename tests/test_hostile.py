@@ -32,7 +32,7 @@ from bindimg.bootcini import parse_bootc
 from bindimg.errors import InputError, one_line
 from bindimg.quadlet import parse_quadlet
 from bindimg.unitset import MAX_UNIT_BYTES, read_text
-from tests.kit import BOUND, D1, PINNED, QDIR, STORAGE, Run, budget, run_bindimg, snapshot, write
+from tests.kit import BOUND, D1, PINNED, QDIR, STORAGE, Run, budget, image_lines, run_bindimg, snapshot, write
 
 D9 = "sha256:" + "9" * 64  # only ever in decoys outside the root: must never show up
 PROVENANCE = "# bindimg: pinned from "
@@ -166,7 +166,7 @@ def test_bytes_that_are_not_utf8_text_are_refused(tree: Tree, data: bytes, line:
 def test_line_endings_are_accepted_and_kept(tree: Tree, before: str, after: str) -> None:
     unit = write(tree.qdir, "app.container", before)
     run = tree.accepted(unit)
-    assert run.out == f"changed {unit} {PINNED}\n"
+    assert image_lines(run.out) == [f"changed {unit} {PINNED}"]
     assert unit.read_bytes() == after.encode()
 
 
@@ -320,7 +320,7 @@ def test_unit_linked_with_dotdot_resolves_to_the_file_inside_the_root(tree: Tree
     inside = write(tree.root, "secret/app.container", f"[Container]\nImage={PINNED}\n")
     outside = snapshot(tree.secret)
     run = tree.accepted(unit)
-    assert run.out == f"changed {inside} {PINNED}\n"
+    assert image_lines(run.out) == [f"changed {inside} {PINNED}"]
     assert inside.read_text() == f"[Container]\nImage={PINNED}\n{STORAGE}\n"
     assert os.readlink(unit) == "../../../../../secret/app.container"
     assert snapshot(tree.secret) == outside
@@ -342,7 +342,7 @@ def test_dropin_dir_linked_outside_the_root_is_not_read(tree: Tree) -> None:
     unit = pinned_unit(tree)
     os.symlink("../../../../../secret/dropins", tree.qdir / "app.container.d")
     run = tree.accepted(unit)
-    assert run.out == f"changed {unit} {PINNED}\n"
+    assert image_lines(run.out) == [f"changed {unit} {PINNED}"]
 
 
 def test_dropin_linked_outside_the_root_is_not_read(tree: Tree) -> None:
@@ -538,7 +538,7 @@ def test_lock_with_5000_entries_is_read_in_linear_time(tree: Tree) -> None:
     )
     unit = write(tree.qdir, "app.container", "[Container]\nImage=quay.io/o/a:1\n")
     run = tree.accepted("--lock", lock, "--frozen", unit)
-    assert run.out == f"changed {unit} {PINNED}\n"
+    assert image_lines(run.out) == [f"changed {unit} {PINNED}"]
     assert run.seconds < budget(10)  # tomlkit parses some 3,000 entries a second; this was minutes
 
 
@@ -668,7 +668,7 @@ def test_repeated_container_section_last_image_wins(tree: Tree) -> None:
     text = f"[Container]\nImage=quay.io/o/first@{D1}\nExec=x\n[Container]\nImage={PINNED}\n"
     unit = write(tree.qdir, "app.container", text)
     run = tree.accepted(unit)
-    assert run.out == f"changed {unit} {PINNED}\n"
+    assert image_lines(run.out) == [f"changed {unit} {PINNED}"]
     assert unit.read_text() == text + STORAGE + "\n"
 
 
@@ -693,7 +693,7 @@ def test_image_not_where_both_parsers_look(tree: Tree, text: str) -> None:
 def test_unit_name_with_spaces(tree: Tree) -> None:
     unit = pinned_unit(tree, "my app.container")
     run = tree.accepted(unit)
-    assert run.out == f"changed {unit} {PINNED}\n"
+    assert image_lines(run.out) == [f"changed {unit} {PINNED}"]
     assert os.readlink(tree.root / BOUND / "my app.container") == f"/{QDIR}/my app.container"
 
 
@@ -718,7 +718,7 @@ def test_dropin_with_a_non_utf8_name_is_ordered_by_bytes(tree: Tree) -> None:
     write(tree.qdir, os.fsdecode(b"app.container.d/\xff.conf"), "[Container]\nExec=true\n")
     write(tree.qdir, "app.container.d/a.conf", "[Container]\nExec=false\n")
     run = tree.accepted(unit)
-    assert run.out == f"changed {unit} {PINNED}\n"
+    assert image_lines(run.out) == [f"changed {unit} {PINNED}"]
 
 
 # --- 9. many units ---------------------------------------------------------------------------

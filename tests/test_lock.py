@@ -49,7 +49,10 @@ def test_lock_writes_the_spec_format_and_twice_is_identical_offline(
         f'[images."{multi.ref}"]\ndigest = "{multi.digest}"\nmedia-type = "{OCI_INDEX}"\n'
         'used-by = ["quadlets/sub/multi.image"]\n'
     )
-    assert out == f"written {tmp_path / 'bindimg.lock'} (2 images, 2 resolved)\n"
+    assert out == (
+        f"{app.ref}: added {app.digest}\n{multi.ref}: added {multi.digest}\n"
+        f"written {tmp_path / 'bindimg.lock'} (2 images, 2 resolved)\n"
+    )
 
     fresh_registry.stop()  # the second run must not need it
     before = snapshot(tmp_path)
@@ -76,7 +79,9 @@ def test_update_of_a_moved_tag_changes_exactly_that_entry(
 
     code, out, err = lock(tmp_path, "--update", one.ref, str(tmp_path / "q"))
     assert code == 0, err
-    assert out == f"written {tmp_path / 'bindimg.lock'} (2 images, 1 resolved)\n"
+    assert out == (
+        f"{one.ref}: {one.digest} -> {moved_one}\nwritten {tmp_path / 'bindimg.lock'} (2 images, 1 resolved)\n"
+    )
     after = tomlkit.parse((tmp_path / "bindimg.lock").read_text()).unwrap()
     assert after["images"][one.ref]["digest"] == moved_one != one.digest
     assert after["images"][two.ref] == before["images"][two.ref]
@@ -125,7 +130,7 @@ def test_rewrite_pins_sources_and_lock_keeps_the_tag(tmp_path: Path, images: Pus
             "Exec=/bin/true\r\n"
         ).encode()
     )
-    assert out.splitlines()[0] == f"pinned {unit}"
+    assert out.splitlines()[:2] == [f"{app.ref}: added {app.digest}", f"pinned {unit}"]
     first = (tmp_path / "bindimg.lock").read_bytes()
     # The pinned source still names its tag through the provenance comment.
     assert lock(tmp_path, "--check", str(tmp_path / "q")) == (0, "", "")

@@ -131,7 +131,8 @@ class World:
 
 SHIM = """#!/bin/sh
 # Test shim: record the argv (what `ps` shows) and the mode of each --authfile, one file per
-# call (calls run in parallel), then run the real skopeo.
+# call (calls run in parallel), then run the real skopeo. (The version check is not a call.)
+[ "$1" = --version ] && exec REAL_SKOPEO "$@"
 log="$BINDIMG_SHIM_LOG/$$"
 for arg in "$@"; do
     case $arg in
@@ -262,6 +263,7 @@ def pinned_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Path, 
     private = tmp_path / "tmp"
     private.mkdir()
     monkeypatch.setattr("tempfile.tempdir", str(private))
+    skopeo._check_version()  # the real skopeo's version, before subprocess.run is replaced
     return unit, private
 
 
@@ -357,6 +359,5 @@ def test_a_skopeo_that_cannot_be_run_is_exit_3(tmp_path: Path) -> None:
     done = run_bindimg("add", "--root", str(tmp_path / "root"), "--retry", "0", str(unit), env=env)
     assert done.code == 3
     assert done.err.splitlines()[-1] == (
-        "bindimg: error: cannot resolve quay.io/o/a:1: cannot run skopeo: Permission denied; "
-        "check the skopeo on PATH; check the reference, the registry and its credentials"
+        "bindimg: error: cannot run skopeo: Permission denied; check the skopeo on PATH"
     )

@@ -331,8 +331,8 @@ def expand_dirs(paths: list[str]) -> list[str]:
     directory without any is an InputError."""
     expanded: list[str] = []
     for path in paths:
-        if not os.path.isdir(path):
-            expanded.append(path)
+        if not os.path.isdir(path) or path.endswith(UNIT_EXTENSIONS):  # a unit that is a directory:
+            expanded.append(path)  # refused as such
             continue
         _, files = source_units([path])
         units = [f for f in files if f.endswith(UNIT_EXTENSIONS)]
