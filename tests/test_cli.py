@@ -203,7 +203,8 @@ def test_bash_completes_bindimg_through_the_script(tmp_path: Path) -> None:
     (bindir / "bindimg").chmod(0o755)
     probe = (
         script
-        + '\nCOMP_WORDS=(bindimg lint --form); COMP_CWORD=2\n_bindimg_completion bindimg\necho "${COMPREPLY[@]}"\n'
+        + "\nCOMP_WORDS=(bindimg lint --form); COMP_CWORD=2\n"
+        + '_bindimg_completion bindimg\necho "${COMPREPLY[@]}"\n'
     )
     done = subprocess.run(
         ["bash", "-c", probe],

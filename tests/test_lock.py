@@ -80,7 +80,8 @@ def test_update_of_a_moved_tag_changes_exactly_that_entry(
     code, out, err = lock(tmp_path, "--update", one.ref, str(tmp_path / "q"))
     assert code == 0, err
     assert out == (
-        f"{one.ref}: {one.digest} -> {moved_one}\nwritten {tmp_path / 'bindimg.lock'} (2 images, 1 resolved)\n"
+        f"{one.ref}: {one.digest} -> {moved_one}\n"
+        f"written {tmp_path / 'bindimg.lock'} (2 images, 1 resolved)\n"
     )
     after = tomlkit.parse((tmp_path / "bindimg.lock").read_text()).unwrap()
     assert after["images"][one.ref]["digest"] == moved_one != one.digest
