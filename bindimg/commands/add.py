@@ -12,6 +12,7 @@ every copy succeeded; a failed copy takes this run's images out of the store aga
 
 from __future__ import annotations
 
+import logging
 import os
 import posixpath
 from collections.abc import Callable, Mapping
@@ -52,6 +53,7 @@ from bindimg.unitset import INSTALL_DIR, Source, read_text, source_units
 from bindimg.write import Plan, apply
 
 UNIT_EXTENSIONS = (".container", ".image")
+LOG = logging.getLogger("bindimg")
 
 
 @dataclass(frozen=True)
@@ -183,9 +185,12 @@ class _Collector(Collected):
             flattened_from = None
         request: Optional[Request] = None
         digest = ref.digest
-        if digest is None:
+        if digest is not None:
+            LOG.debug("%s: already pinned to %s", source.path, digest)
+        else:
             tagged = ref.tag_reference
             digest = self.options.locked.get(tagged)
+            LOG.debug("%s: %s %s", source.path, tagged, f"locked at {digest}" if digest else "to resolve")
             if digest is None:
                 if self.options.frozen:
                     raise InputError(
