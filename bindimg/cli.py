@@ -201,19 +201,21 @@ class Output:
             if self.verbose:
                 traceback.print_exc()
             self.fail(
-                f"internal error: {type(error).__name__}: {one_line(str(error))} (run with -v for details)",
+                f"{type(error).__name__}: {one_line(str(error))} (run with -v for details)",
                 EXIT_INTERNAL,
+                kind="internal error",
             )
 
-    def fail(self, message: str, code: int) -> NoReturn:
-        fail(message, code, self.json)
+    def fail(self, message: str, code: int, kind: str = "error") -> NoReturn:
+        fail(message, code, self.json, kind)
 
 
-def fail(message: str, code: int, as_json: bool) -> NoReturn:
-    """`bindimg: error: MESSAGE` on stderr (and the JSON error object on stdout), exit `code`."""
+def fail(message: str, code: int, as_json: bool, kind: str = "error") -> NoReturn:
+    """`bindimg: KIND: MESSAGE` on stderr (and the JSON error object on stdout), exit `code`;
+    KIND is `internal error` for a bug."""
     if as_json:
         typer.echo(json.dumps({"error": error_object(message, code)}, indent=2))
-    typer.echo(f"bindimg: error: {message}", err=True)
+    typer.echo(f"bindimg: {kind}: {message}", err=True)
     raise typer.Exit(code)
 
 
