@@ -209,7 +209,11 @@ def add(
             storage_args=not no_storage_args,
             locked=locked,
             frozen=frozen,
-            embed=EmbedOptions(store, driver, platform, flatten, image_policy) if embed else None,
+            embed=EmbedOptions(
+                store, driver, platform, flatten, image_policy, dry_run, sys.stderr.isatty() and not out.quiet
+            )
+            if embed
+            else None,
         )
         plan = add_mod.plan(quadlets, options, out.progress)
         if not dry_run:

@@ -58,9 +58,7 @@ def media_type_of(manifest: bytes, reference: str) -> str:
     try:
         document = json.loads(manifest)
     except ValueError:
-        raise ExternalError(
-            f"{reference}: the registry returned a manifest that is not JSON"
-        ) from None
+        raise ExternalError(f"{reference}: the registry returned a manifest that is not JSON") from None
     if not isinstance(document, dict):
         raise ExternalError(f"{reference}: the registry returned a manifest that is not an object")
     if document.get("schemaVersion") == 1:
