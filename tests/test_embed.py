@@ -13,6 +13,8 @@ store init, determinism) is checked against a staging root on this machine.
 from __future__ import annotations
 
 import ast
+import dataclasses
+import errno
 import io
 import json
 import os
@@ -32,11 +34,12 @@ import pytest
 from bindimg import add as add_mod
 from bindimg import skopeo as skopeo_mod
 from bindimg.embed import EmbedOptions
-from bindimg.errors import ExternalError
+from bindimg.errors import ExternalError, InputError
 from bindimg.rootfs import Root
 from bindimg.skopeo import RegistryOptions
 from bindimg.store import Store
 from tests import buildimage, ociimage
+from tests.faultproxy import fault_proxy
 from tests.registry import PushedImage, Registry
 
 pytestmark = pytest.mark.e2e
@@ -620,27 +623,26 @@ def test_a_failed_copy_leaves_the_root_untouched(
         pushed = registry.push_image(content, f"{keep.repo}-{name}", "1")
         units.append(tmp_path / f"{name}.container")
         units[-1].write_text(f"[Container]\nImage={pushed.ref}\n")
-    real_copy = skopeo_mod.copy_local
+    real_copy = skopeo_mod.copy_from_registry
     copies: list[str] = []
 
-    def failing_second_copy(source: str, dest: str, **kwargs: Any) -> None:
-        if dest.startswith("containers-storage:"):
-            copies.append(dest)
-            if len(copies) == 2:
-                raise skopeo_mod.SkopeoError("no space left on device (simulated)")
-        real_copy(source, dest, **kwargs)
+    def failing_second_copy(reference: str, dest: str, *args: Any, **kwargs: Any) -> None:
+        copies.append(dest)
+        if len(copies) == 2:
+            raise skopeo_mod.SkopeoError("no space left on device (simulated)")
+        real_copy(reference, dest, *args, **kwargs)
 
-    monkeypatch.setattr(skopeo_mod, "copy_local", failing_second_copy)
+    monkeypatch.setattr(skopeo_mod, "copy_from_registry", failing_second_copy)
     options = add_mod.AddOptions(
         root=Root(str(root)), registry=RegistryOptions(tls_verify=False), embed=EmbedOptions()
     )
-    plan = add_mod.plan([str(u) for u in units], options)
-    try:
-        with pytest.raises(ExternalError, match="no space left on device"):
-            add_mod.apply(plan)
-    finally:
-        plan.close()
-    assert len(copies) == 2
+    with pytest.raises(ExternalError, match="no space left on device"):
+        add_mod.plan([str(u) for u in units], options)
+    assert len(copies) == 2 and all(c.startswith("containers-storage:") for c in copies)
+    assert_store_as_before(root, before, keep)
+
+
+def assert_store_as_before(root: Path, before: dict[str, bytes], keep: PushedImage) -> None:
     after = snapshot(root)
     changed = {p for p in set(before) | set(after) if before.get(p) != after.get(p)}
     # c/storage rewrites its own index and lock files in place; the images are as before
@@ -648,6 +650,83 @@ def test_a_failed_copy_leaves_the_root_untouched(
     assert json.loads((root / STORE / "overlay-images/images.json").read_text())[0]["names"] == [
         pinned(keep, keep.digest)
     ]
+    assert len(json.loads((root / STORE / "overlay-layers/layers.json").read_text())) == len(
+        json.loads(before[f"{STORE}/overlay-layers/layers.json"])
+    )
+
+
+def test_a_failed_write_takes_the_images_out_of_the_store_again(
+    tmp_path: Path, small_images: dict[str, PushedImage], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = tmp_path / "root"
+    (root / QDIR).mkdir(parents=True)
+    keep = small_images["plain"]
+    units = write_units(tmp_path, {"plain": keep})
+    assert bindimg("add", "--embed", "--root", str(root), "--no-tls-verify", *units).returncode == 0
+    before = snapshot(root)
+
+    def full_disk(path: str, data: bytes) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device (simulated)", path)
+
+    monkeypatch.setattr(add_mod.fsutil, "stage", full_disk)
+    options = add_mod.AddOptions(
+        root=Root(str(root)), registry=RegistryOptions(tls_verify=False), embed=EmbedOptions()
+    )
+    plan = add_mod.plan(write_units(tmp_path, {"whiteout": small_images["whiteout"]}), options)
+    try:
+        assert [e.flattened for e in plan.entries] == [True]  # stored flattened while planning
+        with pytest.raises(InputError, match="No space left on device"):
+            add_mod.apply(plan)
+    finally:
+        plan.close()
+    assert_store_as_before(root, before, keep)
+
+
+def test_a_second_image_on_a_stored_base_fetches_only_its_own_layers(
+    tmp_path: Path, registry: Registry, unique_repo: str
+) -> None:
+    base_layer: ociimage.LayerSpec = {"usr/lib/base/data": "base " * 50_000, "etc/base": unique_repo}
+    base = registry.push_image(ociimage.image([base_layer]), f"{unique_repo}/base", "1")
+    app = registry.push_image(ociimage.image([base_layer, {"etc/app": "app\n"}]), f"{unique_repo}/app", "1")
+    root = tmp_path / "root"
+    root.mkdir()
+    with fault_proxy(registry.host) as proxy:
+        units = write_units(tmp_path, {"base": dataclasses.replace(base, host=proxy.host)})
+        assert bindimg("add", "--embed", "--root", str(root), "--no-tls-verify", *units).returncode == 0
+        first = {s.path.rsplit("/", 1)[1] for s in proxy.requests(r"/blobs/")}
+        proxy.seen.clear()
+        units = write_units(tmp_path, {"app": dataclasses.replace(app, host=proxy.host)})
+        done = bindimg("add", "--embed", "--root", str(root), "--no-tls-verify", *units)
+        assert done.returncode == 0, done.stderr
+        second = [s.path.rsplit("/", 1)[1] for s in proxy.requests(r"/blobs/")]
+    manifest = json.loads(registry.raw_manifest(app.repo, app.digest))
+    base_digest, own_digest = (layer["digest"] for layer in manifest["layers"])
+    assert base_digest in first
+    assert sorted(second) == sorted([manifest["config"]["digest"], own_digest])  # the base: not again
+    assert "1 of 2 layers new" in done.stderr
+
+
+def test_dry_run_reads_manifests_only_and_says_what_would_be_stored(
+    tmp_path: Path, registry: Registry, small_images: dict[str, PushedImage]
+) -> None:
+    root = tmp_path / "root"
+    root.mkdir()
+    plain = small_images["plain"]
+    with fault_proxy(registry.host) as proxy:
+        units = write_units(tmp_path, {"plain": dataclasses.replace(plain, host=proxy.host)})
+        done = bindimg("add", "--embed", "--dry-run", "--root", str(root), "--no-tls-verify", *units)
+        blobs = proxy.requests(r"/blobs/")
+    assert done.returncode == 0, done.stderr
+    assert blobs == []
+    manifest = json.loads(registry.raw_manifest(plain.repo, plain.digest))
+    size = manifest["config"]["size"] + sum(layer["size"] for layer in manifest["layers"])
+    layers = len(manifest["layers"])
+    assert (
+        f"would store {proxy.host}/{plain.repo}@{plain.digest}: {layers} of {layers} layers new, "
+        f"{size / 1e6:.1f} MB to fetch;"
+    ) in done.stderr
+    assert f"+Image={proxy.host}/{plain.repo}@{plain.digest}\n" in done.stdout
+    assert snapshot(root) == {}
 
 
 def test_store_init_makes_an_empty_store_podman_reads_read_only(tmp_path: Path) -> None:
