@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Optional
 
-from bindimg import fsutil, pin, reference
+from bindimg import fsutil, pin, reference, storageconf
 from bindimg.bootcini import parse_bootc
 from bindimg.bound import BOUND_DIR, Link, plan_link
 from bindimg.embed import Embedder, EmbedOptions, Prepared
@@ -393,6 +393,10 @@ class _Planner:
             key, value = ("Pull", "never") if group == "Container" else ("Policy", policy)
             if value is not None and (merged.lookup(group, key) or "").lower() != value:
                 texts[dest] = pin.set_key(texts[dest], dest, group, key, value, anchor)
+        if store.driver == "overlay":  # vfs reads no additionalimagestores
+            rootless = self.options.embed is not None and self.options.embed.rootless
+            for path, data in storageconf.registration(self.root, store.inner, rootless).items():
+                texts[path] = data.decode()
         files = self.changed_files(texts)
         entries: list[Entry] = []
         for bound, pinned in entries_src:

@@ -194,6 +194,11 @@ def add(
     image_policy: Optional[str] = typer.Option(
         None, "--image-policy", help="--embed: `missing` sets Policy=missing in .image units (podman >= 5.6)."
     ),
+    rootless: bool = typer.Option(
+        False,
+        "--rootless",
+        help="--embed: also register the store for rootless podman (storage.conf.d, podman >= 6).",
+    ),
     registry: RegistryOptions = REGISTRY,
     settings: Settings = SETTINGS,
     out: Output = OUTPUT,
@@ -210,7 +215,14 @@ def add(
             locked=locked,
             frozen=frozen,
             embed=EmbedOptions(
-                store, driver, platform, flatten, image_policy, dry_run, sys.stderr.isatty() and not out.quiet
+                store,
+                driver,
+                platform,
+                flatten,
+                image_policy,
+                dry_run,
+                live=sys.stderr.isatty() and not out.quiet,
+                rootless=rootless,
             )
             if embed
             else None,

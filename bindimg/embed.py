@@ -47,6 +47,7 @@ class EmbedOptions:
     image_policy: Optional[str] = None  # "missing": write Policy=missing into .image units
     dry_run: bool = False  # manifests only: say what would be stored, store nothing
     live: bool = False  # a live progress line per image (stderr is a terminal)
+    rootless: bool = False  # also register the store for rootless podman (storage.conf.d)
 
     def check(self) -> None:
         if self.flatten not in FLATTEN_MODES:

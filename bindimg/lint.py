@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Optional
 
-from bindimg import lockfile, pin, reference
+from bindimg import lockfile, pin, reference, storageconf
 from bindimg.bootcini import BootcParseError, parse_bootc
 from bindimg.boundscan import Entry, rust_extension, scan
 from bindimg.errors import ExternalError, InputError
@@ -87,6 +87,9 @@ RULES: dict[str, Rule] = {
     "missing-storage-args": Rule(WARNING, "A bound .container without the bootc-storage GlobalArgs"),
     "embedded-missing": Rule(ERROR, "An embedded unit's image is not in the embedded store"),
     "embedded-may-pull": Rule(WARNING, "An embedded unit can still pull from the network (Pull=/Policy=)"),
+    "storage-conf-without-store": Rule(
+        WARNING, "/etc/containers/storage.conf exists and does not list the embedded store"
+    ),
     "lock-missing": Rule(ERROR, "A tag the sources use is not in the lock"),
     "lock-mismatch": Rule(ERROR, "A source is pinned to another digest than the lock's"),
     "lock-stale": Rule(ERROR, "A lock entry that no source uses"),
@@ -475,6 +478,20 @@ def embedded_missing(u: UnitView, units: UnitSet, stored: Optional[set[str]]) ->
         )
 
 
+def storage_conf_without_store(root: Root) -> Iterator[Finding]:
+    """Podman <= 5 reads only the first storage.conf found, so one in /etc hides the vendor's
+    (and Podman 6 reads it before the drop-ins: a list it sets is the base they append to)."""
+    listed = storageconf.main_lists(root, DEFAULT_STORE)
+    if listed is not None and not listed[0]:
+        yield finding(
+            "storage-conf-without-store",
+            root.resolve(storageconf.MAIN),
+            listed[1],
+            f"does not list the embedded store {DEFAULT_STORE} in additionalimagestores: podman "
+            "outside the units (whose GlobalArgs= name it) will not see its images; add it there",
+        )
+
+
 def embedded_may_pull(u: UnitView) -> Iterator[Finding]:
     if not u.embedded:
         return
@@ -792,6 +809,8 @@ def lint_root(root: Root, shown: Optional[str] = None, remote: Optional[Remote] 
         u.companion = u.group == "Container" and named in linked
     embedded = [u for u in linter.views if u.embedded]
     linter.check(set(store_images(root)) if embedded else set())
+    if embedded:
+        linter.findings.extend(storage_conf_without_store(root))
     bound_views = [u for u in linter.views if u.bound or u.embedded]
     return linter.finish(bound_views, remote, root_display(root, shown or root.host))
 

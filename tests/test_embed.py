@@ -810,3 +810,32 @@ def test_a_drop_in_that_pulls_is_refused_before_any_network(tmp_path: Path) -> N
     assert "pull.conf:2: Pull=always in this drop-in lets podman pull" in done.stderr
     assert "resolving" not in done.stderr
     assert snapshot(root) == before
+
+
+def test_a_podman_6_root_gets_a_storage_conf_d_drop_in_and_keeps_global_args(
+    tmp_path: Path, small_images: dict[str, PushedImage]
+) -> None:
+    root = tmp_path / "root"
+    vendor = root / "usr/share/containers/storage.rootful.conf.d/00-vendor-additional-store.conf"
+    vendor.parent.mkdir(parents=True)
+    vendor.write_text('[storage.options]\nadditionalimagestores = ["/usr/lib/containers/storage"]\n')
+    (root / "etc/containers").mkdir(parents=True)
+    units = write_units(tmp_path, {"plain": small_images["plain"]})
+    dry = bindimg("add", "--embed", "--rootless", "--dry-run", "--root", str(root), "--no-tls-verify", *units)
+    dropin = "usr/share/containers/storage.rootless.conf.d/50-bindimg-usr-lib-containers-storage.conf"
+    assert dry.returncode == 0, dry.stderr
+    assert f"+++ {root}/{dropin}\n" in dry.stdout
+    assert "storage.rootful.conf.d/50-bindimg" not in dry.stdout  # the vendor's lists the store
+    done = bindimg("add", "--embed", "--rootless", "--root", str(root), "--no-tls-verify", *units)
+    assert done.returncode == 0, done.stderr
+    assert (
+        (root / dropin)
+        .read_text()
+        .endswith(
+            '[storage.options]\nadditionalimagestores = ["/usr/lib/containers/storage", {append = true}]\n'
+        )
+    )
+    assert STORE_ARG in (root / QDIR / "plain.container").read_text()
+    assert not (root / "etc/containers/storage.conf").exists()
+    again = bindimg("add", "--embed", "--rootless", "--root", str(root), "--no-tls-verify", *units)
+    assert again.returncode == 0 and again.stdout.startswith("unchanged"), again.stdout
