@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from typing import Optional
 
 from bindimg import fetch, flatten, skopeo
+from bindimg.distribution import Lookups
 from bindimg.errors import ExternalError, InputError
 from bindimg.fetch import Described
 from bindimg.platforms import Platform
@@ -96,7 +97,8 @@ class Embedder:
         self._created: Optional[list[str]] = None  # what initialising the store created
         self._layers_before: dict[str, Layer] = {}
         self._committed = False
-        self._described: set[str] = set()  # --dry-run: layers an earlier image would store
+        self._described: set[str] = set()
+        self._lookups = Lookups()  # --dry-run: layers an earlier image would store
 
     def __enter__(self) -> Embedder:
         return self
@@ -186,7 +188,7 @@ class Embedder:
         self, name: str, digest: str, options: RegistryOptions, flattened_to: Optional[str] = None
     ) -> Prepared:
         """--dry-run: what copying `name@digest` would store, from its manifests alone."""
-        described = fetch.describe(name, digest, options, self.platform, self.settings)
+        described = fetch.describe(name, digest, options, self.platform, self.settings, self._lookups)
         new = self._new_layers(described)
         self._described.update(blob.digest for blob in new)  # an image after it shares them
         size = described.config.size + sum(blob.size for blob in new)
@@ -221,7 +223,7 @@ class Embedder:
         """Copy `name@digest` into the store; flatten it there when `mode` (or its whiteouts)
         says so. `expected`: the flattened digest it must give."""
         reference = f"{name}@{digest}"
-        described = fetch.describe(name, digest, options, self.platform, self.settings)
+        described = fetch.describe(name, digest, options, self.platform, self.settings, self._lookups)
         self._init_store()
         new = self._new_layers(described)
         before = set(self.store.layers())

@@ -15,11 +15,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Optional, TypeVar
 
-from bindimg import skopeo
+from bindimg.distribution import Lookups
 from bindimg.errors import ExternalError
 from bindimg.platforms import Platform, choose
-from bindimg.resolve import Settings, digest_of, media_type_of, retrying
-from bindimg.skopeo import RegistryOptions
+from bindimg.resolve import Settings, digest_of, manifest, media_type_of, retrying
+from bindimg.skopeo import RegistryOptions, SkopeoError
 
 _LISTS = (
     "application/vnd.oci.image.index.v1+json",
@@ -48,7 +48,12 @@ class Described:
 
 
 def describe(
-    name: str, digest: str, options: RegistryOptions, wanted: Platform, settings: Settings
+    name: str,
+    digest: str,
+    options: RegistryOptions,
+    wanted: Platform,
+    settings: Settings,
+    fast: Optional[Lookups] = None,
 ) -> Described:
     """The manifests of `name@digest` for `wanted`: one look-up, two for an index.
 
@@ -56,7 +61,7 @@ def describe(
     digest or a malformed manifest; InputError (from `choose`) when an index lacks `wanted`.
     """
     reference = f"{name}@{digest}"
-    raw = _manifest(reference, options, settings)
+    raw = _manifest(reference, options, settings, fast)
     if digest_of(raw) != digest:
         raise ExternalError(f"{reference}: the registry served a manifest with another digest; try again")
     media_type = media_type_of(raw, reference)
@@ -69,7 +74,7 @@ def describe(
         entry = choose(manifests, wanted, reference)
         instance = str(entry.get("digest", ""))
         platform = Platform.of(entry.get("platform") or {})
-        raw_instance = _manifest(f"{name}@{instance}", options, settings)
+        raw_instance = _manifest(f"{name}@{instance}", options, settings, fast)
         if digest_of(raw_instance) != instance:
             raise ExternalError(f"{reference}: the registry served a manifest with another digest; try again")
         manifest = json_object(raw_instance, reference)
@@ -82,10 +87,8 @@ def describe(
     )  # fmt: skip
 
 
-def _manifest(reference: str, options: RegistryOptions, settings: Settings) -> bytes:
-    return retried(
-        settings, reference, lambda: skopeo.inspect_raw(reference, options, timeout=settings.timeout)
-    )
+def _manifest(reference: str, options: RegistryOptions, settings: Settings, fast: Optional[Lookups]) -> bytes:
+    return manifest(reference, options, settings, _failure(reference), fast)
 
 
 def _descriptor(value: object, reference: str) -> Blob:
@@ -116,14 +119,14 @@ def unpacked(directory: str, reference: str) -> Unpacked:
 
 
 def retried(settings: Settings, reference: str, call: Callable[[], T]) -> T:
-    """`call` (a look-up or transfer of `reference`), retried on transient failures with the
-    same back-off as the look-ups; a failure for good is an ExternalError naming it."""
-    return retrying(
-        settings,
-        call,
-        lambda error, tries: ExternalError(
-            f"cannot fetch {reference}: {error.message}{tries}; check the registry and its credentials"
-        ),
+    """`call` (a transfer of `reference`), retried on transient failures with the same
+    back-off as the look-ups; a failure for good is an ExternalError naming it."""
+    return retrying(settings, call, _failure(reference))
+
+
+def _failure(reference: str) -> Callable[[SkopeoError, str], Exception]:
+    return lambda error, tries: ExternalError(
+        f"cannot fetch {reference}: {error.message}{tries}; check the registry and its credentials"
     )
 
 

@@ -12,9 +12,10 @@ import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import Optional, TypeVar
 
 from bindimg import skopeo
+from bindimg.distribution import Lookups, Transient, Unsupported
 from bindimg.errors import ExternalError
 from bindimg.skopeo import RegistryOptions, SkopeoError
 
@@ -100,18 +101,56 @@ def retrying(
             raise failure(error, f" (after {attempt + 1} attempts)" if attempt else "") from None
 
 
+def manifest(
+    reference: str,
+    options: RegistryOptions,
+    settings: Settings,
+    failure: Callable[[SkopeoError, str], Exception],
+    fast: Optional[Lookups] = None,
+    sleep: Callable[[float], None] = time.sleep,
+) -> bytes:
+    """The exact bytes of `reference`'s top-level manifest, retried with back-off.
+
+    With `fast`, the first attempt is a direct HTTP request (distribution.py); a case it does
+    not cover, and every later attempt, is skopeo's (`skopeo inspect --raw`), which also words
+    the failure. A transient failure of the direct request counts as an attempt, except when
+    no retry is left: skopeo then makes the attempt, so the error is always skopeo's.
+    """
+    tried = fast is None
+
+    def attempt() -> bytes:
+        nonlocal tried
+        if fast is not None and not tried:
+            tried = True
+            try:
+                return fast.manifest(reference, options, settings.timeout)
+            except Unsupported:
+                pass
+            except Transient as error:
+                if settings.retry > 0:
+                    raise SkopeoError(str(error), transient=True) from None
+        return skopeo.inspect_raw(reference, options, timeout=settings.timeout)
+
+    return retrying(settings, attempt, failure, sleep)
+
+
 def resolve_one(
-    request: Request, settings: Settings, sleep: Callable[[float], None] = time.sleep
+    request: Request,
+    settings: Settings,
+    sleep: Callable[[float], None] = time.sleep,
+    fast: Optional[Lookups] = None,
 ) -> Resolved:
     """Ask the registry, retrying transient failures with exponential back-off."""
-    raw = retrying(
+    raw = manifest(
+        request.reference,
+        request.options,
         settings,
-        lambda: skopeo.inspect_raw(request.reference, request.options, timeout=settings.timeout),
         lambda error, tries: ResolveError(
             f"cannot resolve {request.reference}: {error.message}{tries}; "
             "check the reference, the registry and its credentials",
             transient=error.transient,
         ),
+        fast,
         sleep,
     )
     return Resolved(request.reference, digest_of(raw), media_type_of(raw, request.reference))
@@ -127,10 +166,12 @@ def resolve_each(
     if not unique:
         return {}
 
+    fast = Lookups()  # one ping and token per registry, one connection per thread
+
     def work(request: Request) -> Resolved | ExternalError:
         progress(f"resolving {request.reference}")
         try:
-            return resolve_one(request, settings)
+            return resolve_one(request, settings, fast=fast)
         except ExternalError as error:
             return error
 
