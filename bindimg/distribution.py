@@ -80,6 +80,8 @@ class Lookups:
         self._tokens: dict[tuple[str, str, str], tuple[str, float]] = {}
         self._eligible: dict[tuple[str, RegistryOptions], bool] = {}
         self._local = threading.local()
+        self._contexts: dict[bool, ssl.SSLContext] = {}
+        self._pinging: dict[tuple[str, bool], threading.Lock] = {}
 
     def manifest(self, reference: str, options: RegistryOptions, timeout: float) -> bytes:
         """The exact bytes of the top-level manifest of `reference` (HOST/PATH:TAG or @DIGEST).
@@ -176,10 +178,21 @@ class Lookups:
     # --- ping and token -----------------------------------------------------------------------
 
     def _endpoint(self, registry: str, verify: bool, timeout: float) -> _Endpoint:
+        """The registry's scheme and token service: pinged by one thread at a time (the others
+        wait for its answer), kept once it worked."""
+        key = (registry, verify)
         with self._lock:
-            found = self._endpoints.get((registry, verify))
-        if found is not None:
+            pinging = self._pinging.setdefault(key, threading.Lock())
+        with pinging:
+            with self._lock:
+                found = self._endpoints.get(key)
+            if found is None:
+                found = self._ping(registry, verify, timeout)
+                with self._lock:
+                    self._endpoints[key] = found
             return found
+
+    def _ping(self, registry: str, verify: bool, timeout: float) -> _Endpoint:
         host = _DOCKER_HUB.get(registry, registry)
         try:
             status, headers, _ = self._get("https", host, "/v2/", {}, verify, timeout)
@@ -200,10 +213,7 @@ class Lookups:
             realm, service = values["realm"], values.get("service")
         elif status != 200:
             raise Unsupported(f"ping: HTTP {status}")
-        endpoint = _Endpoint(scheme, host, realm, service)
-        with self._lock:  # only a working answer is kept: a failed ping is asked again
-            self._endpoints[(registry, verify)] = endpoint
-        return endpoint
+        return _Endpoint(scheme, host, realm, service)
 
     def _token(self, endpoint: _Endpoint, path: str, verify: bool, timeout: float) -> str:
         assert endpoint.realm is not None
@@ -276,16 +286,26 @@ class Lookups:
             connection = None
         if connection is None:
             if scheme == "https":
-                context = ssl.create_default_context()
-                if not verify:
-                    context.check_hostname = False
-                    context.verify_mode = ssl.CERT_NONE
-                connection = http.client.HTTPSConnection(host, timeout=timeout, context=context)
+                connection = http.client.HTTPSConnection(host, timeout=timeout, context=self._context(verify))
             else:
                 connection = http.client.HTTPConnection(host, timeout=timeout)
             connections[(scheme, host)] = connection
         connection.timeout = timeout
         return connection
+
+    def _context(self, verify: bool) -> ssl.SSLContext:
+        """One TLS context per verification mode (loading the CA bundle is costly)."""
+        with self._lock:
+            context = self._contexts.get(verify)
+            if context is None:
+                if verify:
+                    context = ssl.create_default_context()
+                else:  # no CA bundle to load: nothing is verified
+                    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+                    context.check_hostname = False
+                    context.verify_mode = ssl.CERT_NONE
+                self._contexts[verify] = context
+            return context
 
     def _drop(self, scheme: str, host: str) -> None:
         connection = getattr(self._local, "connections", {}).pop((scheme, host), None)
