@@ -153,7 +153,7 @@ class Lookups:
         for path in auth_files:
             text = _read(path) if path else None
             if text is not None and (
-                registry in text or host in text or re.search(r'"creds(Store|Helpers)"', text)
+                registry in text or host in text or re.search(r'"(credsStore|credHelpers)"', text)
             ):
                 return False
         confs = (

@@ -132,8 +132,15 @@ class Embedder:
         return self._run
 
     def stored(self) -> set[str]:
+        """The image names in the store; those an interrupted run left staged (its journal)
+        are taken out first (with --dry-run only left out)."""
         if self._stored is None:
-            self._stored = self.store.names()
+            staged = self.store.staged()
+            if staged and not self.options.dry_run:
+                self.progress(f"removing {len(staged)} images an interrupted run left in the store")
+                self._undo(staged, [])
+                staged = []
+            self._stored = self.store.names() - set(staged)
         return self._stored
 
     def prepare(
@@ -234,13 +241,14 @@ class Embedder:
         platform = described.platform.skopeo_args if described.platform else ()
         dest = self.store.reference(self._runroot(), reference)
         watch = self._watch if self.options.live else None
+        if not present:  # noted before the copy: a killed copy leaves a partial image
+            self._stage(reference)
         fetch.retried(
             self.settings,
             reference,
             lambda: skopeo.copy_from_registry(reference, dest, options, platform=platform, watch=watch),
         )
         if not present:
-            self._added.append(reference)
             self.stored().add(reference)
         image = self.store.image(reference)
         if image is None:
@@ -341,14 +349,19 @@ class Embedder:
         shutil.rmtree(layout, ignore_errors=True)
         return Prepared(name, result.digest, upstream, True, f"docker://{reference}")
 
+    def _stage(self, reference: str) -> None:
+        """Note `reference` as this run's, in memory and in the store's journal."""
+        self._added.append(reference)
+        self.store.stage(self._added)
+
     def _store_local(self, source: str, reference: str) -> None:
+        self._stage(reference)
         try:
             skopeo.copy_local(source, self.store.reference(self._runroot(), reference), preserve_digests=True)
         except SkopeoError as error:
             raise ExternalError(
                 f"cannot copy {reference} into the image store: {error.message}", path=self.store.host
             ) from None
-        self._added.append(reference)
         self.stored().add(reference)
 
     def _delete(self, reference: str) -> None:
@@ -359,6 +372,7 @@ class Embedder:
                 f"cannot delete {reference} from the image store: {error.message}", path=self.store.host
             ) from None
         self._added.remove(reference)
+        self.store.stage(self._added)
         self.stored().discard(reference)
 
     def commit(self, prepared: list[Prepared]) -> list[str]:
@@ -370,6 +384,7 @@ class Embedder:
         del prepared  # every image was stored while preparing
         self._init_store()
         self.store.tidy()
+        self.store.stage([])
         self._committed = True
         self.meter.close()
         if self._added:
@@ -392,6 +407,7 @@ class Embedder:
         for reference in reversed(added):
             with contextlib.suppress(SkopeoError):
                 skopeo.delete_local(self.store.reference(self._runroot(), reference))
+        self.store.stage([])
         self.store.tidy()
 
 

@@ -34,6 +34,8 @@ VFS_KEYS = ("vfs.imagestore",)
 _OVERLAY_OPTIONS = ":overlay.mount_program=/bin/true,overlay.skip_mount_home=true"
 # What `containers-storage:[DRIVER@ROOT+RUNROOT:OPTIONS]` uses as separators.
 _SPEC_CHARACTERS = "[]:+@"
+# The images a run has copied in but not kept yet (embed.py); absent between runs.
+_JOURNAL = "bindimg-staging.json"
 
 
 @dataclass(frozen=True)
@@ -199,6 +201,34 @@ class Store:
         """skopeo's `containers-storage:[DRIVER@ROOT+RUNROOT:OPTIONS]NAME` for this store."""
         options = _OVERLAY_OPTIONS if self.driver == "overlay" else ""
         return f"containers-storage:[{self.driver}@{self.host}+{runroot}{options}]{name}"
+
+    @property
+    def _journal(self) -> str:
+        return self._path(_JOURNAL)
+
+    def stage(self, references: list[str]) -> None:
+        """Record the images a run has put into the store but not kept yet (none: remove the
+        record), so that a run killed before it kept or removed them is undone by the next."""
+        if not references:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self._journal)
+            return
+        temp = self._journal + ".tmp"
+        try:
+            with open(temp, "w", encoding="utf-8") as handle:
+                json.dump(references, handle)
+            os.replace(temp, self._journal)
+        except OSError as error:
+            raise InputError(f"cannot write to the image store: {error.strerror}", path=temp) from None
+
+    def staged(self) -> list[str]:
+        """The images an interrupted run left staged (see `stage`)."""
+        try:
+            with open(self._journal, "rb") as handle:
+                found = json.loads(handle.read())
+        except (OSError, ValueError):
+            return []
+        return [r for r in found if isinstance(r, str)] if isinstance(found, list) else []
 
     def tidy(self) -> None:
         """Drop what must not be in an image: the overlay driver's block device node (ostree

@@ -839,3 +839,47 @@ def test_a_podman_6_root_gets_a_storage_conf_d_drop_in_and_keeps_global_args(
     assert not (root / "etc/containers/storage.conf").exists()
     again = bindimg("add", "--embed", "--rootless", "--root", str(root), "--no-tls-verify", *units)
     assert again.returncode == 0 and again.stdout.startswith("unchanged"), again.stdout
+
+
+def test_images_a_killed_run_left_staged_are_taken_out_by_the_next_run(
+    tmp_path: Path, small_images: dict[str, PushedImage]
+) -> None:
+    root = tmp_path / "root"
+    root.mkdir()
+    plain, whiteout = small_images["plain"], small_images["whiteout"]
+    assert (
+        bindimg(
+            "add", "--embed", "--root", str(root), "--no-tls-verify", *write_units(tmp_path, {"plain": plain})
+        ).returncode
+        == 0
+    )
+    # as a run killed after copying it, before the units were written, leaves it
+    journal = root / STORE / "bindimg-staging.json"
+    journal.write_text(json.dumps([pinned(plain, plain.digest)]))
+    dry = bindimg(
+        "add",
+        "--embed",
+        "--dry-run",
+        "--root",
+        str(root),
+        "--no-tls-verify",
+        *write_units(tmp_path, {"whiteout": whiteout}),
+    )
+    assert dry.returncode == 0 and journal.exists()  # --dry-run changes nothing
+    done = bindimg(
+        "add",
+        "--embed",
+        "--root",
+        str(root),
+        "--no-tls-verify",
+        *write_units(tmp_path, {"whiteout": whiteout}),
+    )
+    assert done.returncode == 0, done.stderr
+    assert "removing 1 images an interrupted run left in the store" in done.stderr
+    assert not journal.exists()
+    names = [
+        n
+        for image in json.loads((root / STORE / "overlay-images/images.json").read_text())
+        for n in image["names"]
+    ]
+    assert len(names) == 1 and names[0].startswith(f"{whiteout.host}/{whiteout.repo}@")  # flattened only
