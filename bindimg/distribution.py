@@ -21,20 +21,21 @@ the Bearer token request (`service`, `scope=repository:NAME:pull`), and the Acce
 from __future__ import annotations
 
 import glob
-import http.client
 import json
 import os
 import re
 import select
-import socket
-import ssl
 import threading
 import time
 import urllib.parse
 from dataclasses import dataclass
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 from bindimg.skopeo import RegistryOptions
+
+if TYPE_CHECKING:  # imported where used: they cost start-up time for commands that never look up
+    import http.client
+    import ssl
 
 # containers/image manifest.DefaultRequestedManifestMIMETypes, in its order.
 ACCEPT = ", ".join(
@@ -252,6 +253,9 @@ class Lookups:
     ) -> tuple[int, dict[str, str], bytes]:
         """One GET on this thread's connection to (scheme, host): status, headers (lower-case
         names), body; a network failure is Transient."""
+        import http.client
+        import ssl
+
         connection = self._connection(scheme, host, verify, timeout)
         try:
             connection.request("GET", target, headers={**headers, "User-Agent": "bindimg"})
@@ -276,6 +280,8 @@ class Lookups:
             raise
 
     def _connection(self, scheme: str, host: str, verify: bool, timeout: float) -> http.client.HTTPConnection:
+        import http.client
+
         connections: dict[tuple[str, str], http.client.HTTPConnection] = (
             getattr(self._local, "connections", None) or {}
         )
@@ -295,6 +301,8 @@ class Lookups:
 
     def _context(self, verify: bool) -> ssl.SSLContext:
         """One TLS context per verification mode (loading the CA bundle is costly)."""
+        import ssl
+
         with self._lock:
             context = self._contexts.get(verify)
             if context is None:
@@ -321,7 +329,7 @@ def _failed(status: int, what: str) -> Exception:
 def _closed_by_peer(connection: http.client.HTTPConnection) -> bool:
     """Whether an idle kept-alive connection was closed by the server (readable at EOF): a
     request sent on it would fail without the registry having seen it."""
-    sock: Optional[socket.socket] = connection.sock
+    sock = connection.sock
     if sock is None:
         return False
     try:
