@@ -44,7 +44,9 @@ def parse_bootc(text: str, path: str) -> dict[str, dict[str, BootcValue]]:
             continue
         if content.startswith("["):
             if not content.endswith("]"):
-                raise BootcParseError(f"Incorrect section syntax at line {line_nr}", path=path, line=line_nr)
+                raise BootcParseError(
+                    f"Incorrect section syntax at line {line_nr}", path=path, line=line_nr
+                )
             section = content.strip("[]")
         elif "=" in content:
             key, value = content.split("=", 1)

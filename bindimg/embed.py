@@ -97,8 +97,8 @@ class Embedder:
         self._created: Optional[list[str]] = None  # what initialising the store created
         self._layers_before: dict[str, Layer] = {}
         self._committed = False
-        self._described: set[str] = set()
-        self._lookups = Lookups()  # --dry-run: layers an earlier image would store
+        self._described: set[str] = set()  # --dry-run: layers an earlier image would store
+        self._lookups = Lookups()  # manifests over kept connections (distribution.py)
 
     def __enter__(self) -> Embedder:
         return self

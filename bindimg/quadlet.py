@@ -60,7 +60,9 @@ def decode_unit(data: bytes, path: str) -> str:
     with a message that says what to fix.
     """
     if data.startswith(_BOM):
-        raise UnitDecodeError("starts with a UTF-8 byte-order mark; save it without BOM", path=path, line=1)
+        raise UnitDecodeError(
+            "starts with a UTF-8 byte-order mark; save it without BOM", path=path, line=1
+        )
     nul = data.find(b"\x00")
     if nul != -1:
         raise UnitDecodeError(
@@ -183,7 +185,9 @@ def parse_quadlet(text: str, path: str) -> UnitFile:
             unit.groups.setdefault(current, [])
         elif _is_key_value(line):
             if current is None:
-                raise QuadletParseError("key file does not start with a group", path=path, line=line_nr)
+                raise QuadletParseError(
+                    "key file does not start with a group", path=path, line=line_nr
+                )
             eq = line.index("=")
             key = line[:eq].rstrip(_KV_WS)
             value = line[eq + 1 :].lstrip(_KV_WS)

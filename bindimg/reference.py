@@ -220,10 +220,14 @@ def parse(value: str) -> Reference:
         raise _mismatch_error(_PATH_RE, path)
     normalised = _canonical_name(domain, path) if domain else path
     if len(normalised) > NAME_TOTAL_LENGTH_MAX:
-        raise ReferenceError(f"repository name must not be more than {NAME_TOTAL_LENGTH_MAX} characters")
+        raise ReferenceError(
+            f"repository name must not be more than {NAME_TOTAL_LENGTH_MAX} characters"
+        )
     if digest is not None:
         _check_digest(digest)
-    return Reference(source=value, domain=domain, path=path, tag=tag, digest=digest, transport=transport)
+    return Reference(
+        source=value, domain=domain, path=path, tag=tag, digest=digest, transport=transport
+    )
 
 
 def _looks_like_domain(component: str) -> bool:
