@@ -30,6 +30,7 @@ from bindimg.errors import ExternalError, InputError
 from bindimg.fetch import Described
 from bindimg.platforms import Platform
 from bindimg.progress import Lines, Live, Meter, downloaded, megabytes
+from bindimg.registry import Registry
 from bindimg.resolve import Settings
 from bindimg.rootfs import Root
 from bindimg.skopeo import RegistryOptions, SkopeoError
@@ -81,8 +82,10 @@ class Embedder:
         options: EmbedOptions,
         settings: Settings,
         progress: Callable[[str], None] = lambda _: None,
+        registry: Registry = skopeo,
     ) -> None:
         options.check()
+        self.registry = registry
         self.options = options
         self.store = Store(root, options.store, options.driver)
         self.platform = Platform.parse(options.platform) if options.platform else Platform.host()
@@ -98,7 +101,8 @@ class Embedder:
         self._layers_before: dict[str, Layer] = {}
         self._committed = False
         self._described: set[str] = set()  # --dry-run: layers an earlier image would store
-        self._lookups = Lookups()  # manifests over kept connections (distribution.py)
+        # manifests over kept connections (distribution.py); never around a fake registry
+        self._lookups = Lookups() if registry is skopeo else None
 
     def __enter__(self) -> Embedder:
         return self
@@ -195,7 +199,9 @@ class Embedder:
         self, name: str, digest: str, options: RegistryOptions, flattened_to: Optional[str] = None
     ) -> Prepared:
         """--dry-run: what copying `name@digest` would store, from its manifests alone."""
-        described = fetch.describe(name, digest, options, self.platform, self.settings, self._lookups)
+        described = fetch.describe(
+            name, digest, options, self.platform, self.settings, self._lookups, self.registry
+        )
         new = self._new_layers(described)
         self._described.update(blob.digest for blob in new)  # an image after it shares them
         size = described.config.size + sum(blob.size for blob in new)
@@ -230,7 +236,9 @@ class Embedder:
         """Copy `name@digest` into the store; flatten it there when `mode` (or its whiteouts)
         says so. `expected`: the flattened digest it must give."""
         reference = f"{name}@{digest}"
-        described = fetch.describe(name, digest, options, self.platform, self.settings, self._lookups)
+        described = fetch.describe(
+            name, digest, options, self.platform, self.settings, self._lookups, self.registry
+        )
         self._init_store()
         new = self._new_layers(described)
         before = set(self.store.layers())
@@ -246,7 +254,9 @@ class Embedder:
         fetch.retried(
             self.settings,
             reference,
-            lambda: skopeo.copy_from_registry(reference, dest, options, platform=platform, watch=watch),
+            lambda: self.registry.copy_from_registry(
+                reference, dest, options, platform=platform, watch=watch
+            ),
         )
         if not present:
             self.stored().add(reference)
@@ -323,7 +333,7 @@ class Embedder:
         """The stored image's config and plain layer tars (storage rebuilds them exactly)."""
         directory = self._work("layers")
         try:
-            skopeo.copy_local(
+            self.registry.copy_local(
                 self.store.reference(self._runroot(), f"@{image_id}"), f"dir:{directory}", decompress=True
             )
         except SkopeoError as error:
@@ -357,7 +367,9 @@ class Embedder:
     def _store_local(self, source: str, reference: str) -> None:
         self._stage(reference)
         try:
-            skopeo.copy_local(source, self.store.reference(self._runroot(), reference), preserve_digests=True)
+            self.registry.copy_local(
+                source, self.store.reference(self._runroot(), reference), preserve_digests=True
+            )
         except SkopeoError as error:
             raise ExternalError(
                 f"cannot copy {reference} into the image store: {error.message}", path=self.store.host
@@ -366,7 +378,7 @@ class Embedder:
 
     def _delete(self, reference: str) -> None:
         try:
-            skopeo.delete_local(self.store.reference(self._runroot(), reference))
+            self.registry.delete_local(self.store.reference(self._runroot(), reference))
         except SkopeoError as error:
             raise ExternalError(
                 f"cannot delete {reference} from the image store: {error.message}", path=self.store.host
@@ -406,7 +418,7 @@ class Embedder:
             return
         for reference in reversed(added):
             with contextlib.suppress(SkopeoError):
-                skopeo.delete_local(self.store.reference(self._runroot(), reference))
+                self.registry.delete_local(self.store.reference(self._runroot(), reference))
         self.store.stage([])
         self.store.tidy()
 

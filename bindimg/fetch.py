@@ -15,9 +15,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Optional, TypeVar
 
+from bindimg import skopeo
 from bindimg.distribution import Lookups
 from bindimg.errors import ExternalError
 from bindimg.platforms import Platform, choose
+from bindimg.registry import Registry
 from bindimg.resolve import Settings, digest_of, manifest, media_type_of, retrying
 from bindimg.skopeo import RegistryOptions, SkopeoError
 
@@ -54,6 +56,7 @@ def describe(
     wanted: Platform,
     settings: Settings,
     fast: Optional[Lookups] = None,
+    registry: Registry = skopeo,
 ) -> Described:
     """The manifests of `name@digest` for `wanted`: one look-up, two for an index.
 
@@ -61,7 +64,7 @@ def describe(
     digest or a malformed manifest; InputError (from `choose`) when an index lacks `wanted`.
     """
     reference = f"{name}@{digest}"
-    raw = _manifest(reference, options, settings, fast)
+    raw = _manifest(reference, options, settings, fast, registry)
     if digest_of(raw) != digest:
         raise ExternalError(f"{reference}: the registry served a manifest with another digest; try again")
     media_type = media_type_of(raw, reference)
@@ -74,7 +77,7 @@ def describe(
         entry = choose(manifests, wanted, reference)
         instance = str(entry.get("digest", ""))
         platform = Platform.of(entry.get("platform") or {})
-        raw_instance = _manifest(f"{name}@{instance}", options, settings, fast)
+        raw_instance = _manifest(f"{name}@{instance}", options, settings, fast, registry)
         if digest_of(raw_instance) != instance:
             raise ExternalError(f"{reference}: the registry served a manifest with another digest; try again")
         manifest = json_object(raw_instance, reference)
@@ -87,8 +90,10 @@ def describe(
     )  # fmt: skip
 
 
-def _manifest(reference: str, options: RegistryOptions, settings: Settings, fast: Optional[Lookups]) -> bytes:
-    return manifest(reference, options, settings, _failure(reference), fast)
+def _manifest(
+    reference: str, options: RegistryOptions, settings: Settings, fast: Optional[Lookups], registry: Registry
+) -> bytes:
+    return manifest(reference, options, settings, _failure(reference), fast, registry=registry)
 
 
 def _descriptor(value: object, reference: str) -> Blob:

@@ -17,6 +17,7 @@ from typing import Optional, TypeVar
 from bindimg import skopeo
 from bindimg.distribution import Lookups, Transient, Unsupported
 from bindimg.errors import ExternalError
+from bindimg.registry import Registry
 from bindimg.skopeo import RegistryOptions, SkopeoError
 
 DEFAULT_JOBS = 8
@@ -108,6 +109,7 @@ def manifest(
     failure: Callable[[SkopeoError, str], Exception],
     fast: Optional[Lookups] = None,
     sleep: Callable[[float], None] = time.sleep,
+    registry: Registry = skopeo,
 ) -> bytes:
     """The exact bytes of `reference`'s top-level manifest, retried with back-off.
 
@@ -129,7 +131,7 @@ def manifest(
             except Transient as error:
                 if settings.retry > 0:
                     raise SkopeoError(str(error), transient=True) from None
-        return skopeo.inspect_raw(reference, options, timeout=settings.timeout)
+        return registry.inspect_raw(reference, options, timeout=settings.timeout)
 
     return retrying(settings, attempt, failure, sleep)
 
@@ -138,6 +140,7 @@ def resolve_one(
     request: Request,
     settings: Settings,
     sleep: Callable[[float], None] = time.sleep,
+    registry: Registry = skopeo,
     fast: Optional[Lookups] = None,
 ) -> Resolved:
     """Ask the registry, retrying transient failures with exponential back-off."""
@@ -152,6 +155,7 @@ def resolve_one(
         ),
         fast,
         sleep,
+        registry,
     )
     return Resolved(request.reference, digest_of(raw), media_type_of(raw, request.reference))
 
@@ -160,18 +164,20 @@ def resolve_each(
     requests: Iterable[Request],
     settings: Settings,
     progress: Callable[[str], None] = lambda _: None,
+    registry: Registry = skopeo,
 ) -> dict[Request, Resolved | ExternalError]:
     """Resolve every distinct request concurrently; each one's result or its own failure."""
     unique = sorted(set(requests), key=lambda r: (r.reference, repr(r.options)))
     if not unique:
         return {}
 
-    fast = Lookups()  # one ping and token per registry, one connection per thread
+    # one ping and token per registry, one connection per thread (never around a fake registry)
+    fast = Lookups() if registry is skopeo else None
 
     def work(request: Request) -> Resolved | ExternalError:
         progress(f"resolving {request.reference}")
         try:
-            return resolve_one(request, settings, fast=fast)
+            return resolve_one(request, settings, registry=registry, fast=fast)
         except ExternalError as error:
             return error
 
@@ -183,9 +189,10 @@ def resolve_all(
     requests: Iterable[Request],
     settings: Settings,
     progress: Callable[[str], None] = lambda _: None,
+    registry: Registry = skopeo,
 ) -> dict[Request, Resolved]:
     """Resolve every distinct request concurrently; the first failure (in sorted order) is raised."""
-    outcomes = resolve_each(requests, settings, progress)
+    outcomes = resolve_each(requests, settings, progress, registry)
     failures = [o for o in outcomes.values() if isinstance(o, ExternalError)]
     if failures:
         more = f" (and {len(failures) - 1} more)" if len(failures) > 1 else ""

@@ -10,7 +10,6 @@ import base64
 import json
 import os
 import re
-import shutil
 import subprocess
 import tempfile
 import time
@@ -67,10 +66,6 @@ class SkopeoError(ExternalError):
         super().__init__(message)
         self.stderr = stderr
         self.transient = transient
-
-
-def available() -> bool:
-    return shutil.which(SKOPEO) is not None
 
 
 def inspect_raw(

@@ -1,0 +1,365 @@
+"""`bindimg add`: plan every edit and link first, resolve, then write all or nothing.
+
+The flow is one way: read and check every unit (nothing is written), collect the tags that
+need the registry, resolve them concurrently, render the new bytes, and only then stage and
+rename the files. Any failure before the renames leaves the root exactly as it was.
+
+With `--embed` the images are also copied into the store (and flattened there where
+whiteouts require it) while planning: the unit pins the flattened digest, so it must be known
+before rendering. `apply` keeps them and writes the units; any failure before that, or in
+writing, takes this run's images out of the store again (embed.py).
+"""
+
+from __future__ import annotations
+
+import os
+import posixpath
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Optional
+
+from bindimg import lockfile, pin, reference, skopeo
+from bindimg.bootcini import parse_bootc
+from bindimg.boundimages import BOUND_DIR
+from bindimg.embed import Embedder, EmbedOptions, Prepared
+from bindimg.errors import InputError
+from bindimg.quadlet import (
+    CONTAINER,
+    IMAGE,
+    KEY_ALL_TAGS,
+    KEY_AUTH_FILE,
+    KEY_IMAGE,
+    KEY_IMAGE_TAG,
+    KEY_POLICY,
+    KEY_PULL,
+    parse_quadlet,
+)
+from bindimg.reference import ValueKind
+from bindimg.registry import Registry
+from bindimg.render import Bound, Collected, Renderer
+from bindimg.resolve import Request, Settings, resolve_all
+from bindimg.rootfs import Root
+from bindimg.skopeo import RegistryOptions
+from bindimg.units import (
+    ImageSetting,
+    bound_value,
+    image_reference,
+    image_setting,
+    image_unit_registry_options,
+    is_true,
+)
+from bindimg.unitset import INSTALL_DIR, Source, read_text
+from bindimg.write import Plan, apply
+
+UNIT_EXTENSIONS = (".container", ".image")
+
+
+@dataclass(frozen=True)
+class AddOptions:
+    root: Root
+    registry: RegistryOptions = field(default_factory=RegistryOptions)
+    settings: Settings = field(default_factory=Settings)
+    storage_args: bool = True
+    locked: Mapping[str, str] = field(default_factory=dict)  # tag reference -> digest
+    frozen: bool = False
+    embed: Optional[EmbedOptions] = None  # --embed: copy into the store instead of linking
+    client: Registry = skopeo  # what asks the registries and copies images
+
+
+class _Collector(Collected):
+    """The collecting step: read and check every unit given, and what it needs (no writes)."""
+
+    def __init__(self, options: AddOptions) -> None:
+        super().__init__(options.root)
+        self.options = options
+        self.origins: dict[str, str] = {}  # command-line path -> the file it resolved to
+
+    def locate(self, arg: str) -> tuple[str, Source]:
+        """Where a unit given on the command line lives in the root, and its text."""
+        host = os.path.abspath(arg)
+        name = os.path.basename(host)
+        if posixpath.splitext(name)[1] not in UNIT_EXTENSIONS:
+            raise InputError("not a .container or .image unit; bindimg binds only those", path=arg)
+        inner = self.root.inner_path(host)
+        # Inside the root, links are followed inside the root only (never the host's).
+        found = self.root.resolve(inner) if inner is not None else host
+        if not os.path.exists(found):  # a FIFO, device or directory: read_text says which
+            raise InputError("no such unit file", path=arg)
+        self.origins[os.path.abspath(arg)] = found
+        if inner is not None and os.path.dirname(found) in self.units.search_dirs:
+            dest = found
+            source = self.units.load(dest)
+        else:
+            dest = self.root.resolve(posixpath.join(INSTALL_DIR, name))  # a link there: its in-root target
+            text = read_text(found, arg)
+            source = Source(arg, text, parse_quadlet(text, arg))
+        used = self.units.find(name)
+        if used is not None and used != dest:
+            raise InputError(
+                f"Quadlet would use {used} instead of this file (same name, higher precedence); "
+                "bind that one or remove it",
+                path=arg,
+            )
+        return dest, source
+
+    def add(self, arg: str) -> None:
+        dest, source = self.locate(arg)
+        name = os.path.basename(dest)
+        setting = image_setting(self.units, source, name)
+        if (
+            name.endswith(".container")
+            and setting.value
+            and reference.classify(setting.value) is ValueKind.UNIT_REFERENCE
+        ):
+            self.add_container_of_unit(arg, dest, source, setting)
+            return
+        self.add_bound(dest, source, setting)
+
+    def add_container_of_unit(self, arg: str, dest: str, source: Source, setting: ImageSetting) -> None:
+        """`Image=foo.image`: pin and link foo.image; the container itself is never linked."""
+        value = setting.value or ""
+        assignment = setting.assignment
+        line = assignment.line if assignment else None
+        if setting.from_dropin:
+            raise InputError(
+                "Image= naming a unit is set by a drop-in; move it into the unit file",
+                path=assignment.path if assignment else source.path,
+                line=line,
+            )
+        if not value.endswith(".image"):
+            raise InputError(
+                f"Image={value} names a .build unit; a locally built image cannot be bound",
+                path=source.path,
+                line=line,
+            )
+        image_dest = self.units.find(value)
+        installed = source.path != dest
+        beside = self.sibling(self.origins[os.path.abspath(arg)], value)
+        if image_dest is not None:
+            image_source = self.units.load(image_dest)
+        else:
+            if not installed or not os.path.isfile(beside):
+                raise InputError(
+                    f"Image={value} names a unit that is in no Quadlet directory; install {value} too",
+                    path=source.path,
+                    line=line,
+                )
+            text = read_text(beside)
+            image_source = Source(beside, text, parse_quadlet(text, beside))
+            image_dest = self.root.resolve(posixpath.join(INSTALL_DIR, value))
+        image_setting_ = image_setting(self.units, image_source, value)
+        bound = self.add_bound(image_dest, image_source, image_setting_)
+        if all(c.path != source.path for c in bound.companions):
+            bound.companions.append(source)
+        self.writes[dest] = source
+
+    def sibling(self, found: str, name: str) -> str:
+        """`name` in the directory of `found`, resolved inside the root when `found` is in it."""
+        inner = self.root.inner_path(os.path.dirname(found))
+        if inner is None:
+            return os.path.join(os.path.dirname(found), name)
+        return self.root.resolve(posixpath.join(inner, name))
+
+    def add_bound(self, dest: str, source: Source, setting: ImageSetting) -> Bound:
+        if dest in self.bound:
+            return self.bound[dest]
+        value = bound_value(setting)
+        assert setting.assignment is not None  # bound_value guarantees it
+        line = setting.assignment.line
+        embedded = self.options.embed is not None
+        options = self.options.registry
+        if setting.group == IMAGE:
+            options = options.merged(self.image_unit_options(setting, embedded))
+        ref = image_reference(value, source.path, line)
+        said = pin.provenance(source.text, line) if ref.digest else None
+        origin = said.origin if said else None
+        flattened_from = said.flattened_from if said else None
+        installed = None
+        if embedded:
+            self.refuse_link(dest, source.path)
+            installed = self.installed_flattening(dest, source, setting.group)
+        elif flattened_from is not None:
+            ref = reference.parse(ref.pinned(flattened_from))  # bootc pulls the upstream image
+            flattened_from = None
+        request: Optional[Request] = None
+        digest = ref.digest
+        if digest is None:
+            tagged = ref.tag_reference
+            digest = self.options.locked.get(tagged)
+            if digest is None:
+                if self.options.frozen:
+                    raise InputError(
+                        f"{tagged} is neither pinned nor in the lock file (--frozen); "
+                        "run `bindimg lock` and commit the lock",
+                        path=source.path,
+                        line=line,
+                    )
+                request = Request(tagged, options)
+        bound = Bound(dest, source, line, value, ref, origin or value, request, digest, [], options)
+        bound.flattened_from, bound.installed = flattened_from, installed
+        self.bound[dest] = bound
+        self.writes[dest] = source
+        return bound
+
+    def installed_flattening(self, dest: str, source: Source, group: str) -> Optional[tuple[str, str]]:
+        """The (flattened, upstream) digests of the unit an earlier run installed at `dest`:
+        re-embedding its source then needs no download when the store has that image."""
+        if source.path == dest or not os.path.isfile(dest):
+            return None
+        try:
+            text = read_text(dest)
+            assignment = parse_quadlet(text, dest).lookup_last(group, KEY_IMAGE)
+        except InputError:
+            return None
+        said = pin.provenance(text, assignment.line) if assignment is not None else None
+        if assignment is None or said is None or said.flattened_from is None:
+            return None
+        _, _, digest = assignment.value.strip().rpartition("@")
+        return (digest, said.flattened_from) if digest.startswith("sha256:") else None
+
+    def refuse_link(self, dest: str, path: str) -> None:
+        """An embedded unit must not be in bound-images.d: bootc would pull its image again."""
+        directory = self.root.resolve(BOUND_DIR)
+        try:
+            names = sorted(os.listdir(directory))
+        except (FileNotFoundError, NotADirectoryError):
+            return
+        for name in names:
+            entry = os.path.join(directory, name)
+            target = os.readlink(entry) if os.path.islink(entry) else None
+            if target is not None:
+                points_here = self.root.resolve(posixpath.join(BOUND_DIR, target)) == dest
+            else:
+                points_here = False
+            if name == os.path.basename(dest) or points_here:
+                raise InputError(
+                    f"is bound logically ({posixpath.join(BOUND_DIR, name)}), so bootc would pull its "
+                    "image as well; remove that link to embed it, or bind it without --embed",
+                    path=path,
+                )
+
+    def image_unit_options(self, setting: ImageSetting, embedded: bool = False) -> RegistryOptions:
+        """A `.image` unit's own registry settings, checked against what bootc accepts (an
+        embedded unit is never read by bootc: its AuthFile= is used for the copy)."""
+        path = setting.source.path
+        unit = setting.merged
+        bootc_keys = parse_bootc(setting.source.text, path).get(IMAGE, {})
+        if KEY_AUTH_FILE in bootc_keys and not embedded:
+            raise InputError(
+                "AuthFile= in a bound .image unit makes bootc refuse the whole image; "
+                "remove it (bootc pulls with /etc/ostree/auth.json)",
+                path=path,
+                line=bootc_keys[KEY_AUTH_FILE].line,
+            )
+        if is_true(unit.lookup(IMAGE, KEY_ALL_TAGS)):
+            raise InputError("AllTags=true pulls every tag and ignores a pin; remove it", path=path)
+        if unit.lookup(IMAGE, KEY_IMAGE_TAG):
+            raise InputError(
+                "ImageTag= makes containers run that name instead of the pinned image; remove it",
+                path=path,
+            )
+        return image_unit_registry_options(unit, self.root)
+
+    def check_embedded(self, progress: Callable[[str], None]) -> None:
+        """Before any network: a drop-in that lets podman pull cannot be fixed by editing the unit."""
+        embed = self.options.embed
+        if embed is None:
+            return
+        for dest, source in self.writes.items():
+            group = CONTAINER if dest.endswith(".container") else IMAGE
+            key, value = (KEY_PULL, "never") if group == CONTAINER else (KEY_POLICY, embed.image_policy)
+            if value is None:
+                progress(
+                    f"note: {dest}: without Policy=missing its service pulls on every start "
+                    "(podman >= 5.6 Quadlet: add --image-policy missing)"
+                )
+                continue
+            assignment = self.merged(dest, source).lookup_last(group, key)
+            if (
+                assignment is not None
+                and assignment.path != source.path
+                and assignment.value.lower() != value
+            ):
+                raise InputError(
+                    f"{key}={assignment.value} in this drop-in lets podman pull an embedded image from "
+                    f"the network; set {key}={value} here or remove it",
+                    path=assignment.path,
+                    line=assignment.line,
+                )
+
+def plan(paths: list[str], options: AddOptions, progress: Callable[[str], None] = lambda _: None) -> Plan:
+    """Everything `add` would do, without writing anything (registry look-ups included).
+
+    With `--embed` the images are copied into the store (and flattened there) while planning;
+    `Plan.close()` takes them out again unless `apply` succeeded (with `--dry-run` only their
+    manifests are read).
+    """
+    planner = _Collector(options)
+    policy = options.embed.image_policy if options.embed else None
+    rootless = options.embed is not None and options.embed.rootless
+    renderer = Renderer(planner, options.storage_args, policy, rootless)
+    embedder = None
+    if options.embed:
+        embedder = Embedder(options.root, options.embed, options.settings, progress, options.client)
+    for path in paths:
+        planner.add(path)
+    planner.check_embedded(progress)
+    requests = [b.request for b in planner.bound.values() if b.request is not None]
+    resolved = resolve_all(requests, options.settings, progress, options.client)
+    digests = {request: result.digest for request, result in resolved.items()}
+    if embedder is None:
+        return renderer.render(digests)
+    try:
+        prepared: dict[str, Prepared] = {}
+        for dest, bound in planner.bound.items():
+            digest = digests[bound.request] if bound.request is not None else bound.digest
+            assert digest is not None
+            name = bound.ref.canonical_name
+            prepared[dest] = embedder.prepare(
+                name, digest, bound.flattened_from, bound.options, dest, bound.installed
+            )
+        result = renderer.render(digests, prepared, embedder.store)
+    except BaseException:
+        embedder.close()
+        raise
+    result.embedded = list(prepared.values())
+    result.embedder = embedder
+    return result
+
+
+def run(
+    quadlets: list[str],
+    *,
+    root: str,
+    lock_path: Optional[str] = None,
+    frozen: bool = False,
+    storage_args: bool = True,
+    embed: Optional[EmbedOptions] = None,
+    registry: RegistryOptions,
+    settings: Settings,
+    dry_run: bool = False,
+    progress: Callable[[str], None] = lambda _: None,
+) -> Plan:
+    """`bindimg add`: plan, then (unless `dry_run`) apply; the plan, closed, says what changed.
+
+    `lock_path`: take the digests of tags from this lock file instead of the registry.
+    """
+    locked = {tag: entry.digest for tag, entry in lockfile.load(lock_path).items()} if lock_path else {}
+    options = AddOptions(
+        root=Root(root),
+        registry=registry,
+        settings=settings,
+        storage_args=storage_args,
+        locked=locked,
+        frozen=frozen,
+        embed=embed,
+    )
+    planned = plan(quadlets, options, progress)
+    try:
+        if not dry_run:
+            apply(planned)
+    finally:
+        planned.close()
+    return planned
+
+
