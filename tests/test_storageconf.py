@@ -9,7 +9,7 @@ import pytest
 
 from bindimg import storageconf
 from bindimg.rootfs import Root
-from tests.lintkit import write
+from tests.kit import write
 
 STORE = "/usr/lib/containers/storage"
 VENDOR = "usr/share/containers/storage.rootful.conf.d/00-vendor-additional-store.conf"
