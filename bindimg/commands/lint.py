@@ -33,6 +33,7 @@ from bindimg.reference import ValueKind
 from bindimg.rootfs import Display, Root, cwd_display, root_display
 from bindimg.rules import (
     LINK_RULES,
+    REPORTED_BY,
     RUN_RULES,
     UNIT_RULES,
     Context,
@@ -222,6 +223,10 @@ def _storage_conf_without_store(root: Root) -> Iterator[Finding]:
             f"does not list the embedded store {DEFAULT_STORE} in additionalimagestores: podman "
             "outside the units (whose GlobalArgs= name it) will not see its images; add it there",
         )
+
+
+# reported by the runner for the root as a whole
+REPORTED_BY["storage-conf-without-store"] = [_storage_conf_without_store.__name__]
 
 
 def _quadlet_units(root: Root, linter: _Linter) -> dict[str, str]:
