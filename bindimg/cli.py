@@ -418,6 +418,11 @@ def add(
         metavar="missing",
         help="--embed: set Policy=missing in .image units (podman >= 5.6).",
     ),
+    rootless: bool = typer.Option(
+        False,
+        "--rootless",
+        help="--embed: also register the store for rootless podman (storage.conf.d, podman >= 6).",
+    ),
     registry: RegistryOptions = REGISTRY,
     settings: Settings = SETTINGS,
     out: Output = OUTPUT,
@@ -432,7 +437,18 @@ def add(
         lock_path=lock,
         frozen=frozen,
         storage_args=not no_storage_args,
-        embed=EmbedOptions(store, driver.value, platform, flatten.value, image_policy) if embed else None,
+        embed=EmbedOptions(
+            store,
+            driver.value,
+            platform,
+            flatten.value,
+            image_policy,
+            dry_run,
+            live=sys.stderr.isatty() and not out.quiet,
+            rootless=rootless,
+        )
+        if embed
+        else None,
         registry=registry,
         settings=settings,
         dry_run=dry_run,

@@ -7,7 +7,7 @@ takes its vulnerability service the same way).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Optional, Protocol
 
 from bindimg.skopeo import RegistryOptions
@@ -24,9 +24,18 @@ class Registry(Protocol):
         ...
 
     def copy_from_registry(
-        self, reference: str, dest: str, options: RegistryOptions, *, timeout: Optional[float] = None
+        self,
+        reference: str,
+        dest: str,
+        options: RegistryOptions,
+        *,
+        platform: Sequence[str] = (),
+        timeout: Optional[float] = None,
+        watch: Optional[Callable[[int], None]] = None,
     ) -> None:
-        """One image from `docker://reference` to the local transport `dest`, blobs verified."""
+        """One image from `docker://reference` (of an index: `platform` = (os, arch[, variant]))
+        to the local transport `dest`, blobs verified, digests kept; `watch(pid)` is called
+        about every 0.2 s while the copy runs."""
         ...
 
     def copy_local(

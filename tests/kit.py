@@ -143,9 +143,7 @@ class FakeRegistry:
         self.asked.append(reference)
         return self.answer(reference)
 
-    def copy_from_registry(
-        self, reference: str, dest: str, options: RegistryOptions, *, timeout: Optional[float] = None
-    ) -> None:
+    def copy_from_registry(self, reference: str, dest: str, options: RegistryOptions, **more: Any) -> None:
         raise AssertionError(f"unexpected copy of {reference}")
 
     def copy_local(self, source: str, dest: str, **options: Any) -> None:
