@@ -21,10 +21,12 @@ import typer
 
 from bindimg import __version__, listing, lockfile, report
 from bindimg import add as add_mod
+from bindimg import export as export_mod
 from bindimg import lint as lint_mod
 from bindimg import lock as lock_mod
 from bindimg.embed import EmbedOptions
-from bindimg.errors import EXIT_FINDINGS, BindimgError, one_line
+from bindimg.errors import EXIT_FINDINGS, BindimgError, InputError, one_line
+from bindimg.platforms import Platform
 from bindimg.resolve import DEFAULT_JOBS, DEFAULT_RETRY, DEFAULT_TIMEOUT, Settings
 from bindimg.rootfs import Root
 from bindimg.skopeo import RegistryOptions
@@ -361,6 +363,73 @@ def list_(
     for item in items:
         where = f"{item.quadlet}:{item.line}" if item.quadlet is not None else "-"
         typer.echo(f"{item.image}\t{item.type}\t{where}")
+
+
+@app.command()
+@output_command
+@registry_command
+def export(
+    units: Optional[List[str]] = typer.Argument(
+        None, metavar="UNIT-OR-DIR", help="Units or directories of units."
+    ),
+    root: Optional[str] = typer.Option(None, "--root", help="What bootc binds from this image root."),
+    lock: Optional[str] = typer.Option(None, "--lock", help="Every image of this lock file."),
+    to: str = typer.Option(..., "--to", metavar="DEST", help=export_mod.TRANSPORTS),
+    include_embedded: bool = typer.Option(
+        False, "--include-embedded", help="--root: also the embedded store's images."
+    ),
+    platform: Optional[List[str]] = typer.Option(
+        None, "--platform", metavar="OS/ARCH[/VARIANT]", help="Only these images of an index (repeatable)."
+    ),
+    registries_conf: Optional[str] = typer.Option(
+        None, "--registries-conf", metavar="FILE", help="docker:// DEST: write a registries.conf drop-in."
+    ),
+    dest_authfile: Optional[str] = typer.Option(None, "--dest-authfile", help="Auth file for DEST."),
+    dest_creds: Optional[str] = typer.Option(
+        None, "--dest-creds", metavar="USER[:PASS]", help="DEST credentials."
+    ),
+    dest_cert_dir: Optional[str] = typer.Option(None, "--dest-cert-dir", help="Certificates for DEST."),
+    dest_tls_verify: bool = typer.Option(
+        True, "--dest-tls-verify/--no-dest-tls-verify", help="Verify DEST's TLS."
+    ),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Say what would be copied; copy nothing."),
+    as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
+    registry: RegistryOptions = REGISTRY,
+    settings: Settings = SETTINGS,
+    out: Output = OUTPUT,
+) -> None:
+    """Copy the pinned images (of a root, a lock or units) to a container store, OCI layout or mirror."""
+    try:
+        if sum((root is not None, lock is not None, bool(units))) != 1:
+            raise InputError("give one of --root DIR, --lock FILE or UNIT-OR-DIR...")
+        if include_embedded and root is None:
+            raise InputError("--include-embedded: only with --root (the embedded store is in the root)")
+        if root is not None:
+            wanted = export_mod.from_root(Root(root), root, include_embedded)
+        elif lock is not None:
+            wanted = export_mod.from_lock(lock)
+        else:
+            wanted = export_mod.from_units(list(units or []))
+        dest = RegistryOptions(dest_authfile, dest_creds, dest_cert_dir, None if dest_tls_verify else False)
+        request = export_mod.Export(
+            export_mod.unique(wanted),
+            to,
+            export_mod.Copier(registry, dest, settings),
+            [Platform.parse(p) for p in platform or []],
+            registries_conf,
+            dry_run,
+        )
+        result = export_mod.run(request, out.progress)
+    except Exception as error:  # one line for the user; traceback only with -v
+        out.fail(error)
+    if as_json:
+        typer.echo(json.dumps(result.as_json(), indent=2))
+    else:
+        for line in result.lines():
+            typer.echo(line)
+    failure = result.failure()
+    if failure is not None:
+        out.fail(failure)
 
 
 store_app = typer.Typer(
