@@ -248,8 +248,11 @@ class LayoutDestination(Destination):
         for entry in self._index.get("manifests") or []:
             annotations = entry.get("annotations") or {}
             if annotations.get(REF_NAME) == item.image and entry.get("digest") == item.digest:
-                return os.path.isfile(_blob_path(self.layout, item.digest))
+                return self._has_blob(item.digest)
         return False
+
+    def _has_blob(self, digest: str) -> bool:
+        return os.path.isfile(_blob_path(self.layout, digest))
 
     def put(self, item: Wanted, copier: Copier, platforms: Sequence[Platform], runroot: str) -> None:
         parent = os.path.dirname(self.layout)
@@ -324,7 +327,7 @@ class LayoutDestination(Destination):
 
 class ArchiveDestination(LayoutDestination):
     """`oci-archive:FILE`: the layout is built in a directory beside FILE (from FILE's own
-    content when it exists), then packed and renamed over FILE."""
+    content, unpacked only when an image is to be added), then packed and renamed over FILE."""
 
     def __init__(self, text: str, archive: str) -> None:
         self.archive = os.path.abspath(archive)
@@ -332,10 +335,20 @@ class ArchiveDestination(LayoutDestination):
         if not os.path.isdir(parent):
             raise InputError("no such directory for the archive; create it first", path=parent)
         self.workdir = tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=parent)
-        layout = os.path.join(self.workdir, "layout")
-        if os.path.exists(self.archive):
-            _unpack(self.archive, layout)
-        super().__init__(text, layout)
+        super().__init__(text, os.path.join(self.workdir, "layout"))
+        self._unpacked = not os.path.exists(self.archive)
+        if not self._unpacked:
+            self._index = _archived_index(self.archive)
+
+    def _has_blob(self, digest: str) -> bool:
+        return not self._unpacked or super()._has_blob(digest)  # packed: its index is the answer
+
+    def put(self, item: Wanted, copier: Copier, platforms: Sequence[Platform], runroot: str) -> None:
+        with self._lock:
+            if not self._unpacked:
+                _unpack(self.archive, self.layout)
+                self._unpacked = True
+        super().put(item, copier, platforms, runroot)
 
     def finish(self) -> None:
         if self.changed:
@@ -430,18 +443,21 @@ def destination(text: str, copier: Copier) -> Destination:
         return ArchiveDestination(text, rest)
     if text.startswith("docker://"):
         prefix = text[len("docker://") :].rstrip("/")
-        try:
-            ref = reference.parse(f"{prefix}/x")
-        except ReferenceError as error:
-            raise InputError(
-                f"--to {excerpt(text)}: not a registry and repository prefix ({error})"
-            ) from None
-        if not ref.fully_qualified or ref.tag or ref.digest or ref.domain != prefix.split("/")[0]:
+        if not _registry_prefix(prefix):
             raise InputError(
                 f"--to {excerpt(text)}: give docker://REGISTRY[/PREFIX], e.g. docker://mirror.example:5000/bootc"
             )
         return MirrorDestination(text, prefix, copier)
     raise InputError(f"--to {excerpt(text)}: give {TRANSPORTS}")
+
+
+def _registry_prefix(prefix: str) -> bool:
+    """Whether `prefix/PATH` is a registry repository for every image path PATH."""
+    try:
+        ref = reference.parse(f"{prefix}/x")
+    except ReferenceError:
+        return False
+    return ref.domain == prefix.split("/")[0] and ref.tag is None and ref.digest is None
 
 
 # --- the run ------------------------------------------------------------------------------
@@ -632,6 +648,22 @@ def _read_index(layout: str) -> dict[str, Any]:
         ) from None
     if not isinstance(document, dict) or not isinstance(document.get("manifests", []), list):
         raise InputError("is not an OCI image index; give another destination", path=path)
+    return document
+
+
+def _archived_index(archive: str) -> dict[str, Any]:
+    """The `index.json` of an oci-archive, read without unpacking the rest."""
+    try:
+        with tarfile.open(archive) as tar:
+            member = next((m for m in tar if os.path.normpath(m.name) == "index.json" and m.isfile()), None)
+            stream = tar.extractfile(member) if member is not None else None
+            document = json.loads(stream.read()) if stream is not None else None
+    except (OSError, tarfile.TarError, ValueError) as error:
+        raise InputError(
+            f"is not a readable oci-archive ({error}); give another destination", path=archive
+        ) from None
+    if not isinstance(document, dict) or not isinstance(document.get("manifests"), list):
+        raise InputError("is not an oci-archive (no OCI index); give another destination", path=archive)
     return document
 
 
