@@ -39,6 +39,7 @@ import tomlkit
 
 from bindimg import fsutil, listing, lockfile, reference, skopeo
 from bindimg.errors import EXIT_EXTERNAL, BindimgError, ExternalError, InputError, excerpt
+from bindimg.flatten import FLATTENED_FROM
 from bindimg.platforms import Platform, choose
 from bindimg.reference import ReferenceError
 from bindimg.resolve import Settings, digest_of, retrying
@@ -170,7 +171,7 @@ class Copier:
                 multi_arch=multi_arch,
                 platform=platform,
             ),
-            lambda error, tries: ExternalError(f"cannot export {item.image}: {error.message}{tries}"),
+            lambda error, tries: ExternalError(f"{error.message}{tries}"),
         )
 
     def manifest(self, item: Wanted) -> bytes:
@@ -178,10 +179,10 @@ class Copier:
         raw = retrying(
             self.settings,
             lambda: skopeo.inspect_raw(item.image, self.source, timeout=self.settings.timeout),
-            lambda error, tries: ExternalError(f"cannot export {item.image}: {error.message}{tries}"),
+            lambda error, tries: ExternalError(f"{error.message}{tries}"),
         )
         if digest_of(raw) != item.digest:
-            raise ExternalError(f"{item.image}: the registry served a manifest with another digest")
+            raise ExternalError("the registry served a manifest with another digest; try again")
         return raw
 
 
@@ -204,10 +205,22 @@ class Destination:
         """Remove temporary files."""
 
 
-def _source(item: Wanted, runroot: str) -> str:
+def _source(item: Wanted, runroot: str) -> tuple[str, str]:
+    """Where to copy `item` from, and skopeo's `--multi-arch` for it.
+
+    An embedded image comes from its store only when it was flattened: no registry has that
+    digest, and its layers are stored as its manifest names them. Any other is copied from
+    its registry by the same digest (the store holds one platform, decompressed).
+    """
     if item.store is not None:
-        return item.store.reference(runroot, item.image)
-    return f"docker://{item.image}"
+        stored = item.store.reference(runroot, item.image)
+        try:
+            manifest = json.loads(skopeo.inspect_local_raw(stored))
+        except (SkopeoError, ValueError):
+            manifest = {}
+        if FLATTENED_FROM in ((manifest.get("annotations") if isinstance(manifest, dict) else None) or {}):
+            return stored, "system"
+    return f"docker://{item.image}", "all"
 
 
 class StorageDestination(Destination):
@@ -230,7 +243,9 @@ class StorageDestination(Destination):
 
     def put(self, item: Wanted, copier: Copier, platforms: Sequence[Platform], runroot: str) -> None:
         platform = platforms[0].skopeo_args if platforms else ()
-        copier.copy(item, _source(item, runroot), self.target(item), multi_arch="system", platform=platform)
+        copier.copy(
+            item, _source(item, runroot)[0], self.target(item), multi_arch="system", platform=platform
+        )
 
 
 class LayoutDestination(Destination):
@@ -261,10 +276,9 @@ class LayoutDestination(Destination):
         try:
             stage = os.path.join(staging, "layout")
             top = f"oci:{stage}:{item.image}"
-            if item.store is not None:  # the store holds one platform: copy what it has
-                copier.copy(item, _source(item, runroot), top, multi_arch="system")
-            elif not platforms:
-                copier.copy(item, _source(item, runroot), top, multi_arch="all")
+            source, multi_arch = _source(item, runroot)
+            if not platforms or multi_arch != "all":
+                copier.copy(item, source, top, multi_arch=multi_arch)
             else:
                 self._some_platforms(item, copier, platforms, stage, top)
             self._merge(stage, item)
@@ -299,7 +313,7 @@ class LayoutDestination(Destination):
             None,
         )
         if entry is None:
-            raise ExternalError(f"{item.image}: skopeo left no image in the staging layout; try again")
+            raise ExternalError("skopeo left no image in the staging layout; try again")
         with self._lock:
             os.makedirs(self.layout, exist_ok=True)
             for directory, _, names in os.walk(os.path.join(stage, "blobs")):
@@ -394,8 +408,8 @@ class MirrorDestination(Destination):
         return digest_of(raw) == item.digest
 
     def put(self, item: Wanted, copier: Copier, platforms: Sequence[Platform], runroot: str) -> None:
-        multi_arch = "system" if item.store is not None else "all"
-        copier.copy(item, _source(item, runroot), f"docker://{self.target(item)}", multi_arch=multi_arch)
+        source, multi_arch = _source(item, runroot)
+        copier.copy(item, source, f"docker://{self.target(item)}", multi_arch=multi_arch)
 
     def registries_conf(self, wanted: Sequence[Wanted], insecure: bool) -> bytes:
         """A registries.conf (v2) drop-in: each source repository mirrored, by digest only."""
@@ -463,6 +477,9 @@ def _registry_prefix(prefix: str) -> bool:
 # --- the run ------------------------------------------------------------------------------
 
 
+STATUSES = ("exported", "present", "planned", "failed")
+
+
 @dataclass(frozen=True)
 class Outcome:
     """What happened to one image: exported, present (DEST had it), planned (--dry-run) or failed."""
@@ -525,7 +542,8 @@ class Result:
         done = [o.item.image for o in self.outcomes if o.status == "exported"]
         present = [o.item.image for o in self.outcomes if o.status == "present"]
         message = (
-            f"{len(failed)} of {len(self.outcomes)} images not exported to {self.to}: {failed[0].error}"
+            f"{len(failed)} of {len(self.outcomes)} images not exported to {self.to}: "
+            f"{failed[0].item.image}: {failed[0].error}"
             + (f" (and {len(failed) - 1} more)" if len(failed) > 1 else "")
             + f"; exported: {', '.join(done) or 'none'}; already there: {', '.join(present) or 'none'}"
         )
@@ -612,6 +630,8 @@ def _run(request: Export, dest: Destination, progress: Progress) -> Result:
         outcomes = list(pool.map(lambda item: work(item, runroot), request.wanted))
     if not request.dry_run:
         dest.finish()
+    counts = {status: sum(o.status == status for o in outcomes) for status in STATUSES}
+    progress(", ".join(f"{count} {status}" for status, count in counts.items() if count) or "no images")
     result = Result(request.to, outcomes)
     if isinstance(dest, MirrorDestination) and request.registries_conf is not None and not request.dry_run:
         mirrored = [o.item for o in outcomes if o.status in ("exported", "present")]

@@ -404,3 +404,37 @@ def test_an_unpinned_bound_unit_in_a_root_is_refused(tmp_path: Path) -> None:
     assert done.returncode == 2
     where = f"{root}/{QDIR}/a.image:2"
     assert done.stderr.startswith(f"bindimg: error: {where}: Image=quay.io/org/a:latest is not pinned")
+
+
+def test_include_embedded_adds_the_store_images_flattened_ones_from_the_store(
+    fresh_registry: Registry, tmp_path: Path
+) -> None:
+    logical, plain = push_three(fresh_registry, "emb")[:2]
+    whiteout = fresh_registry.push_image(ociimage.whiteout_image("emb-w"), "exp/whiteout", "1.0")
+    root = bound_root(tmp_path, (logical,))
+    units = [
+        write(tmp_path, f"src/{n}.container", f"[Container]\nImage={i.by_digest}\n")
+        for n, i in (("plain", plain), ("whiteout", whiteout))
+    ]
+    added = bindimg("add", "--root", str(root), "--embed", *NO_TLS, *map(str, units))
+    assert added.returncode == 0, added.stderr
+    listed = bindimg("list", "--root", str(root), "--json")
+    embedded = sorted(i["image"] for i in json.loads(listed.stdout) if i["type"] == "embedded")
+    flattened = next(name for name in embedded if name.startswith(f"{fresh_registry.host}/exp/whiteout@"))
+    assert flattened != whiteout.by_digest  # pinned to the flattened image, which no registry has
+    assert embedded == sorted([plain.by_digest, flattened])
+
+    layout = tmp_path / "layout"
+    only = bindimg("export", "--root", str(root), "--to", f"oci:{layout}", *NO_TLS)
+    assert only.returncode == 0, only.stderr
+    assert list(index_refs(layout)) == [logical.by_digest]
+    done = bindimg("export", "--root", str(root), "--include-embedded", "--to", f"oci:{layout}", *NO_TLS)
+    assert done.returncode == 0, done.stderr
+    assert statuses(done.stdout) == sorted(
+        [("present", logical.by_digest), ("exported", plain.by_digest), ("exported", flattened)]
+    )
+    fresh_registry.stop()
+    for name in (logical.by_digest, plain.by_digest, flattened):
+        raw = skopeo("inspect", "--raw", f"oci:{layout}:{name}")
+        assert ociimage.sha256_digest(raw) == name.split("@")[1]
+        assert index_refs(layout)[name] == name.split("@")[1]
