@@ -272,7 +272,7 @@ class LayoutDestination(Destination):
     def put(self, item: Wanted, copier: Copier, platforms: Sequence[Platform], runroot: str) -> None:
         parent = os.path.dirname(self.layout)
         os.makedirs(parent, exist_ok=True)
-        staging = tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=parent)
+        staging = _staging_dir(parent)
         try:
             stage = os.path.join(staging, "layout")
             top = f"oci:{stage}:{item.image}"
@@ -348,7 +348,7 @@ class ArchiveDestination(LayoutDestination):
         parent = os.path.dirname(self.archive)
         if not os.path.isdir(parent):
             raise InputError("no such directory for the archive; create it first", path=parent)
-        self.workdir = tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=parent)
+        self.workdir = _staging_dir(parent)
         super().__init__(text, os.path.join(self.workdir, "layout"))
         self._unpacked = not os.path.exists(self.archive)
         if not self._unpacked:
@@ -644,6 +644,27 @@ def _run(request: Export, dest: Destination, progress: Progress) -> Result:
 
 
 # --- OCI layout files -----------------------------------------------------------------------
+
+
+def _staging_dir(parent: str) -> str:
+    """A new staging directory in `parent` (same file system: blobs are moved, not copied),
+    after removing those that killed runs left there (named by their process id)."""
+    with contextlib.suppress(OSError):
+        for name in os.listdir(parent):
+            pid = name[len(STAGING_PREFIX) :].split("-", 1)[0]
+            if name.startswith(STAGING_PREFIX) and pid.isdigit() and not _alive(int(pid)):
+                shutil.rmtree(os.path.join(parent, name), ignore_errors=True)
+    return tempfile.mkdtemp(prefix=f"{STAGING_PREFIX}{os.getpid()}-", dir=parent)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
 
 
 def _json_bytes(document: Any) -> bytes:

@@ -10,8 +10,11 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
+import sys
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -147,6 +150,7 @@ def test_lock_to_oci_layout_restores_each_image_with_its_digest(
         (i.by_digest, "lock", "exported") for i in images
     ]
     assert index_refs(layout) == {i.by_digest: i.digest for i in images}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bindimg.lock", "check", "layout"]
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".bindimg-export-")]
 
     fresh_registry.stop()  # the registry wiped: restore from the layout alone
@@ -438,3 +442,56 @@ def test_include_embedded_adds_the_store_images_flattened_ones_from_the_store(
         raw = skopeo("inspect", "--raw", f"oci:{layout}:{name}")
         assert ociimage.sha256_digest(raw) == name.split("@")[1]
         assert index_refs(layout)[name] == name.split("@")[1]
+
+
+def test_a_killed_export_leaves_a_usable_layout_and_a_rerun_completes(
+    fresh_registry: Registry, tmp_path: Path
+) -> None:
+    images = push_three(fresh_registry, "kill")
+    lock = lock_file(tmp_path / "bindimg.lock", images)
+    layout = tmp_path / "layout"
+    argv = [
+        sys.executable,
+        "-m",
+        "bindimg",
+        "export",
+        "--lock",
+        str(lock),
+        "--to",
+        f"oci:{layout}",
+        "--jobs",
+        "1",
+    ]
+    seen: set[int] = set()  # how many images the layout held after each kill
+    for delay in (0.0, 0.05, 0.1, 0.2, 0.3, 0.5, 0.0, 0.1):
+        process = subprocess.Popen(
+            [*argv, *NO_TLS],
+            start_new_session=True,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        assert process.stderr is not None
+        for line in process.stderr:  # kill while an image is being copied, or just after
+            if " exporting " in line:
+                time.sleep(delay)
+                break
+        os.killpg(process.pid, signal.SIGKILL)  # bindimg and the skopeo it runs
+        process.wait()
+        process.stderr.close()
+        refs = index_refs(layout) if (layout / "index.json").exists() else {}
+        seen.add(len(refs))
+        for number, (name, digest) in enumerate(refs.items()):  # every image listed is whole
+            assert ociimage.sha256_digest(skopeo("inspect", "--raw", f"oci:{layout}:{name}")) == digest
+            skopeo(
+                "copy",
+                "--all",
+                "--preserve-digests",
+                f"oci:{layout}:{name}",
+                f"oci:{tmp_path}/check:{number}",
+            )
+    assert seen & {1, 2}, seen  # some kill fell between two images
+    done = bindimg("export", "--lock", str(lock), "--to", f"oci:{layout}", *NO_TLS)
+    assert done.returncode == 0, done.stderr
+    assert index_refs(layout) == {i.by_digest: i.digest for i in images}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bindimg.lock", "check", "layout"]
