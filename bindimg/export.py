@@ -32,7 +32,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Optional
 
 import tomlkit
@@ -46,7 +46,13 @@ from bindimg.resolve import Settings, digest_of, retrying
 from bindimg.rootfs import Root
 from bindimg.skopeo import RegistryOptions, SkopeoError
 from bindimg.store import DEFAULT_STORE, DRIVERS, Store
-from bindimg.units import image_reference
+from bindimg.units import (
+    image_reference,
+    image_setting,
+    image_unit_registry_options,
+    parsed_dropins,
+    source_units,
+)
 
 Progress = Callable[[str], None]
 
@@ -73,6 +79,7 @@ class Wanted:
     quadlet: Optional[str]
     line: Optional[int]
     store: Optional[Store] = field(default=None, compare=False)  # embedded: the root's store
+    options: RegistryOptions = field(default_factory=RegistryOptions)  # a `.image` unit's own
 
     @property
     def image(self) -> str:
@@ -132,17 +139,30 @@ def from_lock(path: str) -> list[Wanted]:
 
 
 def from_units(paths: list[str]) -> list[Wanted]:
-    """Each unit's image as Podman Quadlet runs it (drop-ins applied, `.image` followed)."""
-    return [
-        _pinned(item.image, "unit", item.quadlet or "", item.line or 0) for item in listing.list_units(paths)
-    ]
+    """Each unit's image as Podman Quadlet runs it (drop-ins applied, `.image` followed); a
+    `.image` unit's own AuthFile=, Creds=, CertDir=, TLSVerify= apply to its image."""
+    units = source_units(paths)[0]
+    wanted: list[Wanted] = []
+    for item in listing.list_units(paths):
+        path = item.quadlet or ""
+        found = _pinned(item.image, "unit", path, item.line or 0)
+        if path.endswith(".image"):
+            name = os.path.basename(path)
+            setting = image_setting(
+                units, units.load(os.path.abspath(path)), name, parsed_dropins(units, name)[0]
+            )
+            found = replace(found, options=image_unit_registry_options(setting.merged, Root("/")))
+        wanted.append(found)
+    return wanted
 
 
 def unique(wanted: Sequence[Wanted]) -> list[Wanted]:
-    """Each image once, named by its first source."""
+    """Each image once, named by its first source; registry options of a `.image` unit kept."""
     seen: dict[str, Wanted] = {}
     for item in wanted:
-        seen.setdefault(item.image, item)
+        first = seen.setdefault(item.image, item)
+        if first.options == RegistryOptions() and item.options != RegistryOptions():
+            seen[item.image] = replace(first, options=item.options)
     return list(seen.values())
 
 
@@ -165,7 +185,7 @@ class Copier:
             lambda: skopeo.copy_image(
                 source,
                 dest,
-                src_options=self.source,
+                src_options=self.source.merged(item.options),
                 dest_options=self.dest,
                 reference=item.name,
                 multi_arch=multi_arch,
@@ -178,7 +198,9 @@ class Copier:
         """The pinned top-level manifest, checked against its digest."""
         raw = retrying(
             self.settings,
-            lambda: skopeo.inspect_raw(item.image, self.source, timeout=self.settings.timeout),
+            lambda: skopeo.inspect_raw(
+                item.image, self.source.merged(item.options), timeout=self.settings.timeout
+            ),
             lambda error, tries: ExternalError(f"{error.message}{tries}"),
         )
         if digest_of(raw) != item.digest:

@@ -511,3 +511,17 @@ def test_credentials_never_show_in_output(fresh_registry: Registry, tmp_path: Pa
         assert done.returncode == 3, done.stderr
         assert "connection refused" in done.stderr
         assert secret not in done.stdout + done.stderr
+
+
+def test_an_image_units_own_registry_settings_apply_to_its_image(
+    fresh_registry: Registry, tmp_path: Path
+) -> None:
+    image = fresh_registry.push_image(ociimage.app_image("unitopts"), "exp/app", "1.0")
+    unit = write(tmp_path, "src/a.image", f"[Image]\nImage={image.by_digest}\nTLSVerify=false\n")
+    done = bindimg("export", str(unit), "--to", f"oci:{tmp_path}/layout")  # no --no-tls-verify
+    assert done.returncode == 0, done.stderr
+    assert index_refs(tmp_path / "layout") == {image.by_digest: image.digest}
+    unit.write_text(f"[Image]\nImage={image.by_digest}\n")  # without it, TLS is verified and fails
+    failed = bindimg("export", str(unit), "--to", f"oci:{tmp_path}/other", "--retry", "0")
+    assert failed.returncode == 3
+    assert "http: server gave HTTP response to HTTPS client" in failed.stderr
