@@ -21,7 +21,6 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -29,7 +28,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "bench"))
 
-from resolve import DelayProxy, start_registry  # noqa: E402
+from resolve import DelayProxy, start_registry, timed  # noqa: E402
 
 from bindimg.resolve import DEFAULT_JOBS  # noqa: E402
 from tests import ociimage  # noqa: E402
@@ -73,12 +72,6 @@ def push(port: int, count: int, work: Path) -> list[str]:
 
     with ThreadPoolExecutor(4) as pool:
         return list(pool.map(one, range(count)))
-
-
-def timed(argv: list[str]) -> float:
-    start = time.perf_counter()
-    subprocess.run(argv, check=True, stdout=subprocess.DEVNULL)
-    return time.perf_counter() - start
 
 
 def main() -> None:

@@ -89,6 +89,10 @@ def lock_file(path: Path, images: tuple[PushedImage, ...]) -> Path:
     return path
 
 
+def export_lock(lock: Path, dest: str, *extra: str) -> subprocess.CompletedProcess[str]:
+    return bindimg("export", "--lock", str(lock), "--to", dest, *extra, *NO_TLS)
+
+
 def index_refs(layout: Path) -> dict[str, str]:
     document = json.loads((layout / "index.json").read_text())
     return {m["annotations"][REF_NAME]: m["digest"] for m in document["manifests"]}
@@ -96,15 +100,6 @@ def index_refs(layout: Path) -> dict[str, str]:
 
 def statuses(stdout: str) -> list[tuple[str, str]]:
     return sorted((line.split(" ", 1)[0], line.split(" ", 1)[1]) for line in stdout.splitlines())
-
-
-@pytest.fixture
-def second_registry(_e2e_env: None) -> Iterator[Registry]:
-    reg = Registry().start()
-    try:
-        yield reg
-    finally:
-        reg.stop()
 
 
 def test_root_to_private_containers_storage_works_offline_and_twice_copies_nothing(
@@ -137,7 +132,7 @@ def test_root_to_private_containers_storage_works_offline_and_twice_copies_nothi
 
 
 def test_lock_to_oci_layout_restores_each_image_with_its_digest(
-    fresh_registry: Registry, second_registry: Registry, tmp_path: Path
+    fresh_registry: Registry, registry: Registry, unique_repo: str, tmp_path: Path
 ) -> None:
     images = push_three(fresh_registry, "oci")
     lock = lock_file(tmp_path / "bindimg.lock", images)
@@ -150,12 +145,12 @@ def test_lock_to_oci_layout_restores_each_image_with_its_digest(
         (i.by_digest, "lock", "exported") for i in images
     ]
     assert index_refs(layout) == {i.by_digest: i.digest for i in images}
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["bindimg.lock", "check", "layout"]
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".bindimg-export-")] == []
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".bindimg-export-")]
 
     fresh_registry.stop()  # the registry wiped: restore from the layout alone
     for image in images:
-        target = second_registry.ref(image.repo, "restored")
+        target = registry.ref(f"{unique_repo}/{image.repo}", "restored")
         skopeo(
             "copy",
             "--all",
@@ -164,7 +159,7 @@ def test_lock_to_oci_layout_restores_each_image_with_its_digest(
             f"oci:{layout}:{image.by_digest}",
             f"docker://{target}",
         )
-        assert second_registry.digest(image.repo, "restored") == image.digest
+        assert registry.digest(f"{unique_repo}/{image.repo}", "restored") == image.digest
 
     # a rerun with the registry gone copies nothing and succeeds
     before = snapshot(layout)
@@ -179,28 +174,12 @@ def test_registry_failure_exits_3_saying_what_was_exported_and_leaves_dest_usabl
 ) -> None:
     images = push_three(fresh_registry, "fail")
     layout = tmp_path / "layout"
-    first = bindimg(
-        "export",
-        "--lock",
-        str(lock_file(tmp_path / "one.lock", images[:1])),
-        "--to",
-        f"oci:{layout}",
-        *NO_TLS,
-    )
+    first = export_lock(lock_file(tmp_path / "one.lock", images[:1]), f"oci:{layout}")
     assert first.returncode == 0, first.stderr
     before = snapshot(layout)
     fresh_registry.stop()
 
-    failed = bindimg(
-        "export",
-        "--lock",
-        str(lock_file(tmp_path / "two.lock", images[:2])),
-        "--to",
-        f"oci:{layout}",
-        "--retry",
-        "0",
-        *NO_TLS,
-    )
+    failed = export_lock(lock_file(tmp_path / "two.lock", images[:2]), f"oci:{layout}", "--retry", "0")
     assert failed.returncode == 3, failed.stderr
     message = failed.stderr.strip().splitlines()[-1]
     assert message.startswith(
@@ -257,12 +236,12 @@ def test_oci_archive_holds_every_image_and_is_replaced_whole(
 
 
 def test_mirror_with_registries_conf_serves_podman_pulls_by_digest(
-    fresh_registry: Registry, second_registry: Registry, tmp_path: Path
+    fresh_registry: Registry, registry: Registry, unique_repo: str, tmp_path: Path
 ) -> None:
     images = push_three(fresh_registry, "mirror")
     root = bound_root(tmp_path, images)
     conf = tmp_path / "50-bindimg-mirror.conf"
-    dest = f"docker://{second_registry.host}/mirror"
+    dest = f"docker://{registry.host}/{unique_repo}"
 
     done = bindimg(
         "export",
@@ -277,13 +256,13 @@ def test_mirror_with_registries_conf_serves_podman_pulls_by_digest(
     )
     assert done.returncode == 0, done.stderr
     for image in images:
-        assert second_registry.digest(f"mirror/{image.repo}", image.digest) == image.digest
+        assert registry.digest(f"{unique_repo}/{image.repo}", image.digest) == image.digest
     text = conf.read_text()
     for image in images:
         name = f"{fresh_registry.host}/{image.repo}"
         assert (
             f'[[registry]]\nprefix = "{name}"\nlocation = "{name}"\nmirror-by-digest-only = true\n\n'
-            f'[[registry.mirror]]\nlocation = "{second_registry.host}/mirror/{image.repo}"\n'
+            f'[[registry.mirror]]\nlocation = "{registry.host}/{unique_repo}/{image.repo}"\n'
             "insecure = true\n"
         ) in text
 
@@ -494,7 +473,7 @@ def test_a_killed_export_leaves_a_usable_layout_and_a_rerun_completes(
     done = bindimg("export", "--lock", str(lock), "--to", f"oci:{layout}", *NO_TLS)
     assert done.returncode == 0, done.stderr
     assert index_refs(layout) == {i.by_digest: i.digest for i in images}
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["bindimg.lock", "check", "layout"]
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".bindimg-export-")] == []
 
 
 def test_credentials_never_show_in_output(fresh_registry: Registry, tmp_path: Path) -> None:
