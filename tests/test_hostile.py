@@ -19,8 +19,6 @@ import os
 import shutil
 import socket
 import stat
-import subprocess
-import sys
 import time
 import tracemalloc
 from dataclasses import dataclass
@@ -33,15 +31,10 @@ from bindimg import lockfile, reference
 from bindimg.bootcini import parse_bootc
 from bindimg.errors import InputError, one_line
 from bindimg.quadlet import parse_quadlet
-from bindimg.units import MAX_UNIT_BYTES, read_text
-from tests.treehash import snapshot
+from bindimg.unitset import MAX_UNIT_BYTES, read_text
+from tests.kit import BOUND, D1, PINNED, QDIR, STORAGE, Run, run_bindimg, snapshot, write
 
-D1 = "sha256:" + "1" * 64
 D9 = "sha256:" + "9" * 64  # only ever in decoys outside the root: must never show up
-PINNED = f"quay.io/o/a@{D1}"
-QDIR = "usr/share/containers/systemd"
-BOUND = "usr/lib/bootc/bound-images.d"
-STORAGE = "GlobalArgs=--storage-opt=additionalimagestore=/usr/lib/bootc/storage"
 PROVENANCE = "# bindimg: pinned from "
 DECOY = f"[Container]\nImage=quay.io/decoy/x@{D9}\n# DECOY-MARKER\n"
 # A whole CLI run, interpreter start included, on input built to be slow.
@@ -52,43 +45,9 @@ PARSE_BUDGET = 0.05
 HANG = 20.0
 
 
-@dataclass
-class Run:
-    code: int
-    out: str
-    err: str
-    seconds: float
-
-    @property
-    def output(self) -> str:
-        return self.out + self.err
-
-
 def bindimg(*args: str, prefix: tuple[str, ...] = (), timeout: float = HANG) -> Run:
-    """`python -m bindimg ARGS` as a user runs it, timed; a hang fails the test, never blocks it."""
-    start = time.monotonic()
-    try:
-        done = subprocess.run(
-            [*prefix, sys.executable, "-m", "bindimg", *args],
-            capture_output=True,
-            timeout=timeout,
-            check=False,
-        )
-    except subprocess.TimeoutExpired:
-        pytest.fail(f"bindimg {' '.join(args)[:200]} hung for {timeout} s")
-    return Run(
-        done.returncode,
-        done.stdout.decode("utf-8", "surrogateescape"),
-        done.stderr.decode("utf-8", "surrogateescape"),
-        time.monotonic() - start,
-    )
-
-
-def write(base: Path, rel: str, data: str | bytes) -> Path:
-    path = base / rel
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(data.encode() if isinstance(data, str) else data)
-    return path
+    """A hang fails the test within HANG seconds, never blocks it."""
+    return run_bindimg(*args, prefix=prefix, timeout=timeout)
 
 
 @dataclass

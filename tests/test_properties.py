@@ -27,24 +27,16 @@ from hypothesis import strategies as st
 from bindimg import pin, reference
 from bindimg.bootcini import BootcParseError, parse_bootc
 from bindimg.errors import InputError
+from bindimg.pin import replace_value, value_span
 from bindimg.quadlet import (
     QUADLET_WS,
     QuadletParseError,
     UnitDecodeError,
     decode_unit,
     parse_quadlet,
-    replace_value,
-    value_span,
 )
-from bindimg.units import (
-    ImageSetting,
-    Source,
-    UnitProblem,
-    UnitSet,
-    bound_value,
-    image_reference,
-    image_setting,
-)
+from bindimg.units import ImageSetting, UnitProblem, bound_value, image_reference, image_setting
+from bindimg.unitset import Source, UnitSet
 
 DETERMINISTIC = settings(
     derandomize=True,
