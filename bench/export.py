@@ -18,9 +18,7 @@ import argparse
 import hashlib
 import os
 import shutil
-import subprocess
 import sys
-import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -28,7 +26,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "bench"))
 
-from resolve import DelayProxy, start_registry, timed  # noqa: E402
+from resolve import DelayProxy, registry_and_workdir, timed  # noqa: E402
 
 from bindimg.resolve import DEFAULT_JOBS  # noqa: E402
 from tests import ociimage  # noqa: E402
@@ -81,44 +79,39 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=16)
     parser.add_argument("--delay-ms", type=float, default=50.0)
     args = parser.parse_args()
-    name, port = start_registry()
-    try:
-        with tempfile.TemporaryDirectory(prefix="bindimg-bench-") as tmp:
-            work = Path(tmp)
-            paths = push(port, args.images, work)
-            proxy = DelayProxy(port, args.delay_ms / 1000)
-            refs = [f"127.0.0.1:{proxy.port}/{path}" for path in paths]
-            lock = work / "bindimg.lock"
-            lock.write_text(
-                "version = 1\n"
-                + "".join(
-                    f'[images."{ref.split("@")[0]}:1"]\ndigest = "{ref.split("@")[1]}"\n' for ref in refs
-                )
+    with registry_and_workdir() as (port, work):
+        paths = push(port, args.images, work)
+        proxy = DelayProxy(port, args.delay_ms / 1000)
+        refs = [f"127.0.0.1:{proxy.port}/{path}" for path in paths]
+        lock = work / "bindimg.lock"
+        lock.write_text(
+            "version = 1\n"
+            + "".join(
+                f'[images."{ref.split("@")[0]}:1"]\ndigest = "{ref.split("@")[1]}"\n' for ref in refs
             )
-            loop = " ".join(refs)
-            a = timed(
-                [
-                    "bash",
-                    "-c",
-                    f"for r in {loop}; do skopeo copy --quiet --all --preserve-digests "
-                    f'--src-tls-verify=false "docker://$r" "oci:{work}/loop:$r" || exit 1; done',
-                ]
-            )
-            export = [sys.executable, "-m", "bindimg", "export", "-q", "--no-tls-verify", "--lock", str(lock)]
-            b = timed([*export, "--to", f"oci:{work}/export"])
-            c = timed([*export, "--to", f"oci:{work}/export"])
-            store = f"containers-storage:[overlay@{work}/store+{work}/run:overlay.skip_mount_home=true]"
-            d = timed([*export, "--to", store])
-            print(
-                f"images={args.images} delay={args.delay_ms:g}ms jobs={DEFAULT_JOBS} cores={os.cpu_count()}"
-            )
-            print(f"(a) skopeo copy loop to oci:        {a:7.2f} s")
-            print(f"(b) bindimg export to oci:          {b:7.2f} s")
-            print(f"(c) bindimg export again (no copy)  {c:7.2f} s")
-            print(f"(d) bindimg export to c-storage     {d:7.2f} s")
-            print(f"a/b = {a / b:.1f}x faster than the loop")
-    finally:
-        subprocess.run(["podman", "rm", "-f", name], capture_output=True, check=False)
+        )
+        loop = " ".join(refs)
+        a = timed(
+            [
+                "bash",
+                "-c",
+                f"for r in {loop}; do skopeo copy --quiet --all --preserve-digests "
+                f'--src-tls-verify=false "docker://$r" "oci:{work}/loop:$r" || exit 1; done',
+            ]
+        )
+        export = [sys.executable, "-m", "bindimg", "export", "-q", "--no-tls-verify", "--lock", str(lock)]
+        b = timed([*export, "--to", f"oci:{work}/export"])
+        c = timed([*export, "--to", f"oci:{work}/export"])
+        store = f"containers-storage:[overlay@{work}/store+{work}/run:overlay.skip_mount_home=true]"
+        d = timed([*export, "--to", store])
+        print(
+            f"images={args.images} delay={args.delay_ms:g}ms jobs={DEFAULT_JOBS} cores={os.cpu_count()}"
+        )
+        print(f"(a) skopeo copy loop to oci:        {a:7.2f} s")
+        print(f"(b) bindimg export to oci:          {b:7.2f} s")
+        print(f"(c) bindimg export again (no copy)  {c:7.2f} s")
+        print(f"(d) bindimg export to c-storage     {d:7.2f} s")
+        print(f"a/b = {a / b:.1f}x faster than the loop")
 
 
 if __name__ == "__main__":
