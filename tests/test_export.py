@@ -21,9 +21,8 @@ from pathlib import Path
 import pytest
 
 from tests import ociimage
-from tests.lintkit import QDIR, link, write
+from tests.kit import D1, D2, QDIR, Run, link, run_bindimg, snapshot, write
 from tests.registry import PushedImage, Registry, skopeo
-from tests.treehash import bindimg, snapshot
 
 pytestmark = pytest.mark.e2e
 
@@ -89,8 +88,8 @@ def lock_file(path: Path, images: tuple[PushedImage, ...]) -> Path:
     return path
 
 
-def export_lock(lock: Path, dest: str, *extra: str) -> subprocess.CompletedProcess[str]:
-    return bindimg("export", "--lock", str(lock), "--to", dest, *extra, *NO_TLS)
+def export_lock(lock: Path, dest: str, *extra: str) -> Run:
+    return run_bindimg("export", "--lock", str(lock), "--to", dest, *extra, *NO_TLS)
 
 
 def index_refs(layout: Path) -> dict[str, str]:
@@ -110,11 +109,11 @@ def test_root_to_private_containers_storage_works_offline_and_twice_copies_nothi
     store = tmp_path / "store"
     dest = f"containers-storage:[overlay@{store}/root+{store}/run:{OVERLAY_OPTIONS}]"
 
-    done = bindimg("export", "--root", str(root), "--to", dest, *NO_TLS)
-    assert done.returncode == 0, done.stderr
-    assert statuses(done.stdout) == sorted(("exported", i.by_digest) for i in images)
+    done = run_bindimg("export", "--root", str(root), "--to", dest, *NO_TLS)
+    assert done.code == 0, done.err
+    assert statuses(done.out) == sorted(("exported", i.by_digest) for i in images)
     for image in images:
-        assert f"exporting {image.by_digest}" in done.stderr
+        assert f"exporting {image.by_digest}" in done.err
 
     fresh_registry.stop()
     expected = [config_of(image) for image in images]
@@ -124,10 +123,10 @@ def test_root_to_private_containers_storage_works_offline_and_twice_copies_nothi
         assert "sha256:" + found.stdout.strip() == config
 
     before = snapshot(store / "root")
-    again = bindimg("export", "--root", str(root), "--to", dest, *NO_TLS)
-    assert again.returncode == 0, again.stderr
-    assert statuses(again.stdout) == sorted(("present", i.by_digest) for i in images)
-    assert "exporting" not in again.stderr
+    again = run_bindimg("export", "--root", str(root), "--to", dest, *NO_TLS)
+    assert again.code == 0, again.err
+    assert statuses(again.out) == sorted(("present", i.by_digest) for i in images)
+    assert "exporting" not in again.err
     assert snapshot(store / "root") == before
 
 
@@ -138,9 +137,9 @@ def test_lock_to_oci_layout_restores_each_image_with_its_digest(
     lock = lock_file(tmp_path / "bindimg.lock", images)
     layout = tmp_path / "layout"
 
-    done = bindimg("export", "--lock", str(lock), "--to", f"oci:{layout}", "--json", *NO_TLS)
-    assert done.returncode == 0, done.stderr
-    result = json.loads(done.stdout)
+    done = run_bindimg("export", "--lock", str(lock), "--to", f"oci:{layout}", "--json", *NO_TLS)
+    assert done.code == 0, done.err
+    result = json.loads(done.out)
     assert [(i["image"], i["type"], i["status"]) for i in result["images"]] == [
         (i.by_digest, "lock", "exported") for i in images
     ]
@@ -163,9 +162,9 @@ def test_lock_to_oci_layout_restores_each_image_with_its_digest(
 
     # a rerun with the registry gone copies nothing and succeeds
     before = snapshot(layout)
-    again = bindimg("export", "--lock", str(lock), "--to", f"oci:{layout}", *NO_TLS)
-    assert again.returncode == 0, again.stderr
-    assert statuses(again.stdout) == sorted(("present", i.by_digest) for i in images)
+    again = run_bindimg("export", "--lock", str(lock), "--to", f"oci:{layout}", *NO_TLS)
+    assert again.code == 0, again.err
+    assert statuses(again.out) == sorted(("present", i.by_digest) for i in images)
     assert snapshot(layout) == before
 
 
@@ -175,18 +174,18 @@ def test_registry_failure_exits_3_saying_what_was_exported_and_leaves_dest_usabl
     images = push_three(fresh_registry, "fail")
     layout = tmp_path / "layout"
     first = export_lock(lock_file(tmp_path / "one.lock", images[:1]), f"oci:{layout}")
-    assert first.returncode == 0, first.stderr
+    assert first.code == 0, first.err
     before = snapshot(layout)
     fresh_registry.stop()
 
     failed = export_lock(lock_file(tmp_path / "two.lock", images[:2]), f"oci:{layout}", "--retry", "0")
-    assert failed.returncode == 3, failed.stderr
-    message = failed.stderr.strip().splitlines()[-1]
+    assert failed.code == 3, failed.err
+    message = failed.err.strip().splitlines()[-1]
     assert message.startswith(
         f"bindimg: error: 1 of 2 images not exported to oci:{layout}: {images[1].by_digest}: "
     )
     assert message.endswith(f"; exported: none; already there: {images[0].by_digest}")
-    lines = failed.stdout.splitlines()
+    lines = failed.out.splitlines()
     assert lines[0] == f"present {images[0].by_digest}"
     assert lines[1].startswith(f"failed {images[1].by_digest}: pinging container registry ")
     assert "connection refused" in lines[1]
@@ -203,8 +202,8 @@ def test_platform_keeps_the_index_and_only_the_images_asked_for(
     amd64, arm64 = multi.content.images
     layout = tmp_path / "layout"
 
-    done = bindimg("export", str(unit), "--to", f"oci:{layout}", "--platform", "linux/arm64", *NO_TLS)
-    assert done.returncode == 0, done.stderr
+    done = run_bindimg("export", str(unit), "--to", f"oci:{layout}", "--platform", "linux/arm64", *NO_TLS)
+    assert done.code == 0, done.err
     assert index_refs(layout) == {multi.by_digest: multi.digest}
     blobs = {p.name for p in (layout / "blobs" / "sha256").iterdir()}
     assert multi.digest.split(":")[1] in blobs
@@ -220,7 +219,7 @@ def test_oci_archive_holds_every_image_and_is_replaced_whole(
     images = push_three(fresh_registry, "arc")
     archive = tmp_path / "images.tar"
     for count in (1, 3):  # the second run adds two images to the archive of the first
-        done = bindimg(
+        done = run_bindimg(
             "export",
             "--lock",
             str(lock_file(tmp_path / "x.lock", images[:count])),
@@ -228,7 +227,7 @@ def test_oci_archive_holds_every_image_and_is_replaced_whole(
             f"oci-archive:{archive}",
             *NO_TLS,
         )
-        assert done.returncode == 0, done.stderr
+        assert done.code == 0, done.err
     for image in images:
         raw = skopeo("inspect", "--raw", f"oci-archive:{archive}:{image.by_digest}")
         assert ociimage.sha256_digest(raw) == image.digest
@@ -243,7 +242,7 @@ def test_mirror_with_registries_conf_serves_podman_pulls_by_digest(
     conf = tmp_path / "50-bindimg-mirror.conf"
     dest = f"docker://{registry.host}/{unique_repo}"
 
-    done = bindimg(
+    done = run_bindimg(
         "export",
         "--root",
         str(root),
@@ -254,7 +253,7 @@ def test_mirror_with_registries_conf_serves_podman_pulls_by_digest(
         "--no-dest-tls-verify",
         *NO_TLS,
     )
-    assert done.returncode == 0, done.stderr
+    assert done.code == 0, done.err
     for image in images:
         assert registry.digest(f"{unique_repo}/{image.repo}", image.digest) == image.digest
     text = conf.read_text()
@@ -278,9 +277,9 @@ def test_mirror_with_registries_conf_serves_podman_pulls_by_digest(
     plain = podman(tmp_path / "other", "pull", "-q", images[0].by_digest)
     assert plain.returncode != 0
 
-    again = bindimg("export", "--root", str(root), "--to", dest, "--no-dest-tls-verify", *NO_TLS)
-    assert again.returncode == 0, again.stderr
-    assert statuses(again.stdout) == sorted(("present", i.by_digest) for i in images)
+    again = run_bindimg("export", "--root", str(root), "--to", dest, "--no-dest-tls-verify", *NO_TLS)
+    assert again.code == 0, again.err
+    assert statuses(again.out) == sorted(("present", i.by_digest) for i in images)
 
 
 def test_dry_run_copies_nothing_and_lists_what_would_be_exported(
@@ -288,15 +287,15 @@ def test_dry_run_copies_nothing_and_lists_what_would_be_exported(
 ) -> None:
     images = push_three(fresh_registry, "dry")
     root = bound_root(tmp_path, images)
-    done = bindimg("export", "--root", str(root), "--to", f"oci:{tmp_path}/layout", "--dry-run", *NO_TLS)
-    assert done.returncode == 0, done.stderr
-    assert statuses(done.stdout) == sorted(("planned", i.by_digest) for i in images)
+    done = run_bindimg("export", "--root", str(root), "--to", f"oci:{tmp_path}/layout", "--dry-run", *NO_TLS)
+    assert done.code == 0, done.err
+    assert statuses(done.out) == sorted(("planned", i.by_digest) for i in images)
     assert not (tmp_path / "layout").exists()
 
 
 # --- refusals: exit 2, one line, nothing written (no registry needed) ------------------------
 
-PINNED = "quay.io/org/app@sha256:" + "1" * 64
+PINNED = f"quay.io/org/app@{D1}"
 
 
 @pytest.mark.parametrize(
@@ -357,22 +356,22 @@ def test_bad_input_exits_2_with_one_line_and_writes_nothing(
 ) -> None:
     unit = write(tmp_path, "src/a.container", f"[Container]\nImage={PINNED}\n")
     twin = write(
-        tmp_path, "src/b.container", f"[Container]\nImage=registry.example/org/app@sha256:{'2' * 64}\n"
+        tmp_path, "src/b.container", f"[Container]\nImage=registry.example/org/app@{D2}\n"
     )
     before = snapshot(tmp_path)
     fill = {"tmp": str(tmp_path), "unit": str(unit), "twin": str(twin)}
-    done = bindimg("export", *(a.format(**fill) for a in args))
-    assert (done.returncode, done.stdout) == (2, "")
-    assert done.stderr == f"bindimg: error: {message.format(**fill)}\n"
+    done = run_bindimg("export", *(a.format(**fill) for a in args))
+    assert (done.code, done.out) == (2, "")
+    assert done.err == f"bindimg: error: {message.format(**fill)}\n"
     assert snapshot(tmp_path) == before
 
 
 def test_an_unpinned_unit_is_refused_naming_the_unit_and_line(tmp_path: Path) -> None:
     write(tmp_path, "src/a.container", f"[Container]\nImage={PINNED}\n")
     unit = write(tmp_path, "src/b.container", "[Container]\n# tag\nImage=quay.io/org/b:1.0\n")
-    done = bindimg("export", str(tmp_path / "src"), "--to", f"oci:{tmp_path}/out")
-    assert (done.returncode, done.stdout) == (2, "")
-    assert done.stderr == (
+    done = run_bindimg("export", str(tmp_path / "src"), "--to", f"oci:{tmp_path}/out")
+    assert (done.code, done.out) == (2, "")
+    assert done.err == (
         f"bindimg: error: {unit}:3: Image=quay.io/org/b:1.0 is not pinned by digest, and export copies "
         "pinned images only; pin it with `bindimg add` (or `bindimg lock --rewrite`)\n"
     )
@@ -383,10 +382,10 @@ def test_an_unpinned_bound_unit_in_a_root_is_refused(tmp_path: Path) -> None:
     root = tmp_path / "root"
     write(root, f"{QDIR}/a.image", "[Image]\nImage=quay.io/org/a:latest\n")
     link(root, "a.image", f"/{QDIR}/a.image")
-    done = bindimg("export", "--root", str(root), "--to", "containers-storage:")
-    assert done.returncode == 2
+    done = run_bindimg("export", "--root", str(root), "--to", "containers-storage:")
+    assert done.code == 2
     where = f"{root}/{QDIR}/a.image:2"
-    assert done.stderr.startswith(f"bindimg: error: {where}: Image=quay.io/org/a:latest is not pinned")
+    assert done.err.startswith(f"bindimg: error: {where}: Image=quay.io/org/a:latest is not pinned")
 
 
 def test_include_embedded_adds_the_store_images_flattened_ones_from_the_store(
@@ -399,21 +398,21 @@ def test_include_embedded_adds_the_store_images_flattened_ones_from_the_store(
         write(tmp_path, f"src/{n}.container", f"[Container]\nImage={i.by_digest}\n")
         for n, i in (("plain", plain), ("whiteout", whiteout))
     ]
-    added = bindimg("add", "--root", str(root), "--embed", *NO_TLS, *map(str, units))
-    assert added.returncode == 0, added.stderr
-    listed = bindimg("list", "--root", str(root), "--json")
-    embedded = sorted(i["image"] for i in json.loads(listed.stdout) if i["type"] == "embedded")
+    added = run_bindimg("add", "--root", str(root), "--embed", *NO_TLS, *map(str, units))
+    assert added.code == 0, added.err
+    listed = run_bindimg("list", "--root", str(root), "--json")
+    embedded = sorted(i["image"] for i in json.loads(listed.out) if i["type"] == "embedded")
     flattened = next(name for name in embedded if name.startswith(f"{fresh_registry.host}/exp/whiteout@"))
     assert flattened != whiteout.by_digest  # pinned to the flattened image, which no registry has
     assert embedded == sorted([plain.by_digest, flattened])
 
     layout = tmp_path / "layout"
-    only = bindimg("export", "--root", str(root), "--to", f"oci:{layout}", *NO_TLS)
-    assert only.returncode == 0, only.stderr
+    only = run_bindimg("export", "--root", str(root), "--to", f"oci:{layout}", *NO_TLS)
+    assert only.code == 0, only.err
     assert list(index_refs(layout)) == [logical.by_digest]
-    done = bindimg("export", "--root", str(root), "--include-embedded", "--to", f"oci:{layout}", *NO_TLS)
-    assert done.returncode == 0, done.stderr
-    assert statuses(done.stdout) == sorted(
+    done = run_bindimg("export", "--root", str(root), "--include-embedded", "--to", f"oci:{layout}", *NO_TLS)
+    assert done.code == 0, done.err
+    assert statuses(done.out) == sorted(
         [("present", logical.by_digest), ("exported", plain.by_digest), ("exported", flattened)]
     )
     fresh_registry.stop()
@@ -470,8 +469,8 @@ def test_a_killed_export_leaves_a_usable_layout_and_a_rerun_completes(
                 f"oci:{tmp_path}/check:{number}",
             )
     assert seen & {1, 2}, seen  # some kill fell between two images
-    done = bindimg("export", "--lock", str(lock), "--to", f"oci:{layout}", *NO_TLS)
-    assert done.returncode == 0, done.stderr
+    done = run_bindimg("export", "--lock", str(lock), "--to", f"oci:{layout}", *NO_TLS)
+    assert done.code == 0, done.err
     assert index_refs(layout) == {i.by_digest: i.digest for i in images}
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".bindimg-export-")] == []
 
@@ -483,13 +482,13 @@ def test_credentials_never_show_in_output(fresh_registry: Registry, tmp_path: Pa
     mirror.stop()  # unreachable: every attempt fails and is reported
     secret = "s3cret-Pa55word"
     for fmt in ((), ("--json",)):
-        done = bindimg(
+        done = run_bindimg(
             "export", str(unit), "--to", f"docker://{mirror.host}/m", "--retry", "0", *fmt,
             "--creds", f"user:{secret}", "--dest-creds", f"other:{secret}x", "--no-dest-tls-verify", *NO_TLS,
         )  # fmt: skip
-        assert done.returncode == 3, done.stderr
-        assert "connection refused" in done.stderr
-        assert secret not in done.stdout + done.stderr
+        assert done.code == 3, done.err
+        assert "connection refused" in done.err
+        assert secret not in done.out + done.err
 
 
 def test_an_image_units_own_registry_settings_apply_to_its_image(
@@ -497,10 +496,10 @@ def test_an_image_units_own_registry_settings_apply_to_its_image(
 ) -> None:
     image = fresh_registry.push_image(ociimage.app_image("unitopts"), "exp/app", "1.0")
     unit = write(tmp_path, "src/a.image", f"[Image]\nImage={image.by_digest}\nTLSVerify=false\n")
-    done = bindimg("export", str(unit), "--to", f"oci:{tmp_path}/layout")  # no --no-tls-verify
-    assert done.returncode == 0, done.stderr
+    done = run_bindimg("export", str(unit), "--to", f"oci:{tmp_path}/layout")  # no --no-tls-verify
+    assert done.code == 0, done.err
     assert index_refs(tmp_path / "layout") == {image.by_digest: image.digest}
     unit.write_text(f"[Image]\nImage={image.by_digest}\n")  # without it, TLS is verified and fails
-    failed = bindimg("export", str(unit), "--to", f"oci:{tmp_path}/other", "--retry", "0")
-    assert failed.returncode == 3
-    assert "http: server gave HTTP response to HTTPS client" in failed.stderr
+    failed = run_bindimg("export", str(unit), "--to", f"oci:{tmp_path}/other", "--retry", "0")
+    assert failed.code == 3
+    assert "http: server gave HTTP response to HTTPS client" in failed.err
