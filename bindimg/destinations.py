@@ -19,7 +19,8 @@ import json
 import os
 import shutil
 import threading
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Optional
 
@@ -66,12 +67,13 @@ class Wanted:
 @dataclass(frozen=True)
 class Copier:
     """How to reach the registries (`source` for the images, `dest` for a mirror), how hard to
-    try, and who copies (`client`: skopeo, or a fake in unit tests)."""
+    try, and who copies (`client`: skopeo, or a fake in unit tests, which also pass `sleep`)."""
 
     source: RegistryOptions
     dest: RegistryOptions
     settings: Settings
     client: Registry = skopeo
+    sleep: Callable[[float], None] = time.sleep  # between retries
 
     def copy(
         self, item: Wanted, source: str, dest: str, *, multi_arch: str, platform: Sequence[str] = ()
@@ -89,6 +91,7 @@ class Copier:
                 platform=platform,
             ),
             lambda error, tries: ExternalError(f"{error.message}{tries}"),
+            self.sleep,
         )
 
     def manifest(self, item: Wanted) -> bytes:
@@ -99,6 +102,7 @@ class Copier:
                 item.image, self.source.merged(item.options), timeout=self.settings.timeout
             ),
             lambda error, tries: ExternalError(f"{error.message}{tries}"),
+            self.sleep,
         )
         if digest_of(raw) != item.digest:
             raise ExternalError("the registry served a manifest with another digest; try again")
@@ -279,6 +283,7 @@ class MirrorDestination(Destination):
                         f"cannot reach the mirror for {self.target(item)}: {error.message}{tries}"
                     )
                 ),
+                self.copier.sleep,
             )
         except SkopeoError:  # not there (or not readable: the copy then says why)
             return False
