@@ -31,10 +31,12 @@ except ImportError:  # pragma: no cover (Python 3.9)
 
 from bindimg import __version__, lockfile, report, write
 from bindimg.commands import add as add_cmd
+from bindimg.commands import export as export_cmd
 from bindimg.commands import lint as lint_cmd
 from bindimg.commands import list as list_cmd
 from bindimg.commands import lock as lock_cmd
 from bindimg.commands import store as store_cmd
+from bindimg.destinations import TRANSPORTS
 from bindimg.embed import FLATTEN_MODES, EmbedOptions
 from bindimg.errors import (
     EXIT_FINDINGS,
@@ -82,6 +84,13 @@ EXAMPLES = {
     "list": [
         ("What bootc binds from this image", "bindimg list --root /"),
         ("Each unit's image, as JSON", "bindimg list --format json quadlets/"),
+    ],
+    "export": [
+        ("Mirror what an image root binds", "bindimg export --root /out --to docker://mirror.example/bootc"),
+        (
+            "The locked images as an OCI archive",
+            "bindimg export --lock bindimg.lock --to oci-archive:images.tar",
+        ),
     ],
     "store init": [("An empty store in a staging root", "bindimg store init --root /out")],
     "completion": [
@@ -568,7 +577,7 @@ def lint(
         raise InputError("--lock checks source units; drop --root")
     checker = Remote(registry, settings, out.progress) if remote else None
     findings = lint_cmd.lint(sources, root=root, lock_path=lock, remote=checker)
-    sys.stdout.write(report.render(findings, out.format))
+    sys.stdout.write(report.FORMATS[out.format](findings))
     counts = report.summary(findings)
     if not out.quiet:
         errors, warnings = _count(counts["errors"], "error"), _count(counts["warnings"], "warning")
@@ -596,6 +605,76 @@ def list_(
     for item in items:
         where = f"{item.quadlet}:{item.line}" if item.quadlet is not None else "-"
         out.text(f"{item.image}\t{item.type}\t{where}")
+
+
+@command("export", "Copy the pinned images to a container store, OCI layout, archive or mirror.")
+@output_command()
+@registry_command
+def export(
+    units: Optional[List[str]] = typer.Argument(
+        None, metavar="UNIT-OR-DIR", help="Units or directories of units."
+    ),
+    root: Optional[str] = _root("What bootc binds from this image root."),
+    lock: Optional[str] = typer.Option(None, "--lock", metavar="FILE", help="Every image of this lock file."),
+    to: str = typer.Option(..., "--to", metavar="DEST", help=TRANSPORTS),
+    include_embedded: bool = typer.Option(
+        False, "--include-embedded", help="--root: also the embedded store's images."
+    ),
+    platform: Optional[List[str]] = typer.Option(
+        None, "--platform", metavar="OS/ARCH[/VARIANT]", help="Only these images of an index (repeatable)."
+    ),
+    registries_conf: Optional[str] = typer.Option(
+        None, "--registries-conf", metavar="FILE", help="docker:// DEST: write a registries.conf drop-in."
+    ),
+    dest_authfile: Optional[str] = typer.Option(
+        None, "--dest-authfile", metavar="FILE", help="Auth file for DEST."
+    ),
+    dest_creds: Optional[str] = typer.Option(
+        None, "--dest-creds", metavar="USER[:PASS]", help="DEST credentials."
+    ),
+    dest_cert_dir: Optional[str] = typer.Option(
+        None, "--dest-cert-dir", metavar="DIR", help="Certificates for DEST."
+    ),
+    dest_tls_verify: bool = typer.Option(
+        True,
+        "--dest-tls-verify/--no-dest-tls-verify",
+        help="Verify DEST's TLS; --dest-tls-verify=false turns it off.",
+    ),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Say what would be copied; copy nothing."),
+    registry: RegistryOptions = REGISTRY,
+    settings: Settings = SETTINGS,
+    out: Output = OUTPUT,
+) -> None:
+    """Copy the pinned images (of a root, a lock or units) to a container store, OCI layout or mirror.
+
+    One line per image: `exported`, `present` (already there), `planned` (--dry-run) or `failed`."""
+    _verbose(out)
+    dest = RegistryOptions(dest_authfile, dest_creds, dest_cert_dir, None if dest_tls_verify else False)
+    result = export_cmd.run(
+        list(units or []),
+        root=root,
+        lock_path=lock,
+        include_embedded=include_embedded,
+        to=to,
+        dest_options=dest,
+        platforms=list(platform or []),
+        registries_conf=registries_conf,
+        registry=registry,
+        settings=settings,
+        dry_run=dry_run,
+        progress=out.progress,
+    )
+    failure = result.failure()
+    if out.json:  # one document: the outcomes, and the error when there is one
+        data = result.as_json()
+        if failure is not None:
+            data["error"] = error_object(str(failure), failure.exit_code)
+        out.data(data)
+    else:
+        for line in result.lines():
+            out.text(line)
+    if failure is not None:
+        fail(str(failure), failure.exit_code, as_json=False)
 
 
 store_app = typer.Typer(
@@ -630,21 +709,23 @@ def completion(shell: Shell = typer.Argument(..., metavar=_choices(Shell), help=
 
 
 def _podman_spellings(args: list[str]) -> list[str]:
-    """podman's `--tls-verify=BOOL` (Go's flag syntax) as the two flags typer knows."""
+    """podman's `--tls-verify=BOOL` and skopeo's `--dest-tls-verify=BOOL` (Go's flag syntax) as
+    the two flags typer knows."""
     spelled: list[str] = []
     for arg in args:
         if arg == "--":
             spelled.extend(args[len(spelled) :])
             break
-        if arg.startswith("--tls-verify="):
-            value = arg.partition("=")[2].lower()
+        flag, _, value = arg.partition("=")
+        if flag in ("--tls-verify", "--dest-tls-verify") and value:
+            value = value.lower()
             if value not in BOOLEANS:
                 fail(
-                    f"--tls-verify={one_line(value)}: not a boolean; use true or false",
+                    f"{flag}={one_line(value)}: not a boolean; use true or false",
                     EXIT_USAGE,
                     _wants_json(args),
                 )
-            arg = "--tls-verify" if BOOLEANS[value] else "--no-tls-verify"
+            arg = flag if BOOLEANS[value] else "--no-" + flag[2:]
         spelled.append(arg)
     return spelled
 

@@ -16,7 +16,7 @@ import subprocess
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from typing import Optional
 
@@ -119,6 +119,42 @@ def copy_local(
     if preserve_digests:
         argv.append("--preserve-digests")
     _run([*argv, source, dest], timeout=timeout, secrets=())
+
+
+def copy_image(
+    source: str,
+    dest: str,
+    *,
+    src_options: RegistryOptions = RegistryOptions(),
+    dest_options: RegistryOptions = RegistryOptions(),
+    reference: str = "",
+    multi_arch: str = "system",
+    platform: Sequence[str] = (),
+    timeout: Optional[float] = None,
+) -> None:
+    """`skopeo copy --preserve-digests SOURCE DEST`, any transports, registry options per side.
+
+    `multi_arch` is skopeo's `--multi-arch`: `system` (one image of a list, chosen by
+    `platform` or the host), `all` (the list and every image) or `index-only`. A manifest is
+    never converted: skopeo fails instead, so the destination holds the digests pinned.
+    `reference` (the image's own name) keeps a tag or repository such as `503` from being
+    taken for a transient failure.
+    """
+    with ExitStack() as stack:
+        auth: list[str] = []
+        for side, options, ref in (("--src-", src_options, source), ("--dest-", dest_options, dest)):
+            if ref.startswith("docker://"):
+                auth += stack.enter_context(_auth_args(ref[len("docker://") :], options, prefix=side))
+        argv = [SKOPEO, *_platform_args(platform), "copy", "--quiet", "--preserve-digests"]
+        argv += [f"--multi-arch={multi_arch}", *auth, source, dest]
+        secrets = _secrets(src_options) + _secrets(dest_options)
+        _run(argv, timeout=timeout, secrets=secrets, reference=reference)
+
+
+def inspect_local_raw(transport_ref: str, *, timeout: Optional[float] = None) -> bytes:
+    """The top-level manifest bytes of a local image, e.g. `containers-storage:[…]NAME@DIGEST`;
+    a SkopeoError when it is not there."""
+    return _run([SKOPEO, "inspect", "--raw", transport_ref], timeout=timeout, secrets=())
 
 
 def delete_local(reference: str, *, timeout: Optional[float] = None) -> None:

@@ -24,7 +24,7 @@ from tests.registry import Registry
 
 REPO = Path(__file__).resolve().parent.parent
 DOCS = REPO / "docs"
-COMMANDS = [("add",), ("lock",), ("lint",), ("list",), ("store", "init"), ("completion",)]
+COMMANDS = [("add",), ("lock",), ("lint",), ("list",), ("export",), ("store", "init"), ("completion",)]
 PYTHON_TYPES = re.compile(
     r"<(str|int|float|bool|list\[|int range|float range)|\b(TEXT|INTEGER|FLOAT|BOOLEAN)\b"
 )
@@ -71,7 +71,7 @@ def test_bare_bindimg_lists_every_command_uncut() -> None:
     assert (done.code, done.err) == (0, "")
     assert done.out == run_bindimg("-h").out
     listed = done.out.split("Commands:\n", 1)[1]
-    for name in ("add", "lock", "lint", "list", "store", "completion"):
+    for name in ("add", "lock", "lint", "list", "export", "store", "completion"):
         assert re.search(rf"^  {name} ", listed, re.MULTILINE), name
     assert "..." not in listed
 
@@ -304,6 +304,11 @@ def test_json_of_list_lint_store_and_add_match_their_schemas(tmp_path: Path) -> 
         rooted["images"][0]["type"] == "logical"
         and rooted["images"][0]["image"] == added["images"][0]["image"]
     )
+    exported = run_bindimg(
+        "export", "--json", "--dry-run", "--root", str(root), "--to", f"oci:{tmp_path / 'oci'}"
+    )
+    assert exported.code == 0, exported.err
+    assert [i["status"] for i in valid("export", exported.out)["images"]] == ["planned"]
     store = valid("store-init", run_bindimg("store", "init", "--json", "--root", str(root)).out)
     assert store == {"path": "/usr/lib/containers/storage", "driver": "overlay", "changed": True}
 
