@@ -38,7 +38,7 @@ import pytest
 
 from bindimg import fsutil, write
 from bindimg.boundimages import Link
-from tests.kit import BOUND, QDIR, Run, run_bindimg
+from tests.kit import BOUND, QDIR, Run, image_lines, run_bindimg
 
 UNITS = 50
 # Where the kills land. Time alone would be a poor guide on a loaded machine, so most kills
@@ -270,7 +270,7 @@ def test_sigkill_anywhere_leaves_old_or_new_files_and_a_rerun_completes(
     for (root, pending, what), done in zip(killed, reruns):
         assert done.code == 0, f"{what}: {done.err}"
         assert contents(root) == scenario.complete, what
-        reported = {Path(line.split()[1]).name: line.split()[0] for line in done.out.splitlines()}
+        reported = {Path(line.split()[1]).name: line.split()[0] for line in image_lines(done.out)}
         assert reported == {n: "changed" if n in pending else "unchanged" for n in scenario.old}, what
 
 
