@@ -86,14 +86,18 @@ class Tree:
 
     def accepted(self, *args: str | Path) -> Run:
         run = self.add(*args)
-        assert (run.code, run.err) == (0, ""), run.output
+        dry_run_note = "bindimg: dry run, nothing written:"
+        notes = [line for line in run.err.splitlines() if not line.startswith(dry_run_note)]
+        assert (run.code, notes) == (0, []), run.output
         self.assert_no_decoy(run)
         return run
 
     def assert_no_decoy(self, run: Run) -> None:
-        """Nothing outside the root was read into the output (its path, digest or marker)."""
+        """Nothing outside the root was read into the output (its path, digest or marker); the
+        same path inside the root (where a link to it leads) may be named."""
+        shown = run.output.replace(f"{self.root}{self.secret}", f"{self.root}/…")
         for secret in (str(self.secret), D9, "DECOY-MARKER", "quay.io/decoy"):
-            assert secret not in run.output, run.output
+            assert secret not in shown, run.output
 
 
 @pytest.fixture
