@@ -97,7 +97,9 @@ def unit_image(units: UnitSet, path: str) -> Optional[tuple[str, int]]:
     setting = image_setting(units, units.load(path), name, parsed_dropins(units, name)[0])
     if setting.group == "Volume" and setting.merged.lookup("Volume", "Driver") != "image":
         return None
-    if setting.group == "Container" and not setting.value and setting.merged.lookup("Container", "Rootfs"):
+    if setting.group == "Container" and setting.merged.lookup("Container", "Rootfs"):
+        if setting.value:  # podman quadlet.go ConvertContainer: the keys conflict
+            raise InputError("Quadlet refuses this unit: both Image= and Rootfs= are set; keep one", path=path)
         return None
     found = quadlet_image(units, setting)
     if found is None:

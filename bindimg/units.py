@@ -8,6 +8,7 @@ Quadlet's order and merged by base name. `image_setting` then answers, for one u
 
 from __future__ import annotations
 
+import csv
 import os
 import posixpath
 from dataclasses import dataclass
@@ -16,7 +17,15 @@ from typing import Optional
 from bindimg import fsutil, pin, reference
 from bindimg.bootcini import BootcParseError, BootcValue, parse_bootc
 from bindimg.errors import InputError, excerpt
-from bindimg.quadlet import Assignment, UnitFile, decode_unit, parse_quadlet
+from bindimg.quadlet import (
+    NEWEST_PODMAN,
+    Assignment,
+    PodmanVersion,
+    UnitFile,
+    decode_unit,
+    parse_quadlet,
+    split_args,
+)
 from bindimg.reference import ReferenceError, ValueKind
 from bindimg.rootfs import Root
 from bindimg.skopeo import RegistryOptions
@@ -28,11 +37,21 @@ ROOTFUL_DIRS = (
     "/usr/share/containers/systemd",
 )
 INSTALL_DIR = "/usr/share/containers/systemd"
+ROOTLESS_DIR = "/etc/containers/systemd/users"
 # Quadlet's own hard cap would be memory; a unit is a few hundred bytes. Refuse absurd files
 # before decoding them so that a stray disk image passed by mistake fails fast.
 MAX_UNIT_BYTES = 16 * 1024 * 1024
 
 IMAGE_GROUPS = {".container": "Container", ".image": "Image", ".volume": "Volume"}
+# 5.6.0: drop-ins are chosen by directory name first, then search directory (a unit's own
+# foo.container.d anywhere beats container.d); before, by search directory first.
+DROPIN_NAME_FIRST = (5, 6, 0)
+# Files with these extensions are Quadlet units (podman SupportedExtensions); `.artifact`
+# since 5.7.0.
+QUADLET_EXTENSIONS = (".container", ".volume", ".kube", ".network", ".image", ".build", ".pod")
+ARTIFACT_UNITS = (5, 7, 0)
+# 5.6.0: a Mount= without type= is a volume mount; before, Quadlet rejected the unit.
+MOUNT_TYPE_DEFAULT = (5, 6, 0)
 
 
 def dropin_dir_names(filename: str) -> list[str]:
@@ -85,10 +104,14 @@ class UnitSet:
     `../../..` means that path *in the image*, never the host's file.
     """
 
-    def __init__(self, search_dirs: list[str], root: Optional[Root] = None) -> None:
+    def __init__(
+        self, search_dirs: list[str], root: Optional[Root] = None, *, podman: PodmanVersion = NEWEST_PODMAN
+    ) -> None:
         self.search_dirs = search_dirs
         self.root = root
+        self.podman = podman
         self._cache: dict[str, Source] = {}
+        self._units: Optional[tuple[dict[str, str], list[InputError]]] = None
         self._listings: dict[str, Optional[frozenset[str]]] = {}
 
     def _listed(self, directory: str, name: str) -> bool:
@@ -111,7 +134,7 @@ class UnitSet:
     def load(self, path: str, text: Optional[str] = None) -> Source:
         if path not in self._cache:
             body = read_text(self.host(path), path) if text is None else text
-            self._cache[path] = Source(path, body, parse_quadlet(body, path))
+            self._cache[path] = Source(path, body, parse_quadlet(body, path, self.podman))
         return self._cache[path]
 
     def find(self, filename: str) -> Optional[str]:
@@ -127,35 +150,90 @@ class UnitSet:
         return [self.load(path) for path in self.dropin_paths(filename)]
 
     def dropin_paths(self, filename: str) -> list[str]:
-        """Host paths of those drop-ins, unparsed: a caller can then skip one that fails, as Quadlet does."""
+        """Host paths of those drop-ins, unparsed: a caller can then skip one that fails, as Quadlet does.
+
+        Of drop-ins with the same file name the first one found wins; `DROPIN_NAME_FIRST` says
+        in which order the directories are tried (podman cmd/quadlet/main.go loadUnitDropins).
+        """
         chosen: dict[str, str] = {}
-        for directory in self.search_dirs:
-            for name in dropin_dir_names(filename):
-                if not self._listed(directory, name):
-                    continue
-                dropin_dir = self.host(os.path.join(directory, name))
-                try:
-                    entries = sorted(os.listdir(dropin_dir))
-                except (FileNotFoundError, NotADirectoryError):
-                    continue
-                except OSError as error:  # e.g. EACCES: its drop-ins could change Image=
-                    reason = f"cannot read: {error.strerror}; fix its permissions"
-                    raise InputError(reason, path=dropin_dir) from None
-                for entry in entries:
-                    if entry.endswith(".conf") and entry not in chosen:
-                        chosen[entry] = os.path.join(dropin_dir, entry)
+        pairs = [(d, n) for d in self.search_dirs for n in dropin_dir_names(filename)]
+        if self.podman >= DROPIN_NAME_FIRST:
+            pairs = [(d, n) for n in dropin_dir_names(filename) for d in self.search_dirs]
+        for directory, name in pairs:
+            if not self._listed(directory, name):
+                continue
+            dropin_dir = self.host(os.path.join(directory, name))
+            try:
+                entries = sorted(os.listdir(dropin_dir))
+            except (FileNotFoundError, NotADirectoryError):
+                continue
+            except OSError as error:  # e.g. EACCES: its drop-ins could change Image=
+                reason = f"cannot read: {error.strerror}; fix its permissions"
+                raise InputError(reason, path=dropin_dir) from None
+            for entry in entries:
+                if entry.endswith(".conf") and entry not in chosen:
+                    chosen[entry] = os.path.join(dropin_dir, entry)
         # Byte-wise order, as Quadlet sorts; fsencode keeps a non-UTF-8 name's own bytes.
         return [chosen[name] for name in sorted(chosen, key=os.fsencode)]
 
 
+    def quadlet_units(self) -> tuple[dict[str, str], list[InputError]]:
+        """The file Quadlet generates each unit from, and the errors of the files it cannot load.
+
+        Paths are in their search directory, symlinks unresolved: a unit is named by its link.
+        As podman's loadUnitsFromDir (cmd/quadlet/main.go): the first file of a name that loads
+        wins; one that does not load is passed over, and takes every other unit of its
+        directory down with it (those names still count as found, so a lower directory's file
+        of the same name is not used either).
+        """
+        if self._units is not None:
+            return self._units
+        extensions = QUADLET_EXTENSIONS + ((".artifact",) if self.podman >= ARTIFACT_UNITS else ())
+        chosen: dict[str, str] = {}
+        errors: list[InputError] = []
+        seen: set[str] = set()
+        for directory in self.search_dirs:
+            try:
+                names = sorted(os.listdir(directory), key=os.fsencode)
+            except OSError:
+                continue
+            loaded: dict[str, str] = {}
+            failed = False
+            for name in names:
+                if name in seen or not name.endswith(extensions):
+                    continue
+                path = os.path.join(directory, name)
+                try:
+                    self.load(path)
+                except InputError as error:
+                    errors.append(error)
+                    failed = True
+                    continue
+                seen.add(name)
+                loaded[name] = path
+            if not failed:
+                chosen.update(loaded)
+        self._units = chosen, errors
+        return self._units
+
+
 def search_dirs(root: Root, inner_dirs: tuple[str, ...] = ROOTFUL_DIRS) -> list[str]:
-    """Each directory then its subdirectories, depth first, skipping `*.d` (AppendSubPaths)."""
+    """Each directory then its subdirectories, depth first, skipping `*.d` (AppendSubPaths).
+
+    On the rootful search path, /run's and /etc's walks skip everything whose resolved path
+    starts with that of /etc/containers/systemd/users: rootless units (podman unitdirs.go
+    GetUserLevelFilter, a plain string prefix). A source tree (other `inner_dirs`) is searched
+    whole, as QUADLET_UNIT_DIRS is.
+    """
     found: list[str] = []
     seen: set[str] = set()
+    rootless = root.resolve(ROOTLESS_DIR) if inner_dirs == ROOTFUL_DIRS else None
 
-    def walk(path: str) -> None:
+    def walk(path: str, filtered: bool) -> None:
         real = os.path.realpath(path)
         if real in seen or not os.path.isdir(path):
+            return
+        if filtered and rootless is not None and real.startswith(rootless):
             return
         seen.add(real)
         found.append(path)
@@ -168,10 +246,10 @@ def search_dirs(root: Root, inner_dirs: tuple[str, ...] = ROOTFUL_DIRS) -> list[
             if name.endswith(".d") or not os.path.isdir(child):
                 continue
             inner = root.inner_path(child)
-            walk(root.resolve(inner) if inner is not None else child)
+            walk(root.resolve(inner) if inner is not None else child, filtered)
 
     for inner in inner_dirs:
-        walk(root.resolve(inner))
+        walk(root.resolve(inner), inner != INSTALL_DIR)
     return found
 
 
@@ -435,26 +513,35 @@ def quadlet_image(units: UnitSet, setting: ImageSetting) -> Optional[tuple[str, 
         return None
     if setting.group == "Image" or reference.classify(value) is not ValueKind.UNIT_REFERENCE:
         return value, assignment
+    return named_unit_image(units, value, assignment, "Image")
+
+
+def named_unit_image(units: UnitSet, value: str, assignment: Assignment, what: str) -> tuple[str, Assignment]:
+    """The image a `foo.image` or `foo.build` named by `value` stands for (podman quadlet.go
+    handleImageSource, handleStorageSource); `what` names the setting in messages."""
     path, line = assignment.path, assignment.line
-    found = units.find(value)
-    if found is None:
+    if units.find(value) is None:
         raise UnitProblem(
             "unit-reference",
-            f"Image={value} names a unit that is in no Quadlet directory; install {value} beside it",
+            f"{what}={value} names a unit that is in no Quadlet directory; install {value} beside it",
             path=path,
             line=line,
         )
-    try:
-        source = units.load(found)
-    except InputError:
+    # Quadlet follows the name to the unit it generates (a file that loads, in a directory
+    # where every unit loads), not merely to the first file of that name.
+    found = units.quadlet_units()[0].get(value)
+    if found is None:
         raise UnitProblem(
             "unit-reference",
-            f"Image={value} names a unit that Quadlet cannot parse; fix {value}",
+            f"{what}={value} names a unit that Quadlet cannot parse (or a unit file beside it); fix {value}",
             path=path,
             line=line,
-        ) from None
+        )
+    source = units.load(found)
     merged = source.unit.merged([d.unit for d in parsed_dropins(units, value)[0]])
-    if value.endswith(".image"):
+    # A .image without an Image= fails to convert and yields no name, even with an ImageTag=
+    # (podman quadlet.go ConvertImage sets ResourceName only on success).
+    if value.endswith(".image") and merged.lookup("Image", "Image"):
         for key in ("ImageTag", "Image"):
             named = merged.lookup("Image", key)
             supplied = merged.lookup_last("Image", key)
@@ -469,10 +556,63 @@ def quadlet_image(units: UnitSet, setting: ImageSetting) -> Optional[tuple[str, 
             return tags[0].value, tags[0]
     raise UnitProblem(
         "unit-reference",
-        f"Image={value} names a unit that sets no image; give {value} an Image= (or ImageTag=)",
+        f"{what}={value} names a unit that sets no image; give {value} an Image= (or ImageTag=)",
         path=path,
         line=line,
     )
+
+
+def image_mounts(units: UnitSet, setting: ImageSetting) -> list[tuple[str, Assignment]]:
+    """The images a `.container` mounts (`Mount=type=image,source=IMAGE,…`), in order, each
+    with the assignment supplying it; `source=foo.image` is followed like `Image=foo.image`.
+
+    Rules of podman quadlet.go resolveContainerMountParams and specgenutilexternal
+    FindMountType: each `Mount=` word is one CSV record; the first field that is exactly
+    `type=T` is the type (none: rejected before podman 5.6, `volume` since); the last
+    `source=`/`src=` field is the source. A mount Quadlet rejects is an InputError.
+    """
+    if setting.group != "Container":
+        return []
+    found: list[tuple[str, Assignment]] = []
+    values: list[Assignment] = []
+    for item in setting.merged.groups.get("Container", []):
+        if item.key == "Mount":
+            values = [] if item.value == "" else [*values, item]  # LookupAllArgs: empty resets
+    for item in values:
+        for word in split_args(item.value) or []:
+            mount = _image_mount_source(word, item, units.podman)
+            if mount is None:
+                continue
+            if mount.endswith(".image"):
+                found.append(named_unit_image(units, mount, item, "Mount"))
+            else:
+                found.append((mount, item))
+    return found
+
+
+def _image_mount_source(word: str, item: Assignment, podman: PodmanVersion) -> Optional[str]:
+    """The source of one `--mount` value if it is an image mount (None for other types)."""
+
+    def refused(why: str) -> InputError:
+        message = f"Quadlet refuses Mount={excerpt(word)}: it {why}; fix it"
+        return InputError(message, path=item.path, line=item.line)
+
+    try:
+        records = list(csv.reader([word], strict=True))
+    except csv.Error:
+        raise refused("is not one comma-separated record") from None
+    if len(records) != 1:
+        raise refused("is not one comma-separated record")
+    fields = records[0]
+    types = [f.split("=")[1] for f in fields if len(f.split("=")) == 2 and f.split("=")[0] == "type"]
+    if not types and podman < MOUNT_TYPE_DEFAULT:
+        raise refused("has no type=")
+    if not types or types[0] != "image":
+        return None
+    sources = [f for f in fields if f.split("=", 1)[0] in ("source", "src")]
+    if not sources or "=" not in sources[-1] or sources[-1].split("=", 1)[1] == "":
+        raise refused("has no source=")
+    return sources[-1].split("=", 1)[1]
 
 
 def provenance_tag(units: UnitSet, path: str, line: int, ref: reference.Reference) -> Optional[str]:
