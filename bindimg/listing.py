@@ -99,7 +99,7 @@ def unit_image(units: UnitSet, path: str) -> Optional[tuple[str, int]]:
         return None
     if setting.group == "Container" and setting.merged.lookup("Container", "Rootfs"):
         if setting.value:  # podman quadlet.go ConvertContainer: the keys conflict
-            raise InputError("Quadlet refuses this unit: both Image= and Rootfs= are set; keep one", path=path)
+            raise InputError("Quadlet refuses this unit: Image= and Rootfs= conflict; keep one", path=path)
         return None
     found = quadlet_image(units, setting)
     if found is None:
