@@ -33,6 +33,7 @@ from bindimg.store import Store
 from bindimg.units import (
     INSTALL_DIR,
     MAX_UNIT_BYTES,
+    ROOTLESS_DIR,
     ImageSetting,
     Source,
     UnitSet,
@@ -144,6 +145,14 @@ class _Planner:
         if not os.path.exists(found):  # a FIFO, device or directory: read_text says which
             raise InputError("no such unit file", path=arg)
         self.origins[os.path.abspath(arg)] = found
+        # The rootful generator skips this directory (search_dirs); installing a copy into
+        # /usr/share would turn a user's unit into a system one.
+        if inner is not None and found.startswith(self.root.resolve(ROOTLESS_DIR)):
+            raise InputError(
+                f"is a rootless unit ({ROOTLESS_DIR}): rootful Quadlet does not run it and bootc "
+                "binds images for rootful units only; move it to /usr/share/containers/systemd",
+                path=arg,
+            )
         if inner is not None and os.path.dirname(found) in self.units.search_dirs:
             dest = found
             source = self.units.load(dest)

@@ -11,6 +11,8 @@ batches of trees.
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -407,3 +409,24 @@ def test_generated_trees_agree(
             f"\n[generators] {stats['trees']} generated trees ({stats['units']} unit readings) agree "
             f"with podman {versions}, each tree read as a root and as QUADLET_UNIT_DIRS"
         )
+
+
+def test_add_refuses_a_unit_the_rootful_generator_skips(tmp_path: Path) -> None:
+    """Since bindimg reads the root as the rootful generator does, a unit under
+    /etc/containers/systemd/users is in no Quadlet directory: `add` must refuse it rather than
+    install a copy into /usr/share (a user's unit turned into a system one)."""
+    unit = tmp_path / E / "users/1001/app.container"
+    write_tree(tmp_path, {f"{E}/users/1001/app.container": C + f"Image=reg.io/o/a@sha256:{'1' * 64}\n"})
+    before = sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*"))
+    done = subprocess.run(
+        [sys.executable, "-m", "bindimg", "add", "--root", str(tmp_path), str(unit)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert (done.returncode, done.stdout) == (2, "")
+    assert done.stderr == (
+        f"bindimg: {unit}: is a rootless unit (/etc/containers/systemd/users): rootful Quadlet does not "
+        "run it and bootc binds images for rootful units only; move it to /usr/share/containers/systemd\n"
+    )
+    assert sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*")) == before
