@@ -426,7 +426,8 @@ def test_add_refuses_a_unit_the_rootful_generator_skips(tmp_path: Path) -> None:
     )
     assert (done.returncode, done.stdout) == (2, "")
     assert done.stderr == (
-        f"bindimg: error: {unit}: is a rootless unit (/etc/containers/systemd/users): rootful Quadlet does not "
-        "run it and bootc binds images for rootful units only; move it to /usr/share/containers/systemd\n"
+        f"bindimg: error: {unit}: is a rootless unit (/etc/containers/systemd/users): rootful Quadlet "
+        "does not run it and bootc binds images for rootful units only; move it to "
+        "/usr/share/containers/systemd\n"
     )
     assert sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*")) == before
