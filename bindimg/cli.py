@@ -7,28 +7,31 @@ only with -v.
 
 from __future__ import annotations
 
+import contextlib
+import enum
 import functools
 import inspect
 import json
-import os
 import sys
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
-from typing import Any, List, NoReturn, Optional, get_type_hints
+from typing import Any, List, Optional, get_type_hints
 
 import typer
 
-from bindimg import __version__, listing, lockfile, report
-from bindimg import add as add_mod
-from bindimg import lint as lint_mod
-from bindimg import lock as lock_mod
-from bindimg.embed import EmbedOptions
-from bindimg.errors import EXIT_FINDINGS, BindimgError, one_line
+from bindimg import __version__, lockfile, report, write
+from bindimg.commands import add as add_cmd
+from bindimg.commands import lint as lint_cmd
+from bindimg.commands import list as list_cmd
+from bindimg.commands import lock as lock_cmd
+from bindimg.commands import store as store_cmd
+from bindimg.embed import FLATTEN_MODES, EmbedOptions
+from bindimg.errors import EXIT_FINDINGS, EXIT_INTERNAL, BindimgError, one_line
 from bindimg.resolve import DEFAULT_JOBS, DEFAULT_RETRY, DEFAULT_TIMEOUT, Settings
-from bindimg.rootfs import Root
+from bindimg.rules import Remote
 from bindimg.skopeo import RegistryOptions
-from bindimg.store import DEFAULT_STORE, Store
+from bindimg.store import DEFAULT_STORE, DRIVERS
 
 app = typer.Typer(
     add_completion=False,
@@ -71,19 +74,31 @@ class Output:
         if not self.quiet:
             typer.echo(message, err=True)
 
-    def fail(self, error: BaseException) -> NoReturn:
-        """One line and the documented exit code; a traceback only for a bug, and only with -v."""
-        if isinstance(error, BindimgError):
+    @contextlib.contextmanager
+    def errors(self) -> Iterator[None]:
+        """The one error boundary: a BindimgError is one line and its documented exit code;
+        anything else is a bug (exit 70), with a traceback only with -v."""
+        try:
+            yield
+        except (typer.Exit, typer.Abort, typer.BadParameter):
+            raise  # typer's own: usage errors and exits
+        except BindimgError as error:
             typer.echo(f"bindimg: error: {error}", err=True)
-            raise typer.Exit(error.exit_code)
-        if self.verbose:
-            traceback.print_exc()
-        typer.echo(
-            f"bindimg: internal error: {type(error).__name__}: {one_line(str(error))} "
-            "(run with -v for details)",
-            err=True,
-        )
-        raise typer.Exit(70)
+            raise typer.Exit(error.exit_code) from None
+        except Exception as error:
+            if self.verbose:
+                traceback.print_exc()
+            typer.echo(
+                f"bindimg: internal error: {type(error).__name__}: {one_line(str(error))} "
+                "(run with -v for details)",
+                err=True,
+            )
+            raise typer.Exit(EXIT_INTERNAL) from None
+
+
+Format = enum.Enum("Format", {name: name for name in report.FORMATS}, type=str)  # type: ignore[misc]
+Flatten = enum.Enum("Flatten", {name: name for name in FLATTEN_MODES}, type=str)  # type: ignore[misc]
+Driver = enum.Enum("Driver", {name: name for name in DRIVERS}, type=str)  # type: ignore[misc]
 
 
 # Placeholders for the parameters the decorators below fill in (never seen by typer).
@@ -103,18 +118,33 @@ JOBS = typer.Option(DEFAULT_JOBS, "--jobs", min=1, help="Parallel registry look-
 RETRY = typer.Option(DEFAULT_RETRY, "--retry", min=0, help="Retries of transient failures.")
 TIMEOUT = typer.Option(DEFAULT_TIMEOUT, "--timeout", min=1, help="Seconds per registry request.")
 STORE = typer.Option(DEFAULT_STORE, "--store", help="The embedded image store, inside the root.")
-DRIVER = typer.Option("overlay", "--driver", help="overlay or vfs: the driver of the podman that reads it.")
+DRIVER = typer.Option(
+    Driver("overlay"), "--driver", help="The storage driver of the podman that reads the store."
+)
+
+
+def _paths(help: str) -> Any:
+    return typer.Argument(None, metavar="PATH", help=help)
+
+
+def _root(help: str) -> Any:
+    """--root of lint and list: optional, since PATHs are the other question they answer."""
+    return typer.Option(None, "--root", help=help)
 
 
 Options = dict[str, tuple[Any, Any]]  # parameter name -> (type, typer option)
 
 
 def _with_options(
-    replaced: tuple[str, ...], options: Options, build: Callable[[dict[str, Any]], dict[str, Any]]
+    replaced: tuple[str, ...],
+    options: Options,
+    build: Callable[[dict[str, Any]], dict[str, Any]],
+    guard: bool = False,
 ) -> Callable[[Callable[..., None]], Callable[..., None]]:
     """A decorator giving a command `options`; `build` turns their values into its `replaced`
-    parameters. typer reads a command's options from its signature: the wrapper's is the
-    command's own, `replaced` swapped for `options` at the end."""
+    parameters (with `guard`, the `out` it builds runs the command inside its error boundary).
+    typer reads a command's options from its signature: the wrapper's is the command's own,
+    `replaced` swapped for `options` at the end."""
 
     def decorate(func: Callable[..., None]) -> Callable[..., None]:
         hints = get_type_hints(func)
@@ -127,7 +157,12 @@ def _with_options(
         @functools.wraps(func)
         def command(**kwargs: Any) -> None:
             given = {name: kwargs.pop(name, None) for name in options}
-            func(**build(given), **kwargs)
+            built = build(given)
+            if not guard:
+                func(**built, **kwargs)
+                return
+            with built["out"].errors():
+                func(**built, **kwargs)
 
         command.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
         command.__annotations__ = {p.name: p.annotation for p in params}
@@ -163,8 +198,10 @@ output_command = _with_options(
     ("out",),
     {"quiet": (bool, QUIET), "verbose": (bool, VERBOSE), "version": (bool, VERSION)},
     lambda v: {"out": Output(quiet=bool(v["quiet"]), verbose=bool(v["verbose"]))},
+    guard=True,
 )
-"""-q/-v/--version, which every command takes, handed to it as `out`."""
+"""-q/-v/--version, which every command takes, handed to it as `out`; the command runs inside
+`Output.errors`, the one error boundary."""
 
 
 @app.command()
@@ -184,12 +221,12 @@ def add(
         False, "--embed", help="Copy the images into an image store in the root instead of linking."
     ),
     store: str = STORE,
-    driver: str = DRIVER,
+    driver: Driver = DRIVER,
     platform: Optional[str] = typer.Option(
         None, "--platform", metavar="OS/ARCH[/VARIANT]", help="--embed: the image of an index (default: host)"
     ),
-    flatten: str = typer.Option(
-        "auto", "--flatten", help="--embed: auto (images with whiteouts), always or never."
+    flatten: Flatten = typer.Option(
+        Flatten("auto"), "--flatten", help="--embed: auto (images with whiteouts), always or never."
     ),
     image_policy: Optional[str] = typer.Option(
         None, "--image-policy", help="--embed: `missing` sets Policy=missing in .image units (podman >= 5.6)."
@@ -199,30 +236,22 @@ def add(
     out: Output = OUTPUT,
 ) -> None:
     """Pin each unit's Image= to a digest and link it into bound-images.d (or --embed it)."""
-    plan: Optional[add_mod.Plan] = None
-    try:
-        locked = {tag: entry.digest for tag, entry in lockfile.load(lock).items()} if lock else {}
-        options = add_mod.AddOptions(
-            root=Root(root),
-            registry=registry,
-            settings=settings,
-            storage_args=not no_storage_args,
-            locked=locked,
-            frozen=frozen,
-            embed=EmbedOptions(store, driver, platform, flatten, image_policy) if embed else None,
-        )
-        plan = add_mod.plan(quadlets, options, out.progress)
-        if not dry_run:
-            add_mod.apply(plan)
-    except Exception as error:  # one line for the user; traceback only with -v
-        out.fail(error)
-    finally:
-        if plan is not None:
-            plan.close()
+    plan = add_cmd.run(
+        quadlets,
+        root=root,
+        lock_path=lock,
+        frozen=frozen,
+        storage_args=not no_storage_args,
+        embed=EmbedOptions(store, driver.value, platform, flatten.value, image_policy) if embed else None,
+        registry=registry,
+        settings=settings,
+        dry_run=dry_run,
+        progress=out.progress,
+    )
     if as_json:
         typer.echo(json.dumps({"images": [e.as_json() for e in plan.entries]}, indent=2))
     elif dry_run:
-        sys.stdout.write(add_mod.diff(plan))
+        sys.stdout.write(write.diff(plan))
     else:
         for entry in plan.entries:
             status = "changed" if entry.changed else "unchanged"
@@ -233,9 +262,7 @@ def add(
 @output_command
 @registry_command
 def lock(
-    paths: Optional[List[str]] = typer.Argument(
-        None, metavar="PATH", help="Unit files or directories (default: .)."
-    ),
+    paths: Optional[List[str]] = _paths("Unit files or directories (default: .)."),
     lock_file: str = typer.Option(lockfile.DEFAULT_LOCK, "--lock", help="The lock file."),
     update: bool = typer.Option(
         False,
@@ -250,22 +277,16 @@ def lock(
     out: Output = OUTPUT,
 ) -> None:
     """Freeze the tags that units use into a lock file for reproducible builds."""
-    args = list(paths or [])
-    refs = [a for a in args if not os.path.lexists(a)] if update else []
-    sources = [a for a in args if a not in refs] or ["."]
-    try:
-        result = lock_mod.run(
-            sources,
-            lock_file,
-            registry=registry,
-            settings=settings,
-            update=refs if update else None,
-            check=check,
-            rewrite=rewrite,
-            progress=out.progress,
-        )
-    except Exception as error:  # one line for the user; traceback only with -v
-        out.fail(error)
+    result = lock_cmd.run(
+        list(paths or []),
+        lock_file,
+        registry=registry,
+        settings=settings,
+        update=update,
+        check=check,
+        rewrite=rewrite,
+        progress=out.progress,
+    )
     if check:
         for problem in result.problems:
             typer.echo(problem)
@@ -289,38 +310,23 @@ def _sources_or_root(paths: Optional[List[str]], root: Optional[str]) -> List[st
 @output_command
 @registry_command
 def lint(
-    paths: Optional[List[str]] = typer.Argument(
-        None, metavar="PATH", help="Unit files, drop-ins or directories (default: .)."
-    ),
-    root: Optional[str] = typer.Option(
-        None, "--root", help="Lint an image root: bound-images.d, Quadlet directories, embedded store."
-    ),
-    fmt: str = typer.Option("text", "--format", help="text, json, github or sarif."),
+    registry: RegistryOptions = REGISTRY,  # (the placeholders' place does not matter: the
+    settings: Settings = SETTINGS,  # decorators put their options after the command's own)
+    out: Output = OUTPUT,
+    paths: Optional[List[str]] = _paths("Unit files, drop-ins or directories (default: .)."),
+    root: Optional[str] = _root("Lint an image root: bound-images.d, Quadlet directories, embedded store."),
+    fmt: Format = typer.Option(Format("text"), "--format", help="The report format."),
     lock: Optional[str] = typer.Option(None, "--lock", help="Check the sources against this lock file."),
     remote: bool = typer.Option(False, "--remote", help="Check that each pinned digest still resolves."),
     strict: bool = typer.Option(False, "--strict", help="Warnings fail too."),
-    registry: RegistryOptions = REGISTRY,
-    settings: Settings = SETTINGS,
-    out: Output = OUTPUT,
 ) -> None:
     """Check units or an image root: exit 1 on an error finding (any finding with --strict)."""
-    if fmt not in report.FORMATS:
-        raise typer.BadParameter(f"choose one of {', '.join(report.FORMATS)}", param_hint="--format")
     sources = _sources_or_root(paths, root)
     if lock is not None and root is not None:
         raise typer.BadParameter("--lock checks source units; drop --root", param_hint="--lock")
-    checker = None
-    if remote:
-        checker = lint_mod.Remote(registry, settings, out.progress)
-    try:
-        if root is not None:
-            findings = lint_mod.lint_root(Root(root), root, checker)
-        else:
-            locked = lint_mod.LockView.load(lock) if lock is not None else None
-            findings = lint_mod.lint_sources(sources, locked, checker)
-    except Exception as error:  # one line for the user; traceback only with -v
-        out.fail(error)
-    sys.stdout.write(report.render(findings, fmt))
+    checker = Remote(registry, settings, out.progress) if remote else None
+    findings = lint_cmd.lint(sources, root=root, lock_path=lock, remote=checker)
+    sys.stdout.write(report.render(findings, fmt.value))
     counts = report.summary(findings)
     if not out.quiet:
         errors, warnings = _count(counts["errors"], "error"), _count(counts["warnings"], "warning")
@@ -336,25 +342,13 @@ def _count(number: int, noun: str) -> str:
 @app.command("list")
 @output_command
 def list_(
-    paths: Optional[List[str]] = typer.Argument(
-        None, metavar="PATH", help="Unit files or directories (default: .)."
-    ),
-    root: Optional[str] = typer.Option(
-        None, "--root", help="What bootc binds from this image root, and its embedded store."
-    ),
+    paths: Optional[List[str]] = _paths("Unit files or directories (default: .)."),
+    root: Optional[str] = _root("What bootc binds from this image root, and its embedded store."),
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
     out: Output = OUTPUT,
 ) -> None:
     """List images: bootc's logical ones and the embedded store (--root), or each unit's."""
-    sources = _sources_or_root(paths, root)
-    try:
-        if root is not None:
-            image_root = Root(root)
-            items = listing.list_root(image_root, listing.root_display(image_root, root))
-        else:
-            items = listing.list_units(sources)
-    except Exception as error:  # one line for the user; traceback only with -v
-        out.fail(error)
+    items = list_cmd.list_images(_sources_or_root(paths, root), root)
     if as_json:
         typer.echo(json.dumps([asdict(item) for item in items], indent=2))
         return
@@ -376,17 +370,13 @@ app.add_typer(store_app, name="store")
 def store_init(
     root: str = ROOT,
     store: str = STORE,
-    driver: str = DRIVER,
+    driver: Driver = DRIVER,
     out: Output = OUTPUT,
 ) -> None:
     """Create an empty store that podman accepts even read-only (idempotent)."""
-    try:
-        target = Store(Root(root), store, driver)
-        created = target.init()
-    except Exception as error:  # one line for the user; traceback only with -v
-        out.fail(error)
+    inner, created = store_cmd.init(root, store, driver.value)
     if not out.quiet:
-        typer.echo(f"{'created' if created else 'unchanged'} {target.inner} ({driver})")
+        typer.echo(f"{'created' if created else 'unchanged'} {inner} ({driver.value})")
 
 
 def main() -> None:

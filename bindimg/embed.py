@@ -21,6 +21,7 @@ from bindimg import flatten, skopeo
 from bindimg.errors import ExternalError, InputError
 from bindimg.fetch import Fetched, fetch
 from bindimg.platforms import Platform
+from bindimg.registry import Registry
 from bindimg.resolve import Settings
 from bindimg.rootfs import Root
 from bindimg.skopeo import RegistryOptions, SkopeoError
@@ -70,8 +71,10 @@ class Embedder:
         options: EmbedOptions,
         settings: Settings,
         progress: Callable[[str], None] = lambda _: None,
+        registry: Registry = skopeo,
     ) -> None:
         options.check()
+        self.registry = registry
         self.options = options
         self.store = Store(root, options.store, options.driver)
         self.platform = Platform.parse(options.platform) if options.platform else Platform.host()
@@ -146,7 +149,8 @@ class Embedder:
         if mode != "always" and f"{name}@{digest}" in self.stored():
             return Prepared(name, digest, digest, False, None)
         self.progress(f"fetching {name}@{digest}")
-        fetched = fetch(name, digest, options, self.platform, self._work("image"), self.settings)
+        work = self._work("image")
+        fetched = fetch(name, digest, options, self.platform, work, self.settings, self.registry)
         found = flatten.markers(fetched.layers)
         if mode == "always" or (mode == "auto" and found):
             why = f"whiteouts ({found[0]})" if found else "--flatten always"
@@ -163,7 +167,8 @@ class Embedder:
 
     def _flattened(self, name: str, upstream: str, options: RegistryOptions) -> Prepared:
         self.progress(f"fetching {name}@{upstream}")
-        fetched = fetch(name, upstream, options, self.platform, self._work("image"), self.settings)
+        work = self._work("image")
+        fetched = fetch(name, upstream, options, self.platform, work, self.settings, self.registry)
         return self._flatten(name, upstream, fetched, "pinned flattened")
 
     def _flatten(self, name: str, upstream: str, fetched: Fetched, why: str) -> Prepared:
@@ -195,7 +200,7 @@ class Embedder:
                 assert item.source is not None
                 self.progress(f"copying {reference} into {self.store.inner}")
                 try:
-                    skopeo.copy_local(
+                    self.registry.copy_local(
                         item.source,
                         self.store.reference(runroot, reference),
                         platform=item.platform,
@@ -232,7 +237,7 @@ class Embedder:
             return
         for reference in reversed(added):
             with contextlib.suppress(SkopeoError):
-                skopeo.delete_local(self.store.reference(runroot, reference))
+                self.registry.delete_local(self.store.reference(runroot, reference))
         self.store.tidy()
 
 

@@ -9,10 +9,10 @@ from __future__ import annotations
 import unicodedata
 from typing import Optional
 
-EXIT_OK = 0
 EXIT_FINDINGS = 1
 EXIT_USAGE = 2
 EXIT_EXTERNAL = 3
+EXIT_INTERNAL = 70  # a bug in bindimg, never the user's input
 
 
 class BindimgError(Exception):

@@ -20,6 +20,7 @@ from typing import Any, Optional, TypeVar
 from bindimg import skopeo
 from bindimg.errors import ExternalError, InputError
 from bindimg.platforms import Platform, choose
+from bindimg.registry import Registry
 from bindimg.resolve import Settings, digest_of, media_type_of, retrying
 from bindimg.skopeo import RegistryOptions, SkopeoError
 
@@ -50,11 +51,12 @@ def fetch(
     wanted: Platform,
     workdir: str,
     settings: Settings,
+    registry: Registry = skopeo,
 ) -> Fetched:
     """The image `name@digest` for `wanted` in `workdir` (which must not exist yet)."""
     reference = f"{name}@{digest}"
     raw = _retrying(
-        settings, reference, lambda: skopeo.inspect_raw(reference, options, timeout=settings.timeout)
+        settings, reference, lambda: registry.inspect_raw(reference, options, timeout=settings.timeout)
     )
     if digest_of(raw) != digest:
         raise ExternalError(f"{reference}: the registry served a manifest with another digest; try again")
@@ -74,10 +76,10 @@ def fetch(
     _retrying(
         settings,
         reference,
-        lambda: skopeo.copy_from_registry(f"{name}@{instance}", f"dir:{served}", options),
+        lambda: registry.copy_from_registry(f"{name}@{instance}", f"dir:{served}", options),
     )
     try:
-        skopeo.copy_local(f"dir:{served}", f"dir:{plain}", decompress=True)
+        registry.copy_local(f"dir:{served}", f"dir:{plain}", decompress=True)
     except SkopeoError as error:
         raise ExternalError(f"{reference}: cannot unpack its layers: {error.message}") from None
     if instance != digest:

@@ -13,6 +13,9 @@ differs between Python versions), every file's mode (setuid included), owner, mt
 xattrs (`security.capability` as PAX `SCHILY.xattr.*`), hardlinks, device nodes and
 symlinks kept. The layer is stored uncompressed: its digest then is its diff_id, and no
 compressor version (zlib, zlib-ng) can change the flattened image's digest.
+
+One module over 400 lines: the tree and its byte-exact tar writer are one algorithm whose
+halves share the private `_Node`/`_Entry` types.
 """
 
 from __future__ import annotations

@@ -1,7 +1,8 @@
-"""The byte-exact edit that pins a unit: value bytes, provenance comment, storage argument.
+"""Every byte-exact edit of a unit: value bytes, provenance comment, storage argument, lines.
 
-Pure functions over the decoded text (decoding is strict UTF-8, so a str edit re-encodes to
-exactly the original bytes everywhere else).
+Edits never go through a parse-and-write cycle (that would reformat the file); they are pure
+functions over the decoded text that splice it, and because decoding is strict UTF-8 the
+edited text re-encodes to exactly the original bytes everywhere except the splice.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Optional
 
-from bindimg.quadlet import insert_line, parse_quadlet, remove_line, replace_value, value_span
+from bindimg.quadlet import KV_WS, QUADLET_WS, parse_quadlet
 
 PROVENANCE = "# bindimg: pinned from "
 BOOTC_STORAGE = "/usr/lib/bootc/storage"
@@ -117,3 +118,90 @@ def set_key(text: str, path: str, group: str, key: str, value: str, after_line: 
     if current_value(text, found.line) == value:
         return text
     return replace_value(text, found.line, value)
+
+
+# --- splicing physical lines ----------------------------------------------------------------
+
+
+def _line_bounds(text: str, line: int) -> tuple[int, int, int]:
+    """(start, content end without "\\n" or a CRLF's "\\r", end including the line ending)."""
+    if line < 1:
+        raise ValueError(f"no line {line}")
+    start = 0
+    for _ in range(line - 1):
+        nl = text.find("\n", start)
+        if nl == -1:
+            raise ValueError(f"no line {line}")
+        start = nl + 1
+    if start >= len(text):
+        raise ValueError(f"no line {line}")
+    nl = text.find("\n", start)
+    if nl == -1:
+        return start, len(text), len(text)
+    content_end = nl - 1 if nl > start and text[nl - 1] == "\r" else nl
+    return start, content_end, nl + 1
+
+
+def _line_count(text: str) -> int:
+    return text.count("\n") + (0 if text == "" or text.endswith("\n") else 1)
+
+
+def value_span(text: str, line: int) -> tuple[int, int]:
+    """Offsets of the value on a physical line, so an edit touches nothing else."""
+    start, content_end, _ = _line_bounds(text, line)
+    eq = text.find("=", start, content_end)
+    if eq == -1:
+        raise ValueError(f"line {line} has no '='")
+    region = text[eq + 1 : content_end].rstrip(QUADLET_WS)
+    body = region.lstrip(KV_WS)
+    value_start = eq + 1 + len(region) - len(body)
+    return value_start, eq + 1 + len(region)
+
+
+def replace_value(text: str, line: int, new_value: str) -> str:
+    """Swap only the value characters of that line; indentation, spacing and EOL stay."""
+    if "\n" in new_value or "\r" in new_value:
+        raise ValueError("a value cannot contain a line break")
+    start, end = value_span(text, line)
+    return text[:start] + new_value + text[end:]
+
+
+def line_prefix(text: str, line: int) -> str:
+    """The indentation of a line, so inserted lines match their neighbours."""
+    start, content_end, _ = _line_bounds(text, line)
+    content = text[start:content_end]
+    return content[: len(content) - len(content.lstrip(QUADLET_WS.replace("\r", "")))]
+
+
+def line_ending(text: str, line: int) -> str:
+    """The line's own ending, so inserted lines keep the file's CRLF or LF style."""
+    _, content_end, end = _line_bounds(text, line)
+    return text[content_end:end]
+
+
+def _file_ending(text: str) -> str:
+    nl = text.find("\n")
+    if nl > 0 and text[nl - 1] == "\r":
+        return "\r\n"
+    return "\n"
+
+
+def insert_line(text: str, before_line: int, content: str, *, like: int) -> str:
+    """Insert a physical line styled like line ``like``; every existing byte stays."""
+    if "\n" in content or "\r" in content:
+        raise ValueError("inserted content cannot contain a line break")
+    prefix = line_prefix(text, like)
+    ending = line_ending(text, like)
+    count = _line_count(text)
+    if before_line == count + 1:
+        if text and not text.endswith("\n"):
+            text += _file_ending(text)
+        return text + prefix + content + ending
+    start, _, _ = _line_bounds(text, before_line)
+    return text[:start] + prefix + content + (ending or _file_ending(text)) + text[start:]
+
+
+def remove_line(text: str, line: int) -> str:
+    """Delete one physical line and its ending (a last line has none: the previous "\\n" stays)."""
+    start, _, end = _line_bounds(text, line)
+    return text[:start] + text[end:]

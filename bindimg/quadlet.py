@@ -1,4 +1,4 @@
-"""Read Quadlet unit files exactly as Podman Quadlet does, and edit them byte for byte.
+"""Read Quadlet unit files exactly as Podman Quadlet does; the Quadlet vocabulary, named once.
 
 Quadlet has its own line parser (podman ``pkg/systemd/parser``), which is neither systemd's nor
 a generic INI reader: continuations join with nothing, blank and comment lines inside a
@@ -7,10 +7,7 @@ We mirror podman >= 5.4; where later releases read units differently, the rules 
 version a unit is read for apply (`PodmanVersion`, newest by default), so that bindimg pins the
 image systemd will really run. tests/test_generators.py proves this reading against the real
 generators of podman 5.4.2 and 5.8.x.
-
-Edits never go through a parse-and-write cycle (that would reformat the file); they splice the
-decoded text, and because decoding is strict UTF-8 the edited text re-encodes to the original
-bytes everywhere except the splice.
+The byte-exact edits of unit files are in `bindimg.pin`.
 """
 
 from __future__ import annotations
@@ -20,6 +17,29 @@ from dataclasses import dataclass, field
 from typing import Optional, Sequence
 
 from bindimg.errors import InputError, excerpt
+
+# The vocabulary of Quadlet units, named once (podman pkg/systemd/quadlet/quadlet.go: the
+# groups and keys bindimg reads; every other module imports these, never spells them).
+CONTAINER = "Container"
+IMAGE = "Image"
+VOLUME = "Volume"
+GROUP_OF_EXTENSION = {".container": CONTAINER, ".image": IMAGE, ".volume": VOLUME}
+SOURCE_EXTENSIONS = tuple(GROUP_OF_EXTENSION)  # the units that can name an image
+KEY_IMAGE = "Image"
+KEY_GLOBAL_ARGS = "GlobalArgs"
+KEY_PULL = "Pull"
+KEY_POLICY = "Policy"
+KEY_AUTH_FILE = "AuthFile"
+KEY_ALL_TAGS = "AllTags"
+KEY_IMAGE_TAG = "ImageTag"
+KEY_AUTO_UPDATE = "AutoUpdate"
+KEY_ROOTFS = "Rootfs"
+KEY_LABEL = "Label"
+KEY_DRIVER = "Driver"
+KEY_TLS_VERIFY = "TLSVerify"
+KEY_CERT_DIR = "CertDir"
+KEY_CREDS = "Creds"
+KEY_MOUNT = "Mount"
 
 # Go's unicode.IsSpace, which strings.TrimSpace and TrimRightFunc use. Python's default
 # str.strip() would also strip \x1c-\x1f, which Go keeps.
@@ -31,7 +51,7 @@ QUADLET_WS = (
 
 # Around "=" Quadlet tests single bytes with unicode.IsSpace; in valid UTF-8 the bytes 0x85 and
 # 0xA0 are never a character of their own, so only these ASCII ones can match a whole character.
-_KV_WS = "\t\n\v\f\r "
+KV_WS = "\t\n\v\f\r "
 
 _BOM = b"\xef\xbb\xbf"
 
@@ -203,8 +223,8 @@ def parse_quadlet(text: str, path: str, podman: PodmanVersion = NEWEST_PODMAN) -
                     "key file does not start with a group", path=path, line=line_nr
                 )
             eq = line.index("=")
-            key = line[:eq].rstrip(_KV_WS)
-            value = line[eq + 1 :].lstrip(_KV_WS)
+            key = line[:eq].rstrip(KV_WS)
+            value = line[eq + 1 :].lstrip(KV_WS)
             unit.groups[current].append(Assignment(path, current, key, value, start, line_nr))
         else:
             raise QuadletParseError(
@@ -338,87 +358,3 @@ def _rune(code: int) -> str:
 
 
 # --- byte-exact editing on the decoded text -------------------------------------------------
-
-
-def _line_bounds(text: str, line: int) -> tuple[int, int, int]:
-    """(start, content end without "\\n" or a CRLF's "\\r", end including the line ending)."""
-    if line < 1:
-        raise ValueError(f"no line {line}")
-    start = 0
-    for _ in range(line - 1):
-        nl = text.find("\n", start)
-        if nl == -1:
-            raise ValueError(f"no line {line}")
-        start = nl + 1
-    if start >= len(text):
-        raise ValueError(f"no line {line}")
-    nl = text.find("\n", start)
-    if nl == -1:
-        return start, len(text), len(text)
-    content_end = nl - 1 if nl > start and text[nl - 1] == "\r" else nl
-    return start, content_end, nl + 1
-
-
-def _line_count(text: str) -> int:
-    return text.count("\n") + (0 if text == "" or text.endswith("\n") else 1)
-
-
-def value_span(text: str, line: int) -> tuple[int, int]:
-    """Offsets of the value on a physical line, so an edit touches nothing else."""
-    start, content_end, _ = _line_bounds(text, line)
-    eq = text.find("=", start, content_end)
-    if eq == -1:
-        raise ValueError(f"line {line} has no '='")
-    region = text[eq + 1 : content_end].rstrip(QUADLET_WS)
-    body = region.lstrip(_KV_WS)
-    value_start = eq + 1 + len(region) - len(body)
-    return value_start, eq + 1 + len(region)
-
-
-def replace_value(text: str, line: int, new_value: str) -> str:
-    """Swap only the value characters of that line; indentation, spacing and EOL stay."""
-    if "\n" in new_value or "\r" in new_value:
-        raise ValueError("a value cannot contain a line break")
-    start, end = value_span(text, line)
-    return text[:start] + new_value + text[end:]
-
-
-def line_prefix(text: str, line: int) -> str:
-    """The indentation of a line, so inserted lines match their neighbours."""
-    start, content_end, _ = _line_bounds(text, line)
-    content = text[start:content_end]
-    return content[: len(content) - len(content.lstrip(QUADLET_WS.replace("\r", "")))]
-
-
-def line_ending(text: str, line: int) -> str:
-    """The line's own ending, so inserted lines keep the file's CRLF or LF style."""
-    _, content_end, end = _line_bounds(text, line)
-    return text[content_end:end]
-
-
-def _file_ending(text: str) -> str:
-    nl = text.find("\n")
-    if nl > 0 and text[nl - 1] == "\r":
-        return "\r\n"
-    return "\n"
-
-
-def insert_line(text: str, before_line: int, content: str, *, like: int) -> str:
-    """Insert a physical line styled like line ``like``; every existing byte stays."""
-    if "\n" in content or "\r" in content:
-        raise ValueError("inserted content cannot contain a line break")
-    prefix = line_prefix(text, like)
-    ending = line_ending(text, like)
-    count = _line_count(text)
-    if before_line == count + 1:
-        if text and not text.endswith("\n"):
-            text += _file_ending(text)
-        return text + prefix + content + ending
-    start, _, _ = _line_bounds(text, before_line)
-    return text[:start] + prefix + content + (ending or _file_ending(text)) + text[start:]
-
-
-def remove_line(text: str, line: int) -> str:
-    """Delete one physical line and its ending (a last line has none: the previous "\\n" stays)."""
-    start, _, end = _line_bounds(text, line)
-    return text[:start] + text[end:]

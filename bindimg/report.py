@@ -12,7 +12,7 @@ from typing import Any
 from urllib.parse import quote
 
 from bindimg import __version__
-from bindimg.lint import ERROR, RULES, WARNING, Finding
+from bindimg.findings import ERROR, RULES, WARNING, Finding
 
 FORMATS = ("text", "json", "github", "sarif")
 SARIF_SCHEMA = "https://docs.oasis-open.org/sarif/sarif/v2.1.0/errata01/os/schemas/sarif-schema-2.1.0.json"

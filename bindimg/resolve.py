@@ -16,6 +16,7 @@ from typing import TypeVar
 
 from bindimg import skopeo
 from bindimg.errors import ExternalError
+from bindimg.registry import Registry
 from bindimg.skopeo import RegistryOptions, SkopeoError
 
 DEFAULT_JOBS = 8
@@ -103,12 +104,15 @@ def retrying(
 
 
 def resolve_one(
-    request: Request, settings: Settings, sleep: Callable[[float], None] = time.sleep
+    request: Request,
+    settings: Settings,
+    sleep: Callable[[float], None] = time.sleep,
+    registry: Registry = skopeo,
 ) -> Resolved:
     """Ask the registry, retrying transient failures with exponential back-off."""
     raw = retrying(
         settings,
-        lambda: skopeo.inspect_raw(request.reference, request.options, timeout=settings.timeout),
+        lambda: registry.inspect_raw(request.reference, request.options, timeout=settings.timeout),
         lambda error, tries: ResolveError(
             f"cannot resolve {request.reference}: {error.message}{tries}; "
             "check the reference, the registry and its credentials",
@@ -123,6 +127,7 @@ def resolve_each(
     requests: Iterable[Request],
     settings: Settings,
     progress: Callable[[str], None] = lambda _: None,
+    registry: Registry = skopeo,
 ) -> dict[Request, Resolved | ExternalError]:
     """Resolve every distinct request concurrently; each one's result or its own failure."""
     unique = sorted(set(requests), key=lambda r: (r.reference, repr(r.options)))
@@ -132,7 +137,7 @@ def resolve_each(
     def work(request: Request) -> Resolved | ExternalError:
         progress(f"resolving {request.reference}")
         try:
-            return resolve_one(request, settings)
+            return resolve_one(request, settings, registry=registry)
         except ExternalError as error:
             return error
 
@@ -144,9 +149,10 @@ def resolve_all(
     requests: Iterable[Request],
     settings: Settings,
     progress: Callable[[str], None] = lambda _: None,
+    registry: Registry = skopeo,
 ) -> dict[Request, Resolved]:
     """Resolve every distinct request concurrently; the first failure (in sorted order) is raised."""
-    outcomes = resolve_each(requests, settings, progress)
+    outcomes = resolve_each(requests, settings, progress, registry)
     failures = [o for o in outcomes.values() if isinstance(o, ExternalError)]
     if failures:
         more = f" (and {len(failures) - 1} more)" if len(failures) > 1 else ""

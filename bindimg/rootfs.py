@@ -11,8 +11,11 @@ from __future__ import annotations
 import os
 import posixpath
 from collections import deque
+from collections.abc import Callable
 
 from bindimg.errors import InputError
+
+Display = Callable[[str], str]  # a host path as the user should see it
 
 # Linux's own limit for symlinks followed in one lookup (MAXSYMLINKS).
 MAX_SYMLINKS = 40
@@ -78,3 +81,19 @@ class Root:
                 continue
             done.append(part)
         return os.path.join(self.host, *done)
+
+
+def root_display(root: Root, shown: str) -> Display:
+    """Host paths under `root` as the user wrote the root (`--root build` -> `build/usr/...`)."""
+
+    def display(host: str) -> str:
+        inner = root.inner_path(host)
+        return host if inner is None else os.path.join(shown, inner.lstrip("/"))
+
+    return display
+
+
+def cwd_display(path: str) -> str:
+    """A source path relative to the working directory when it is below it (CI annotations)."""
+    relative = os.path.relpath(path)
+    return path if relative.startswith(os.pardir) else relative

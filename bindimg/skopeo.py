@@ -10,7 +10,6 @@ import base64
 import json
 import os
 import re
-import shutil
 import subprocess
 import tempfile
 from collections.abc import Iterator, Sequence
@@ -66,10 +65,6 @@ class SkopeoError(ExternalError):
         super().__init__(message)
         self.stderr = stderr
         self.transient = transient
-
-
-def available() -> bool:
-    return shutil.which(SKOPEO) is not None
 
 
 def inspect_raw(

@@ -75,9 +75,6 @@ class Store:
             self._path(f"{self.driver}-layers", "layers.lock"),
         )
 
-    def exists(self) -> bool:
-        return os.path.isdir(self.host)
-
     def init(self) -> list[str]:
         """Create the store's directories (0700, as containers-common does) and lock files.
 
@@ -148,3 +145,8 @@ class Store:
             else:
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(path)
+
+
+def store_images(root: Root) -> list[str]:
+    """Every image name in the embedded store, overlay's then vfs's (either driver may be used)."""
+    return [name for driver in DRIVERS for name in sorted(Store(root, DEFAULT_STORE, driver).names())]

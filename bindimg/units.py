@@ -1,256 +1,46 @@
-"""Quadlet units as the two consumers see them: Podman Quadlet (drop-ins, search paths) and bootc.
+"""A unit's `Image=` as the two consumers read it: Podman Quadlet (drop-ins applied) and bootc.
 
-A `UnitSet` reads units from an ordered list of search directories the way Quadlet does:
-the first file of a name wins, drop-ins are collected from every search directory in
-Quadlet's order and merged by base name. `image_setting` then answers, for one unit, which
-`Image=` Podman will run, which one bootc will bind, and where each comes from.
+`image_setting` answers, for one unit of a `UnitSet` (`bindimg.unitset`), which `Image=`
+Podman will run, which one bootc will bind, and where each comes from; the `*_problem`
+functions and `image_reference` say why it cannot be bound, in the words `lint` reports.
 """
 
 from __future__ import annotations
 
 import csv
-import os
 import posixpath
 from dataclasses import dataclass
 from typing import Optional
 
-from bindimg import fsutil, pin, reference
+from bindimg import pin, reference
 from bindimg.bootcini import BootcParseError, BootcValue, parse_bootc
 from bindimg.errors import InputError, excerpt
 from bindimg.quadlet import (
-    NEWEST_PODMAN,
+    CONTAINER,
+    GROUP_OF_EXTENSION,
+    IMAGE,
+    KEY_AUTH_FILE,
+    KEY_CERT_DIR,
+    KEY_CREDS,
+    KEY_DRIVER,
+    KEY_IMAGE,
+    KEY_IMAGE_TAG,
+    KEY_MOUNT,
+    KEY_ROOTFS,
+    KEY_TLS_VERIFY,
+    VOLUME,
     Assignment,
     PodmanVersion,
     UnitFile,
-    decode_unit,
-    parse_quadlet,
     split_args,
 )
 from bindimg.reference import ReferenceError, ValueKind
 from bindimg.rootfs import Root
 from bindimg.skopeo import RegistryOptions
+from bindimg.unitset import Source, UnitSet, parsed_dropins
 
-# Rootful Quadlet directories, highest precedence first (podman pkg/systemd/quadlet/unitdirs.go).
-ROOTFUL_DIRS = (
-    "/run/containers/systemd",
-    "/etc/containers/systemd",
-    "/usr/share/containers/systemd",
-)
-INSTALL_DIR = "/usr/share/containers/systemd"
-ROOTLESS_DIR = "/etc/containers/systemd/users"
-# Quadlet's own hard cap would be memory; a unit is a few hundred bytes. Refuse absurd files
-# before decoding them so that a stray disk image passed by mistake fails fast.
-MAX_UNIT_BYTES = 16 * 1024 * 1024
-
-IMAGE_GROUPS = {".container": "Container", ".image": "Image", ".volume": "Volume"}
-# 5.6.0: drop-ins are chosen by directory name first, then search directory (a unit's own
-# foo.container.d anywhere beats container.d); before, by search directory first.
-DROPIN_NAME_FIRST = (5, 6, 0)
-# Files with these extensions are Quadlet units (podman SupportedExtensions); `.artifact`
-# since 5.7.0.
-QUADLET_EXTENSIONS = (".container", ".volume", ".kube", ".network", ".image", ".build", ".pod")
-ARTIFACT_UNITS = (5, 7, 0)
 # 5.6.0: a Mount= without type= is a volume mount; before, Quadlet rejected the unit.
-MOUNT_TYPE_DEFAULT = (5, 6, 0)
-
-
-def dropin_dir_names(filename: str) -> list[str]:
-    """Drop-in directory names for a unit, most specific first (podman GetUnitDropinPaths)."""
-    stem, ext = posixpath.splitext(filename)
-    unit, sep, instance = stem.partition("@")
-    is_template = bool(sep)
-    dropin_ext = ext + ".d"
-    names = [dropin_ext.lstrip(".")]
-    parts = unit.split("-")
-    for i in range(len(parts) - 1):
-        truncated = "-".join(parts[: i + 1]) + "-"
-        names.append(truncated + dropin_ext)
-        if is_template:
-            names.append(truncated + "@" + dropin_ext)
-    if instance:
-        names.append(unit + "@" + dropin_ext)
-    names.append(filename + ".d")
-    names.reverse()
-    return names
-
-
-def read_text(path: str, display: Optional[str] = None) -> str:
-    """A unit or drop-in's text, refusing what neither parser could read sensibly."""
-    shown = display or path
-    data = fsutil.read_input(
-        path,
-        MAX_UNIT_BYTES,
-        what="unit file",
-        missing="no such file (a dangling symlink?); fix or remove it",
-        shown=shown,
-    )
-    return decode_unit(data, shown)
-
-
-@dataclass(frozen=True)
-class Source:
-    """One parsed file: its host path, its text and Quadlet's reading of it."""
-
-    path: str
-    text: str
-    unit: UnitFile
-
-
-class UnitSet:
-    """Units and drop-ins found in ordered search directories (host paths).
-
-    With a `root`, every path under it is resolved inside it before it is read (SPEC
-    invariant 6): a unit, drop-in directory or drop-in that is a symlink to `/etc/passwd` or
-    `../../..` means that path *in the image*, never the host's file.
-    """
-
-    def __init__(
-        self, search_dirs: list[str], root: Optional[Root] = None, *, podman: PodmanVersion = NEWEST_PODMAN
-    ) -> None:
-        self.search_dirs = search_dirs
-        self.root = root
-        self.podman = podman
-        self._cache: dict[str, Source] = {}
-        self._units: Optional[tuple[dict[str, str], list[InputError]]] = None
-        self._listings: dict[str, Optional[frozenset[str]]] = {}
-
-    def _listed(self, directory: str, name: str) -> bool:
-        """Whether `name` may be in a search directory, each listed once: most of the drop-in
-        directory names tried for every unit do not exist, and resolving each one inside the
-        root would cost more than the whole rest of a lint run."""
-        if directory not in self._listings:
-            try:
-                self._listings[directory] = frozenset(os.listdir(directory))
-            except OSError:
-                self._listings[directory] = None  # unknown: try every name
-        names = self._listings[directory]
-        return names is None or name in names
-
-    def host(self, path: str) -> str:
-        """`path` with its symlinks resolved inside the root (unchanged without a root)."""
-        inner = self.root.inner_path(path) if self.root is not None else None
-        return path if self.root is None or inner is None else self.root.resolve(inner)
-
-    def load(self, path: str, text: Optional[str] = None) -> Source:
-        if path not in self._cache:
-            body = read_text(self.host(path), path) if text is None else text
-            self._cache[path] = Source(path, body, parse_quadlet(body, path, self.podman))
-        return self._cache[path]
-
-    def find(self, filename: str) -> Optional[str]:
-        """Host path of the unit Quadlet would use for `filename`, if any (resolved in the root)."""
-        for directory in self.search_dirs:
-            candidate = self.host(os.path.join(directory, filename))
-            if os.path.isfile(candidate):
-                return candidate
-        return None
-
-    def dropins(self, filename: str) -> list[Source]:
-        """The drop-ins Quadlet merges into `filename`, in merge order."""
-        return [self.load(path) for path in self.dropin_paths(filename)]
-
-    def dropin_paths(self, filename: str) -> list[str]:
-        """Host paths of those drop-ins, unparsed: a caller can then skip one that fails, as Quadlet does.
-
-        Of drop-ins with the same file name the first one found wins; `DROPIN_NAME_FIRST` says
-        in which order the directories are tried (podman cmd/quadlet/main.go loadUnitDropins).
-        """
-        chosen: dict[str, str] = {}
-        pairs = [(d, n) for d in self.search_dirs for n in dropin_dir_names(filename)]
-        if self.podman >= DROPIN_NAME_FIRST:
-            pairs = [(d, n) for n in dropin_dir_names(filename) for d in self.search_dirs]
-        for directory, name in pairs:
-            if not self._listed(directory, name):
-                continue
-            dropin_dir = self.host(os.path.join(directory, name))
-            try:
-                entries = sorted(os.listdir(dropin_dir))
-            except (FileNotFoundError, NotADirectoryError):
-                continue
-            except OSError as error:  # e.g. EACCES: its drop-ins could change Image=
-                reason = f"cannot read: {error.strerror}; fix its permissions"
-                raise InputError(reason, path=dropin_dir) from None
-            for entry in entries:
-                if entry.endswith(".conf") and entry not in chosen:
-                    chosen[entry] = os.path.join(dropin_dir, entry)
-        # Byte-wise order, as Quadlet sorts; fsencode keeps a non-UTF-8 name's own bytes.
-        return [chosen[name] for name in sorted(chosen, key=os.fsencode)]
-
-
-    def quadlet_units(self) -> tuple[dict[str, str], list[InputError]]:
-        """The file Quadlet generates each unit from, and the errors of the files it cannot load.
-
-        Paths are in their search directory, symlinks unresolved: a unit is named by its link.
-        As podman's loadUnitsFromDir (cmd/quadlet/main.go): the first file of a name that loads
-        wins; one that does not load is passed over, and takes every other unit of its
-        directory down with it (those names still count as found, so a lower directory's file
-        of the same name is not used either).
-        """
-        if self._units is not None:
-            return self._units
-        extensions = QUADLET_EXTENSIONS + ((".artifact",) if self.podman >= ARTIFACT_UNITS else ())
-        chosen: dict[str, str] = {}
-        errors: list[InputError] = []
-        seen: set[str] = set()
-        for directory in self.search_dirs:
-            try:
-                names = sorted(os.listdir(directory), key=os.fsencode)
-            except OSError:
-                continue
-            loaded: dict[str, str] = {}
-            failed = False
-            for name in names:
-                if name in seen or not name.endswith(extensions):
-                    continue
-                path = os.path.join(directory, name)
-                try:
-                    self.load(path)
-                except InputError as error:
-                    errors.append(error)
-                    failed = True
-                    continue
-                seen.add(name)
-                loaded[name] = path
-            if not failed:
-                chosen.update(loaded)
-        self._units = chosen, errors
-        return self._units
-
-
-def search_dirs(root: Root, inner_dirs: tuple[str, ...] = ROOTFUL_DIRS) -> list[str]:
-    """Each directory then its subdirectories, depth first, skipping `*.d` (AppendSubPaths).
-
-    On the rootful search path, /run's and /etc's walks skip everything whose resolved path
-    starts with that of /etc/containers/systemd/users: rootless units (podman unitdirs.go
-    GetUserLevelFilter, a plain string prefix). A source tree (other `inner_dirs`) is searched
-    whole, as QUADLET_UNIT_DIRS is.
-    """
-    found: list[str] = []
-    seen: set[str] = set()
-    rootless = root.resolve(ROOTLESS_DIR) if inner_dirs == ROOTFUL_DIRS else None
-
-    def walk(path: str, filtered: bool) -> None:
-        real = os.path.realpath(path)
-        if real in seen or not os.path.isdir(path):
-            return
-        if filtered and rootless is not None and real.startswith(rootless):
-            return
-        seen.add(real)
-        found.append(path)
-        try:
-            names = sorted(os.listdir(path))
-        except OSError:
-            return
-        for name in names:
-            child = os.path.join(path, name)
-            if name.endswith(".d") or not os.path.isdir(child):
-                continue
-            inner = root.inner_path(child)
-            walk(root.resolve(inner) if inner is not None else child, filtered)
-
-    for inner in inner_dirs:
-        walk(root.resolve(inner), inner != INSTALL_DIR)
-    return found
+MOUNT_TYPE_DEFAULT: PodmanVersion = (5, 6, 0)
 
 
 @dataclass(frozen=True)
@@ -269,13 +59,27 @@ class ImageSetting:
     def from_dropin(self) -> bool:
         return self.assignment is not None and self.assignment.path != self.source.path
 
+    @property
+    def names_image(self) -> bool:
+        """The unit runs an image: every .container and .image; a .volume only with
+        `Driver=image` (podman quadlet.go ConvertVolume: other drivers ignore Image=)."""
+        return self.group != VOLUME or self.merged.lookup(VOLUME, KEY_DRIVER) == "image"
+
+    @property
+    def runs_rootfs(self) -> bool:
+        """A .container that runs `Rootfs=` instead of an image (podman quadlet.go
+        ConvertContainer: Rootfs= is used only when Image= is empty), so nothing to bind."""
+        return (
+            self.group == CONTAINER and not self.value and bool(self.merged.lookup(CONTAINER, KEY_ROOTFS))
+        )
+
 
 def image_setting(
     units: UnitSet, source: Source, filename: str, dropins: Optional[list[Source]] = None
 ) -> ImageSetting:
     """`dropins` defaults to every drop-in of `filename`; `lint` passes only those that parse."""
     ext = posixpath.splitext(filename)[1]
-    group = IMAGE_GROUPS.get(ext)
+    group = GROUP_OF_EXTENSION.get(ext)
     if group is None:
         raise InputError("not a .container or .image unit", path=source.path)
     applied = units.dropins(filename) if dropins is None else dropins
@@ -283,14 +87,14 @@ def image_setting(
     bootc_value: Optional[BootcValue] = None
     bootc_error: Optional[BootcParseError] = None
     try:
-        bootc_value = parse_bootc(source.text, source.path).get(group, {}).get("Image")
+        bootc_value = parse_bootc(source.text, source.path).get(group, {}).get(KEY_IMAGE)
     except BootcParseError as error:
         bootc_error = error
     return ImageSetting(
         source=source,
         group=group,
-        assignment=merged.lookup_last(group, "Image"),
-        value=merged.lookup(group, "Image"),
+        assignment=merged.lookup_last(group, KEY_IMAGE),
+        value=merged.lookup(group, KEY_IMAGE),
         merged=merged,
         bootc_value=bootc_value,
         bootc_error=bootc_error,
@@ -441,64 +245,15 @@ def is_true(value: Optional[str]) -> bool:
 
 def image_unit_registry_options(unit: UnitFile, root: Root) -> RegistryOptions:
     """A `.image` unit's own AuthFile=/Creds=/CertDir=/TLSVerify=; its paths are inside `root`."""
-    tls = unit.lookup("Image", "TLSVerify")
-    authfile = unit.lookup("Image", "AuthFile")
-    cert_dir = unit.lookup("Image", "CertDir")
+    tls = unit.lookup(IMAGE, KEY_TLS_VERIFY)
+    authfile = unit.lookup(IMAGE, KEY_AUTH_FILE)
+    cert_dir = unit.lookup(IMAGE, KEY_CERT_DIR)
     return RegistryOptions(
         authfile=root.resolve(authfile) if authfile else None,
-        creds=unit.lookup("Image", "Creds") or None,
+        creds=unit.lookup(IMAGE, KEY_CREDS) or None,
         cert_dir=root.resolve(cert_dir) if cert_dir else None,
         tls_verify=None if tls is None else is_true(tls),
     )
-
-
-SOURCE_EXTENSIONS = (".container", ".image", ".volume")
-
-
-def source_units(paths: list[str]) -> tuple[UnitSet, list[str]]:
-    """Units named by PATHs (files, or directories searched recursively) in a source tree.
-
-    Directories are searched as Quadlet searches its own (subdirectories, `*.d` skipped), so
-    that drop-ins next to the units apply; the result is sorted for stable output.
-    """
-    host = Root("/")
-    searched: list[str] = []  # directories whose units are all taken
-    dirs: list[str] = []  # directories that drop-ins and `.image` references come from
-    files: set[str] = set()
-    for path in paths:
-        absolute = os.path.abspath(path)
-        if os.path.isdir(absolute):
-            found = search_dirs(host, (absolute,))
-            searched.extend(found)
-            dirs.extend(d for d in found if d not in dirs)
-        elif os.path.isfile(absolute):
-            files.add(absolute)
-            if os.path.dirname(absolute) not in dirs:
-                dirs.append(os.path.dirname(absolute))
-        else:
-            raise InputError("no such file or directory", path=path)
-    for directory in searched:
-        for name in os.listdir(directory):
-            candidate = os.path.join(directory, name)
-            if name.endswith(SOURCE_EXTENSIONS) and os.path.isfile(candidate):
-                files.add(candidate)
-    return UnitSet(dirs), sorted(files)
-
-
-def parsed_dropins(units: UnitSet, filename: str) -> tuple[list[Source], list[InputError]]:
-    """The drop-ins of `filename` that parse, and the errors of those that do not.
-
-    Quadlet reports a drop-in it cannot parse and generates the unit without it; `lint` and
-    `list` do the same instead of failing the whole run.
-    """
-    good: list[Source] = []
-    errors: list[InputError] = []
-    for path in units.dropin_paths(filename):
-        try:
-            good.append(units.load(path))
-        except InputError as error:
-            errors.append(error)
-    return good, errors
 
 
 def quadlet_image(units: UnitSet, setting: ImageSetting) -> Optional[tuple[str, Assignment]]:
@@ -511,9 +266,9 @@ def quadlet_image(units: UnitSet, setting: ImageSetting) -> Optional[tuple[str, 
     value, assignment = setting.value, setting.assignment
     if not value or assignment is None:
         return None
-    if setting.group == "Image" or reference.classify(value) is not ValueKind.UNIT_REFERENCE:
+    if setting.group == IMAGE or reference.classify(value) is not ValueKind.UNIT_REFERENCE:
         return value, assignment
-    return named_unit_image(units, value, assignment, "Image")
+    return named_unit_image(units, value, assignment, KEY_IMAGE)
 
 
 def named_unit_image(units: UnitSet, value: str, assignment: Assignment, what: str) -> tuple[str, Assignment]:
@@ -541,16 +296,16 @@ def named_unit_image(units: UnitSet, value: str, assignment: Assignment, what: s
     merged = source.unit.merged([d.unit for d in parsed_dropins(units, value)[0]])
     # A .image without an Image= fails to convert and yields no name, even with an ImageTag=
     # (podman quadlet.go ConvertImage sets ResourceName only on success).
-    if value.endswith(".image") and merged.lookup("Image", "Image"):
-        for key in ("ImageTag", "Image"):
-            named = merged.lookup("Image", key)
-            supplied = merged.lookup_last("Image", key)
+    if value.endswith(".image") and merged.lookup(IMAGE, KEY_IMAGE):
+        for key in (KEY_IMAGE_TAG, KEY_IMAGE):
+            named = merged.lookup(IMAGE, key)
+            supplied = merged.lookup_last(IMAGE, key)
             if named and supplied is not None:
                 return named, supplied
     else:
         tags: list[Assignment] = []
         for item in merged.groups.get("Build", []):
-            if item.key == "ImageTag":
+            if item.key == KEY_IMAGE_TAG:
                 tags = [] if item.value == "" else [*tags, item]  # LookupAll: empty resets
         if tags:
             return tags[0].value, tags[0]
@@ -571,12 +326,12 @@ def image_mounts(units: UnitSet, setting: ImageSetting) -> list[tuple[str, Assig
     `type=T` is the type (none: rejected before podman 5.6, `volume` since); the last
     `source=`/`src=` field is the source. A mount Quadlet rejects is an InputError.
     """
-    if setting.group != "Container":
+    if setting.group != CONTAINER:
         return []
     found: list[tuple[str, Assignment]] = []
     values: list[Assignment] = []
-    for item in setting.merged.groups.get("Container", []):
-        if item.key == "Mount":
+    for item in setting.merged.groups.get(CONTAINER, []):
+        if item.key == KEY_MOUNT:
             values = [] if item.value == "" else [*values, item]  # LookupAllArgs: empty resets
     for item in values:
         for word in split_args(item.value) or []:
@@ -584,7 +339,7 @@ def image_mounts(units: UnitSet, setting: ImageSetting) -> list[tuple[str, Assig
             if mount is None:
                 continue
             if mount.endswith(".image"):
-                found.append(named_unit_image(units, mount, item, "Mount"))
+                found.append(named_unit_image(units, mount, item, KEY_MOUNT))
             else:
                 found.append((mount, item))
     return found

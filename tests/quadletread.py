@@ -10,18 +10,12 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from bindimg.commands.list import unit_image
 from bindimg.errors import InputError
-from bindimg.listing import unit_image
-from bindimg.quadlet import PodmanVersion
+from bindimg.quadlet import SOURCE_EXTENSIONS, PodmanVersion
 from bindimg.rootfs import Root
-from bindimg.units import (
-    SOURCE_EXTENSIONS,
-    UnitSet,
-    image_mounts,
-    image_setting,
-    parsed_dropins,
-    search_dirs,
-)
+from bindimg.units import image_mounts, image_setting
+from bindimg.unitset import UnitSet, parsed_dropins, search_dirs
 from tests.quadletgen import NO_SERVICE, ROOTFUL_DIRS, Outcome
 
 COMPARED = SOURCE_EXTENSIONS  # .build units are only followed, never listed
@@ -40,7 +34,7 @@ def read_root(root: Path, podman: PodmanVersion) -> dict[str, Outcome]:
     """An image root as the rootful generator reads it (its built-in search path)."""
     image_root = Root(str(root))
     dirs = search_dirs(image_root, tuple("/" + d for d in ROOTFUL_DIRS))
-    return _read(UnitSet(dirs, image_root, podman=podman))
+    return _read(UnitSet(dirs, image_root, podman))
 
 
 def _read(units: UnitSet) -> dict[str, Outcome]:

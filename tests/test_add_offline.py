@@ -12,20 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.treehash import bindimg, snapshot
-
-D1 = "sha256:" + "1" * 64
-D2 = "sha256:" + "2" * 64
-QDIR = "usr/share/containers/systemd"
-BOUND = "usr/lib/bootc/bound-images.d"
-STORAGE = "GlobalArgs=--storage-opt=additionalimagestore=/usr/lib/bootc/storage"
-
-
-def write(root: Path, rel: str, data: str | bytes) -> Path:
-    path = root / rel
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(data.encode() if isinstance(data, str) else data)
-    return path
+from tests.kit import BOUND, D1, D2, QDIR, STORAGE, run_bindimg, snapshot, write
 
 
 @pytest.fixture
@@ -36,8 +23,8 @@ def root(tmp_path: Path) -> Path:
 
 
 def add(root: Path, *units: str | Path, extra: tuple[str, ...] = ()) -> tuple[int, str, str]:
-    done = bindimg("add", "--root", str(root), *extra, *(str(u) for u in units))
-    return done.returncode, done.stdout, done.stderr
+    done = run_bindimg("add", "--root", str(root), *extra, *(str(u) for u in units))
+    return done.code, done.out, done.err
 
 
 def refused(
@@ -115,10 +102,7 @@ def test_provenance_comment_is_replaced_not_duplicated(root: Path) -> None:
         f"[Image]\n# bindimg: pinned from quay.io/a/b:1\nImage=quay.io/a/b:2@{D2}\n",
     )
     assert add(root, unit)[0] == 0
-    assert (
-        unit.read_text()
-        == f"[Image]\n# bindimg: pinned from quay.io/a/b:1\nImage=quay.io/a/b@{D2}\n"
-    )
+    assert unit.read_text() == f"[Image]\n# bindimg: pinned from quay.io/a/b:1\nImage=quay.io/a/b@{D2}\n"
 
 
 def test_container_naming_an_image_unit_links_the_image_unit(root: Path) -> None:
@@ -133,9 +117,7 @@ def test_container_naming_an_image_unit_links_the_image_unit(root: Path) -> None
     assert image.read_text() == f"[Image]\nImage=quay.io/org/base@{D1}\n"
 
 
-def test_unit_outside_the_root_is_installed_and_source_untouched(
-    tmp_path: Path, root: Path
-) -> None:
+def test_unit_outside_the_root_is_installed_and_source_untouched(tmp_path: Path, root: Path) -> None:
     src = write(tmp_path, "src/app.container", f"[Container]\nImage=quay.io/o/a@{D1}\n")
     write(tmp_path, "src/db.image", f"[Image]\nImage=quay.io/o/db@{D2}\n")
     web = write(tmp_path, "src/web.container", "[Container]\nImage=db.image\n")
@@ -212,9 +194,7 @@ def test_refusals_name_file_and_line(root: Path, text: str, line: int | None, ne
 
 def test_image_set_by_a_dropin_is_refused(root: Path) -> None:
     unit = write(root, f"{QDIR}/app.container", f"[Container]\nImage=quay.io/o/a@{D1}\n")
-    dropin = write(
-        root, f"{QDIR}/app.container.d/10-image.conf", f"[Container]\nImage=quay.io/o/b@{D2}\n"
-    )
+    dropin = write(root, f"{QDIR}/app.container.d/10-image.conf", f"[Container]\nImage=quay.io/o/b@{D2}\n")
     before = snapshot(root)
     code, _, err = add(root, unit)
     assert code == 2
@@ -226,9 +206,7 @@ def test_image_set_by_a_dropin_is_refused(root: Path) -> None:
 
 
 def test_bound_image_unit_with_authfile_is_refused(root: Path) -> None:
-    unit = write(
-        root, f"{QDIR}/a.image", f"[Image]\nImage=quay.io/o/a@{D1}\nAuthFile=/etc/a.json\n"
-    )
+    unit = write(root, f"{QDIR}/a.image", f"[Image]\nImage=quay.io/o/a@{D1}\nAuthFile=/etc/a.json\n")
     refused(root, unit, line=3, needle="AuthFile=")
 
 
@@ -282,5 +260,5 @@ def test_missing_file_is_refused(root: Path) -> None:
 def test_every_command_takes_version(command: list[str]) -> None:
     from bindimg import __version__
 
-    done = bindimg(*command, "--version")
-    assert (done.returncode, done.stdout, done.stderr) == (0, f"bindimg {__version__}\n", "")
+    done = run_bindimg(*command, "--version")
+    assert (done.code, done.out, done.err) == (0, f"bindimg {__version__}\n", "")

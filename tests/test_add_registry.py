@@ -10,12 +10,8 @@ from pathlib import Path
 import pytest
 
 from tests import ociimage
+from tests.kit import BOUND, QDIR, STORAGE, run_bindimg, snapshot
 from tests.registry import PushedImages, Registry
-from tests.treehash import bindimg, snapshot
-
-QDIR = "usr/share/containers/systemd"
-BOUND = "usr/lib/bootc/bound-images.d"
-STORAGE = "GlobalArgs=--storage-opt=additionalimagestore=/usr/lib/bootc/storage"
 
 
 def unit(root: Path, name: str, text: str) -> Path:
@@ -26,8 +22,8 @@ def unit(root: Path, name: str, text: str) -> Path:
 
 
 def add(root: Path, *args: str) -> tuple[int, str, str]:
-    done = bindimg("add", "--root", str(root), "--no-tls-verify", *args)
-    return done.returncode, done.stdout, done.stderr
+    done = run_bindimg("add", "--root", str(root), "--no-tls-verify", *args)
+    return done.code, done.out, done.err
 
 
 def test_pins_single_arch_tag_to_manifest_digest(tmp_path: Path, images: PushedImages) -> None:
@@ -72,9 +68,9 @@ def test_pins_the_index_digest_of_a_multi_arch_tag(
     children = {m["digest"] for m in index["manifests"]}
     # The unit's own TLSVerify=false is what lets this look-up reach the plain-HTTP registry.
     path = unit(tmp_path, "multi.image", f"[Image]\nImage={multi.ref}\nTLSVerify=false\n")
-    done = bindimg("add", "--root", str(tmp_path), "--json", str(path))
-    assert done.returncode == 0, done.stderr
-    (entry,) = json.loads(done.stdout)["images"]
+    done = run_bindimg("add", "--root", str(tmp_path), "--json", str(path))
+    assert done.code == 0, done.err
+    (entry,) = json.loads(done.out)["images"]
     assert entry["digest"] == multi.digest
     assert entry["digest"] not in children
     assert path.read_text() == (
@@ -86,9 +82,9 @@ def test_pins_the_index_digest_of_a_multi_arch_tag(
 def test_tls_verification_is_on_by_default(tmp_path: Path, images: PushedImages) -> None:
     path = unit(tmp_path, "app.image", f"[Image]\nImage={images.app.ref}\n")
     before = snapshot(tmp_path)
-    done = bindimg("add", "--root", str(tmp_path), "--retry", "0", str(path))
-    assert done.returncode == 3
-    assert done.stderr.splitlines()[-1].startswith(f"bindimg: error: cannot resolve {images.app.ref}: ")
+    done = run_bindimg("add", "--root", str(tmp_path), "--retry", "0", str(path))
+    assert done.code == 3
+    assert done.err.splitlines()[-1].startswith(f"bindimg: error: cannot resolve {images.app.ref}: ")
     assert snapshot(tmp_path) == before
 
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
 import tarfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,12 +16,8 @@ from pathlib import Path
 import pytest
 
 from tests import buildimage
+from tests.kit import BOUND, QDIR, STORAGE, Run, run_bindimg
 from tests.registry import PushedImages
-from tests.treehash import bindimg
-
-QDIR = "usr/share/containers/systemd"
-BOUND = "usr/lib/bootc/bound-images.d"
-STORAGE = "GlobalArgs=--storage-opt=additionalimagestore=/usr/lib/bootc/storage"
 
 
 def units(images: PushedImages) -> dict[str, str]:
@@ -100,13 +95,13 @@ def test_containerfile_build_pins_links_and_is_idempotent(
     }
 
 
-def lint_root(root: Path) -> subprocess.CompletedProcess[str]:
-    return bindimg("lint", "-q", "--root", str(root))
+def lint_root(root: Path) -> Run:
+    return run_bindimg("lint", "-q", "--root", str(root))
 
 
 def test_lint_of_the_built_image_reports_nothing(image_root: Path) -> None:
     done = lint_root(image_root)
-    assert (done.returncode, done.stdout, done.stderr) == (0, "", "")
+    assert (done.code, done.out, done.err) == (0, "", "")
 
 
 def _append(path: Path, text: str) -> None:
@@ -139,6 +134,6 @@ def test_lint_of_the_built_image_broken_each_way(image_root: Path, tmp_path: Pat
     shutil.copytree(image_root, root, symlinks=True)
     BREAKAGES[finding](root)
     done = lint_root(root)
-    assert done.returncode == 1, done.stdout
-    found = {line.split(": ")[2] for line in done.stdout.splitlines()}
-    assert finding in found, done.stdout
+    assert done.code == 1, done.out
+    found = {line.split(": ")[2] for line in done.out.splitlines()}
+    assert finding in found, done.out

@@ -36,13 +36,10 @@ from pathlib import Path
 
 import pytest
 
-from bindimg import add as add_mod
-from bindimg import fsutil
-from bindimg.bound import Link
-from tests.treehash import bindimg
+from bindimg import fsutil, write
+from bindimg.boundimages import Link
+from tests.kit import BOUND, QDIR, Run, run_bindimg
 
-QDIR = "usr/share/containers/systemd"
-BOUND = "usr/lib/bootc/bound-images.d"
 UNITS = 50
 # Where the kills land. Time alone would be a poor guide on a loaded machine, so most kills
 # are anchored on progress seen in the tree: right after the k-th unit was renamed or the k-th
@@ -263,17 +260,17 @@ def test_sigkill_anywhere_leaves_old_or_new_files_and_a_rerun_completes(
     # The schedule reached the interesting moments: kills amid the renames and amid the links.
     assert states["partial"] >= KILLS_AFTER_RENAME // 2 and states["linking"] >= 1, states
 
-    def rerun(root: Path) -> subprocess.CompletedProcess[str]:
-        return bindimg(*scenario.args(root))
+    def rerun(root: Path) -> Run:
+        return run_bindimg(*scenario.args(root))
 
     # A rerun finishes each job, and says which units it still had to change. (Run after the
     # kills, two at a time: the kills' timing must not compete with them.)
     with ThreadPoolExecutor(max_workers=2) as pool:
         reruns = list(pool.map(rerun, [root for root, _, _ in killed]))
     for (root, pending, what), done in zip(killed, reruns):
-        assert done.returncode == 0, f"{what}: {done.stderr}"
+        assert done.code == 0, f"{what}: {done.err}"
         assert contents(root) == scenario.complete, what
-        reported = {Path(line.split()[1]).name: line.split()[0] for line in done.stdout.splitlines()}
+        reported = {Path(line.split()[1]).name: line.split()[0] for line in done.out.splitlines()}
         assert reported == {n: "changed" if n in pending else "unchanged" for n in scenario.old}, what
 
 
@@ -305,12 +302,12 @@ def test_a_kill_between_link_and_rename_leaves_a_swept_tmp_name(
     bound = tmp_path / BOUND
     bound.mkdir(parents=True)
     os.symlink(f"/{QDIR}/app.container", bound / ".bindimg-1-app.container")
-    plan = add_mod.Plan(
+    plan = write.Plan(
         {str(unit): (b"old\n", b"newer\n")},
         [Link(str(bound / "app.container"), f"/{QDIR}/app.container", exists=False)],
         [],
     )
-    add_mod.apply(plan)
+    write.apply(plan)
     assert sorted(p.name for p in qdir.iterdir()) == ["app.container"]
     assert unit.read_bytes() == b"newer\n"
     assert [(p.name, os.readlink(p)) for p in bound.iterdir()] == [

@@ -29,21 +29,21 @@ from typing import Any
 
 import pytest
 
-from bindimg import add as add_mod
 from bindimg import skopeo as skopeo_mod
+from bindimg import write
+from bindimg.commands import add as add_mod
 from bindimg.embed import EmbedOptions
 from bindimg.errors import ExternalError
 from bindimg.rootfs import Root
 from bindimg.skopeo import RegistryOptions
 from bindimg.store import Store
 from tests import buildimage, ociimage
+from tests.kit import QDIR, STORE, run_bindimg
 from tests.registry import PushedImage, Registry
 
 pytestmark = pytest.mark.e2e
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-QDIR = "usr/share/containers/systemd"
-STORE = "usr/lib/containers/storage"
 STORE_ARG = "GlobalArgs=--storage-opt=additionalimagestore=/usr/lib/containers/storage"
 # security.capability: VFS_CAP_REVISION_2 | effective, permitted = CAP_NET_BIND_SERVICE (10)
 CAP_NET_BIND_SERVICE = bytes.fromhex("0100000200040000000000000000000000000000")
@@ -425,18 +425,18 @@ def test_the_store_is_ready_for_an_image_and_nothing_is_left_behind(embedded: Em
 def test_lint_root_is_clean_and_reports_a_missing_image(embedded: Embedded, tmp_path: Path) -> None:
     root = tmp_path / "root"
     shutil.copytree(embedded.overlay.root, root, symlinks=True)
-    clean = bindimg("lint", "--root", str(root), "--format", "json")
-    assert clean.returncode == 0, clean.stdout + clean.stderr
-    assert json.loads(clean.stdout)["findings"] == []
+    clean = run_bindimg("lint", "--root", str(root), "--format", "json")
+    assert clean.code == 0, clean.out + clean.err
+    assert json.loads(clean.out)["findings"] == []
     app = embedded.images.app
     store = Store(Root(str(root)))
     skopeo_mod.delete_local(
         store.reference(str(tmp_path / "run"), pinned(app, app.digest)), timeout=RUN_TIMEOUT
     )
     assert mounts_below(root) == []
-    missing = bindimg("lint", "--root", str(root), "--format", "json")
-    assert missing.returncode == 1
-    ids = [(Path(f["path"]).name, f["id"]) for f in json.loads(missing.stdout)["findings"]]
+    missing = run_bindimg("lint", "--root", str(root), "--format", "json")
+    assert missing.code == 1
+    ids = [(Path(f["path"]).name, f["id"]) for f in json.loads(missing.out)["findings"]]
     assert ids == [("app.container", "embedded-missing")]
 
 
@@ -462,16 +462,6 @@ def test_vfs_store_runs_with_a_vfs_podman(embedded: Embedded) -> None:
 
 
 # --- on this machine: refusals, all-or-nothing, determinism -----------------------------
-
-
-def bindimg(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [str(REPO_ROOT / ".venv/bin/python"), "-m", "bindimg", *args],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
 
 
 def mounts_below(path: Path) -> list[str]:
@@ -509,7 +499,7 @@ def test_flatten_never_refuses_an_image_with_whiteouts(
 ) -> None:
     root = tmp_path / "root"
     root.mkdir()
-    done = bindimg(
+    done = run_bindimg(
         "add",
         "--embed",
         "--flatten",
@@ -519,9 +509,9 @@ def test_flatten_never_refuses_an_image_with_whiteouts(
         "--no-tls-verify",
         *write_units(tmp_path, small_images),
     )
-    assert done.returncode == 2, done.stderr
-    assert "has whiteouts or opaque-directory markers (layer 2: etc/.wh.gone)" in done.stderr
-    assert "--flatten auto" in done.stderr
+    assert done.code == 2, done.err
+    assert "has whiteouts or opaque-directory markers (layer 2: etc/.wh.gone)" in done.err
+    assert "--flatten auto" in done.err
     assert snapshot(root) == {}
 
 
@@ -532,11 +522,11 @@ def test_a_logically_bound_unit_is_not_embedded(tmp_path: Path, small_images: di
     (root / QDIR / "plain.container").write_text(f"[Container]\nImage={small_images['plain'].ref}\n")
     os.symlink(f"/{QDIR}/plain.container", root / "usr/lib/bootc/bound-images.d/plain.container")
     before = snapshot(root)
-    done = bindimg(
+    done = run_bindimg(
         "add", "--embed", "--root", str(root), "--no-tls-verify", str(root / QDIR / "plain.container")
     )
-    assert done.returncode == 2
-    assert "is bound logically (/usr/lib/bootc/bound-images.d/plain.container)" in done.stderr
+    assert done.code == 2
+    assert "is bound logically (/usr/lib/bootc/bound-images.d/plain.container)" in done.err
     assert snapshot(root) == before
 
 
@@ -548,9 +538,9 @@ def test_embedding_is_idempotent_deterministic_and_json(
     for name in ("one", "two"):
         root = tmp_path / name
         root.mkdir()
-        done = bindimg("add", "--embed", "--root", str(root), "--no-tls-verify", "--json", *units)
-        assert done.returncode == 0, done.stderr
-        results.append({Path(e["quadlet"]).name: e for e in json.loads(done.stdout)["images"]})
+        done = run_bindimg("add", "--embed", "--root", str(root), "--no-tls-verify", "--json", *units)
+        assert done.code == 0, done.err
+        results.append({Path(e["quadlet"]).name: e for e in json.loads(done.out)["images"]})
     first, second = results
     assert first == {
         name: {**entry, "quadlet": entry["quadlet"].replace("/two/", "/one/")}
@@ -562,9 +552,11 @@ def test_embedding_is_idempotent_deterministic_and_json(
     assert entry["digest"] != whiteout.digest and entry["changed"] is True
     assert first["plain.container"]["flattened"] is False
     assert first["plain.container"]["digest"] == first["plain.container"]["upstream_digest"]
-    again = bindimg("add", "--embed", "--root", str(tmp_path / "one"), "--no-tls-verify", "--json", *units)
-    assert [e["changed"] for e in json.loads(again.stdout)["images"]] == [False, False]
-    assert "fetching" not in again.stderr  # the store has both: nothing is downloaded again
+    again = run_bindimg(
+        "add", "--embed", "--root", str(tmp_path / "one"), "--no-tls-verify", "--json", *units
+    )
+    assert [e["changed"] for e in json.loads(again.out)["images"]] == [False, False]
+    assert "fetching" not in again.err  # the store has both: nothing is downloaded again
     assert mounts_below(tmp_path) == []
 
 
@@ -576,25 +568,25 @@ def test_a_unit_pinned_flattened_is_embedded_again_into_a_new_root(
     first = tmp_path / "first"
     first.mkdir()
     units = write_units(tmp_path, {"whiteout": small_images["whiteout"]})
-    assert bindimg("add", "--embed", "--root", str(first), "--no-tls-verify", *units).returncode == 0
+    assert run_bindimg("add", "--embed", "--root", str(first), "--no-tls-verify", *units).code == 0
     pinned_unit = first / QDIR / "whiteout.container"
     second = tmp_path / "second"
     (second / QDIR).mkdir(parents=True)
     shutil.copy(pinned_unit, second / QDIR)
-    done = bindimg(
+    done = run_bindimg(
         "add", "--embed", "--root", str(second), "--no-tls-verify", str(second / QDIR / "whiteout.container")
     )
-    assert done.returncode == 0, done.stderr
+    assert done.code == 0, done.err
     assert (second / QDIR / "whiteout.container").read_bytes() == pinned_unit.read_bytes()
-    assert "unchanged" not in done.stdout  # the store was filled
+    assert "unchanged" not in done.out  # the store was filled
     names = json.loads((second / STORE / "overlay-images/images.json").read_text())[0]["names"]
     assert names == json.loads((first / STORE / "overlay-images/images.json").read_text())[0]["names"]
     # logically bound instead, the unit goes back to the upstream image
     third = tmp_path / "third"
     (third / QDIR).mkdir(parents=True)
     shutil.copy(pinned_unit, third / QDIR)
-    done = bindimg("add", "--root", str(third), str(third / QDIR / "whiteout.container"))
-    assert done.returncode == 0, done.stderr
+    done = run_bindimg("add", "--root", str(third), str(third / QDIR / "whiteout.container"))
+    assert done.code == 0, done.err
     whiteout = small_images["whiteout"]
     assert f"Image={pinned(whiteout, whiteout.digest)}\n" in (third / QDIR / "whiteout.container").read_text()
 
@@ -603,16 +595,15 @@ def test_a_failed_copy_leaves_the_root_untouched(
     tmp_path: Path,
     registry: Registry,
     small_images: dict[str, PushedImage],
-    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     root = tmp_path / "root"
     (root / QDIR).mkdir(parents=True)
     # an existing store with an image in it: the failed run must take out only its own
     keep = small_images["plain"]
-    done = bindimg(
+    done = run_bindimg(
         "add", "--embed", "--root", str(root), "--no-tls-verify", *write_units(tmp_path, {"plain": keep})
     )
-    assert done.returncode == 0, done.stderr
+    assert done.code == 0, done.err
     before = snapshot(root)
     extra = {"extra": ociimage.app_image(f"extra-{uuid.uuid4().hex}"), "wh": ociimage.whiteout_image("w")}
     units = []
@@ -620,24 +611,31 @@ def test_a_failed_copy_leaves_the_root_untouched(
         pushed = registry.push_image(content, f"{keep.repo}-{name}", "1")
         units.append(tmp_path / f"{name}.container")
         units[-1].write_text(f"[Container]\nImage={pushed.ref}\n")
-    real_copy = skopeo_mod.copy_local
     copies: list[str] = []
 
-    def failing_second_copy(source: str, dest: str, **kwargs: Any) -> None:
-        if dest.startswith("containers-storage:"):
-            copies.append(dest)
-            if len(copies) == 2:
-                raise skopeo_mod.SkopeoError("no space left on device (simulated)")
-        real_copy(source, dest, **kwargs)
+    class FailingSecondCopy:
+        """The real skopeo, except that the second copy into the store fails."""
 
-    monkeypatch.setattr(skopeo_mod, "copy_local", failing_second_copy)
+        def __getattr__(self, name: str) -> Any:
+            return getattr(skopeo_mod, name)
+
+        def copy_local(self, source: str, dest: str, **kwargs: Any) -> None:
+            if dest.startswith("containers-storage:"):
+                copies.append(dest)
+                if len(copies) == 2:
+                    raise skopeo_mod.SkopeoError("no space left on device (simulated)")
+            skopeo_mod.copy_local(source, dest, **kwargs)
+
     options = add_mod.AddOptions(
-        root=Root(str(root)), registry=RegistryOptions(tls_verify=False), embed=EmbedOptions()
+        root=Root(str(root)),
+        registry=RegistryOptions(tls_verify=False),
+        embed=EmbedOptions(),
+        client=FailingSecondCopy(),
     )
     plan = add_mod.plan([str(u) for u in units], options)
     try:
         with pytest.raises(ExternalError, match="no space left on device"):
-            add_mod.apply(plan)
+            write.apply(plan)
     finally:
         plan.close()
     assert len(copies) == 2
@@ -653,10 +651,10 @@ def test_a_failed_copy_leaves_the_root_untouched(
 def test_store_init_makes_an_empty_store_podman_reads_read_only(tmp_path: Path) -> None:
     root = tmp_path / "root"
     root.mkdir()
-    first = bindimg("store", "init", "--root", str(root))
-    assert first.returncode == 0 and first.stdout.startswith("created /usr/lib/containers/storage")
-    again = bindimg("store", "init", "--root", str(root))
-    assert again.stdout.startswith("unchanged")
+    first = run_bindimg("store", "init", "--root", str(root))
+    assert first.code == 0 and first.out.startswith("created /usr/lib/containers/storage")
+    again = run_bindimg("store", "init", "--root", str(root))
+    assert again.out.startswith("unchanged")
     store = root / STORE
     assert sorted(str(p.relative_to(store)) for p in store.rglob("*")) == [
         "overlay-images",
@@ -665,12 +663,12 @@ def test_store_init_makes_an_empty_store_podman_reads_read_only(tmp_path: Path) 
         "overlay-layers/layers.lock",
     ]
     assert (store / "overlay-images").stat().st_mode & 0o777 == 0o700
-    vfs = bindimg(
+    vfs = run_bindimg(
         "store", "init", "--root", str(root), "--driver", "vfs", "--store", "/usr/share/containers/storage"
     )
-    assert vfs.returncode == 0 and (root / "usr/share/containers/storage/vfs-layers/layers.lock").is_file()
-    bad = bindimg("store", "init", "--root", str(root), "--store", "/var/lib/containers/storage")
-    assert bad.returncode == 2 and "under /usr" in bad.stderr
+    assert vfs.code == 0 and (root / "usr/share/containers/storage/vfs-layers/layers.lock").is_file()
+    bad = run_bindimg("store", "init", "--root", str(root), "--store", "/var/lib/containers/storage")
+    assert bad.code == 2 and "under /usr" in bad.err
     # an empty, read-only store: podman lists nothing, and fails on nothing
     work = tmp_path / "podman"
     conf = tmp_path / "storage.conf"
@@ -707,17 +705,17 @@ def test_an_embedded_image_unit_may_have_an_authfile_and_gets_policy_missing(
     unit = root / QDIR / "plain.image"
     plain = small_images["plain"]
     unit.write_text(f"[Image]\nImage={plain.ref}\nAuthFile=/etc/containers/auth.json\n")
-    done = bindimg(
+    done = run_bindimg(
         "add", "--embed", "--image-policy", "missing", "--root", str(root), "--no-tls-verify", str(unit)
     )
-    assert done.returncode == 0, done.stderr
+    assert done.code == 0, done.err
     assert unit.read_text() == (
         f"[Image]\n# bindimg: pinned from {plain.ref}\nImage={pinned(plain, plain.digest)}\n"
         f"{STORE_ARG}\nPolicy=missing\nAuthFile=/etc/containers/auth.json\n"
     )
     (tmp_path / "other").mkdir()
-    logical = bindimg("add", "--root", str(tmp_path / "other"), "--no-tls-verify", str(unit))
-    assert logical.returncode == 2 and "AuthFile=" in logical.stderr
+    logical = run_bindimg("add", "--root", str(tmp_path / "other"), "--no-tls-verify", str(unit))
+    assert logical.code == 2 and "AuthFile=" in logical.err
 
 
 def test_a_drop_in_that_pulls_is_refused_before_any_network(tmp_path: Path) -> None:
@@ -726,8 +724,8 @@ def test_a_drop_in_that_pulls_is_refused_before_any_network(tmp_path: Path) -> N
     (root / QDIR / "app.container").write_text("[Container]\nImage=127.0.0.1:9/none/app:1\n")
     (root / QDIR / "app.container.d/pull.conf").write_text("[Container]\nPull=always\n")
     before = snapshot(root)
-    done = bindimg("add", "--embed", "--root", str(root), str(root / QDIR / "app.container"))
-    assert done.returncode == 2
-    assert "pull.conf:2: Pull=always in this drop-in lets podman pull" in done.stderr
-    assert "resolving" not in done.stderr
+    done = run_bindimg("add", "--embed", "--root", str(root), str(root / QDIR / "app.container"))
+    assert done.code == 2
+    assert "pull.conf:2: Pull=always in this drop-in lets podman pull" in done.err
+    assert "resolving" not in done.err
     assert snapshot(root) == before

@@ -14,12 +14,10 @@ import tarfile
 from pathlib import Path
 
 from tests import buildimage, ociimage
+from tests.kit import QDIR, STORAGE, run_bindimg
 from tests.registry import Registry
-from tests.treehash import bindimg
 
 EXAMPLES = buildimage.REPO_ROOT / "examples"
-QDIR = "usr/share/containers/systemd"
-STORAGE = "GlobalArgs=--storage-opt=additionalimagestore=/usr/lib/bootc/storage"
 
 
 def localise(text: str, host: str) -> str:
@@ -87,8 +85,10 @@ def test_ci_workflow_steps_pass_on_a_locked_tree_and_fail_on_a_stale_lock(
         .read_text()
         .replace("registry.example.com/examples/hello:1.0", pushed.ref)
     )
-    done = bindimg("lock", "--no-tls-verify", "--rewrite", "--lock", str(repo / "bindimg.lock"), str(repo))
-    assert done.returncode == 0, done.stderr
+    done = run_bindimg(
+        "lock", "--no-tls-verify", "--rewrite", "--lock", str(repo / "bindimg.lock"), str(repo)
+    )
+    assert done.code == 0, done.err
     commands = workflow_commands()
     assert [c.split()[2] for c in commands] == ["lock", "lint", "lint"]
     for command in commands:

@@ -27,7 +27,7 @@ import pytest
 
 from bindimg import resolve, skopeo
 from bindimg.resolve import Request, Settings
-from bindimg.skopeo import RegistryOptions, SkopeoError
+from bindimg.skopeo import SkopeoError
 from tests.faultproxy import (
     PING,
     Action,
@@ -40,11 +40,9 @@ from tests.faultproxy import (
     server_error,
     unauthorized,
 )
+from tests.kit import QDIR, STORAGE, FakeRegistry, Snapshot, run_bindimg, snapshot
 from tests.registry import PushedImages, Registry
-from tests.treehash import Snapshot, bindimg, snapshot
 
-QDIR = "usr/share/containers/systemd"
-STORAGE = "GlobalArgs=--storage-opt=additionalimagestore=/usr/lib/bootc/storage"
 FAST = ("--retry", "1", "--timeout", "2")
 HINT = "; check the reference, the registry and its credentials"
 RETRIED = " (after 2 attempts)" + HINT
@@ -76,8 +74,8 @@ class Setup:
         return f"{self.host}/test/multi:1.0"
 
     def add(self, *args: str) -> tuple[int, str, str]:
-        done = bindimg("add", "--root", str(self.root), "--no-tls-verify", *FAST, *args, *self.units)
-        return done.returncode, done.stdout, done.stderr
+        done = run_bindimg("add", "--root", str(self.root), "--no-tls-verify", *FAST, *args, *self.units)
+        return done.code, done.out, done.err
 
 
 def _setup(tmp_path: Path, host: str, app_tag: str = "1.0") -> Setup:
@@ -350,22 +348,19 @@ def test_an_earlier_warning_line_does_not_make_a_failure_transient() -> None:
     assert skopeo._transient(skopeo._reason(stderr), "h/org/app:1") is False
 
 
-def test_resolve_retries_only_transient_failures_with_exponential_back_off(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
+def test_resolve_retries_only_transient_failures_with_exponential_back_off() -> None:
     failures = [SkopeoError("connection reset by peer", transient=True)] * 3
-    calls: list[str] = []
 
-    def inspect_raw(reference: str, options: RegistryOptions, *, timeout: float) -> bytes:
-        calls.append(reference)
+    def inspect_raw(reference: str) -> bytes:
         if failures:
             raise failures.pop(0)
         return b'{"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json"}'
 
-    monkeypatch.setattr(skopeo, "inspect_raw", inspect_raw)
+    registry = FakeRegistry(inspect_raw)
+    calls = registry.asked
     slept: list[float] = []
     request = Request("h/org/app:1")
-    result = resolve.resolve_one(request, Settings(retry=3, timeout=2), slept.append)
+    result = resolve.resolve_one(request, Settings(retry=3, timeout=2), slept.append, registry)
     assert (len(calls), slept) == (4, [0.5, 1.0, 2.0])
     assert result.media_type == "application/vnd.oci.image.manifest.v1+json"
 
@@ -373,7 +368,7 @@ def test_resolve_retries_only_transient_failures_with_exponential_back_off(
     calls.clear()
     slept.clear()
     with pytest.raises(resolve.ResolveError) as failed:
-        resolve.resolve_one(request, Settings(retry=3, timeout=2), slept.append)
+        resolve.resolve_one(request, Settings(retry=3, timeout=2), slept.append, registry)
     assert (len(calls), slept) == (1, [])
     assert failed.value.message == f"cannot resolve h/org/app:1: unauthorized{HINT}"
     assert failed.value.transient is False

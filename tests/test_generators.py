@@ -314,53 +314,79 @@ def _variants(group: str) -> list[str]:
 LINES = {group: _variants(group) for group in KEYS}
 
 
+# Each strategy is built once: hypothesis spends more time on a new strategy object (its
+# labels, its emptiness) than on drawing from it, and batches draw thousands of lines.
+LINE_OF = {group: st.sampled_from(lines) for group, lines in LINES.items()}
+FIRST_LINE_OF = {group: st.sampled_from(lines[:4]) for group, lines in LINES.items()}
+ENDINGS = st.sampled_from(["\n", "\n", "", "\n\n"])
+
+
 @st.composite
 def unit_text(draw: st.DrawFn, group: str) -> str:
     """A unit or drop-in: comments, blanks, repeated keys and groups, continuations, spaces."""
-    lines = [draw(st.sampled_from(LINES[group][:4]))]
-    lines += draw(st.lists(st.sampled_from(LINES[group]), max_size=8))
+    lines = [draw(FIRST_LINE_OF[group])]
+    lines += draw(st.lists(LINE_OF[group], max_size=8))
     if draw(st.integers(0, 15)) == 0:
         lines.insert(draw(st.integers(1, len(lines))), "not a key")  # Quadlet rejects the file
-    return "\n".join(lines) + draw(st.sampled_from(["\n", "\n", "", "\n\n"]))
+    return "\n".join(lines) + draw(ENDINGS)
 
 
-STEMS = ["a", "b-c", "b-c-d", "tpl@", "tpl@x", "alias"]
+UNIT_TEXT = {group: unit_text(group) for group in KEYS}
+STEMS = st.sampled_from(["a", "b-c", "b-c-d", "tpl@", "tpl@x", "alias"])
 PLACES = ["", "sub/", "users/", "users/0/", "sub/x.d/"]
-LEVELS = ["", "b-", "b-c-", "tpl@", "tpl@x", "a", "b-c", "alias"]
-DROPIN_FILES = ["10.conf", "20.conf", "B.conf", "a.conf", "x.txt"]
+UNIT_PLACES, DROPIN_PLACES = st.sampled_from(PLACES), st.sampled_from(PLACES[:3])
+LEVELS = st.sampled_from(["", "b-", "b-c-", "tpl@", "tpl@x", "a", "b-c", "alias"])
+DROPIN_FILES = st.sampled_from(["10.conf", "20.conf", "B.conf", "a.conf", "x.txt"])
+SEARCH_DIRS = st.sampled_from(ROOTFUL_DIRS)
+UNIT_EXTS = st.sampled_from(list(GROUP_OF))
+DROPIN_EXTS = st.sampled_from([".container", ".container", ".image", ".volume"])
+GENERIC_EXTS = st.sampled_from([".container", ".image", ".volume"])
 
 
 @st.composite
-def tree(draw: st.DrawFn, k: int) -> Tree:
-    """Tree `k` of a batch: units, drop-ins and symlinks whose names all start with `tK-`."""
+def tree(draw: st.DrawFn) -> Tree:
+    """Units, drop-ins and symlinks whose names all start with `tK-` (`numbered` makes K)."""
     files: Tree = {}
     for _ in range(draw(st.integers(1, 5))):
-        stem = draw(st.sampled_from(STEMS))
-        ext = ".container" if "@" in stem else draw(st.sampled_from(list(GROUP_OF)))
-        where = draw(st.sampled_from(ROOTFUL_DIRS)) + "/" + draw(st.sampled_from(PLACES))
-        name = f"t{k}-{stem}{ext}"
+        stem = draw(STEMS)
+        ext = ".container" if "@" in stem else draw(UNIT_EXTS)
+        where = draw(SEARCH_DIRS) + "/" + draw(UNIT_PLACES)
+        name = f"tK-{stem}{ext}"
         if stem == "alias" or (stem == "tpl@x" and draw(st.booleans())):
-            files[where + name] = Link(f"t{k}-{'a' if stem == 'alias' else 'tpl@'}{ext}")
+            files[where + name] = Link(f"tK-{'a' if stem == 'alias' else 'tpl@'}{ext}")
         else:
-            files[where + name] = draw(unit_text(GROUP_OF[ext])).replace("tK-", f"t{k}-")
+            files[where + name] = draw(UNIT_TEXT[GROUP_OF[ext]])
     for _ in range(draw(st.integers(0, 4))):
-        ext = draw(st.sampled_from([".container", ".container", ".image", ".volume"]))
-        dirname = f"t{k}-{draw(st.sampled_from(LEVELS))}{ext}.d"
-        where = draw(st.sampled_from(ROOTFUL_DIRS)) + "/" + draw(st.sampled_from(PLACES[:3]))
-        text = draw(unit_text(GROUP_OF[ext])).replace("tK-", f"t{k}-")
-        files[where + dirname + "/" + draw(st.sampled_from(DROPIN_FILES))] = text
+        ext = draw(DROPIN_EXTS)
+        dirname = f"tK-{draw(LEVELS)}{ext}.d"
+        where = draw(SEARCH_DIRS) + "/" + draw(DROPIN_PLACES)
+        files[where + dirname + "/" + draw(DROPIN_FILES)] = draw(UNIT_TEXT[GROUP_OF[ext]])
     return files
+
+
+TREE = tree()
+
+
+def numbered(files: Tree, k: int) -> Tree:
+    """Tree `k` of a batch: `tK-` becomes `tk-` in every name, link and text."""
+    prefix = f"t{k}-"
+
+    def renamed(content: Union[str, Link]) -> Union[str, Link]:
+        if isinstance(content, Link):
+            return Link(content.target.replace("tK-", prefix))
+        return content.replace("tK-", prefix)
+
+    return {path.replace("tK-", prefix): renamed(content) for path, content in files.items()}
 
 
 @st.composite
 def batch(draw: st.DrawFn) -> list[Tree]:
     """Trees merged into one root; sometimes with generic drop-ins that apply to all of them."""
-    trees = [draw(tree(k)) for k in range(draw(st.integers(10, 20)))]
+    trees = [numbered(draw(TREE), k) for k in range(draw(st.integers(10, 20)))]
     if draw(st.integers(0, 3)) == 0:
-        ext = draw(st.sampled_from([".container", ".image", ".volume"]))
-        where = draw(st.sampled_from(ROOTFUL_DIRS)) + "/"
-        text = draw(unit_text(GROUP_OF[ext])).replace("tK-", "t0-")
-        trees.append({f"{where}{ext[1:]}.d/{draw(st.sampled_from(DROPIN_FILES))}": text})
+        ext = draw(GENERIC_EXTS)
+        path = f"{draw(SEARCH_DIRS)}/{ext[1:]}.d/{draw(DROPIN_FILES)}"
+        trees.append(numbered({path: draw(UNIT_TEXT[GROUP_OF[ext]])}, 0))
     return trees
 
 

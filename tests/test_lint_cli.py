@@ -16,11 +16,10 @@ import jsonschema
 import pytest
 
 from bindimg import __version__
-from bindimg.lint import RULES
+from bindimg.findings import RULES
 from tests import ociimage
-from tests.lintkit import BOUND, D1, D2, QDIR, link, write
+from tests.kit import BOUND, D1, D2, QDIR, link, run_bindimg, snapshot, write
 from tests.registry import PushedImages, Registry
-from tests.treehash import bindimg, snapshot
 
 SCHEMA = Path(__file__).parent / "data" / "sarif-schema-2.1.0.json"
 
@@ -32,8 +31,8 @@ def here(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 def lint(*args: str) -> tuple[int, str, str]:
-    done = bindimg("lint", *args)
-    return done.returncode, done.stdout, done.stderr
+    done = run_bindimg("lint", *args)
+    return done.code, done.out, done.err
 
 
 def mixed_tree(top: Path) -> None:
@@ -227,8 +226,8 @@ def added_root(tmp_path: Path) -> Path:
     write(root, f"{QDIR}/db.image", f"[Image]\nImage=docker.io/postgres@{D2}\n")
     write(root, f"{QDIR}/web.container", "[Container]\nImage=db.image\n")
     units = [str(root / QDIR / n) for n in ("app.container", "db.image", "web.container")]
-    done = bindimg("add", "--root", str(root), *units)
-    assert done.returncode == 0, done.stderr
+    done = run_bindimg("add", "--root", str(root), *units)
+    assert done.code == 0, done.err
     return root
 
 

@@ -15,12 +15,14 @@ from typing import Optional
 import pytest
 
 from bindimg import lockfile, skopeo
+from bindimg.commands.lint import lint_root, lint_sources
 from bindimg.errors import ExternalError, InputError
-from bindimg.lint import RULES, LockView, Remote, lint_root, lint_sources
+from bindimg.findings import RULES
 from bindimg.lockfile import LockEntry
 from bindimg.resolve import Settings
 from bindimg.rootfs import Root
-from tests.lintkit import BOUND, D1, D2, EMBED, QDIR, STORAGE, link, rows, store, write
+from bindimg.rules import LockView, Remote
+from tests.kit import BOUND, D1, D2, EMBED, QDIR, STORAGE, FakeRegistry, link, rows, store, write
 
 Row = tuple[str, str, str, int]
 PINNED = f"[Container]\nImage=quay.io/o/a@{D1}\n"
@@ -283,48 +285,43 @@ MANIFEST = b'{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.
 LIVE = "sha256:" + hashlib.sha256(MANIFEST).hexdigest()
 
 
-def fake_registry(monkeypatch: pytest.MonkeyPatch, transient: bool = False) -> list[str]:
-    asked: list[str] = []
+def fake_registry(transient: bool = False) -> tuple[Remote, list[str]]:
+    """A Remote asking a fake registry that serves only LIVE; the references it was asked for."""
 
-    def inspect_raw(ref: str, options: skopeo.RegistryOptions, *, timeout: float) -> bytes:
-        asked.append(ref)
+    def inspect_raw(ref: str) -> bytes:
         if ref.endswith(LIVE):
             return MANIFEST
         raise skopeo.SkopeoError("manifest unknown", transient=transient)
 
-    monkeypatch.setattr(skopeo, "inspect_raw", inspect_raw)
-    return asked
+    client = FakeRegistry(inspect_raw)
+    return Remote(settings=Settings(retry=0), client=client), client.asked
 
 
-def test_digest_gone(src: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    asked = fake_registry(monkeypatch)
+def test_digest_gone(src: Path) -> None:
+    remote, asked = fake_registry()
     write(src, "a.container", f"[Container]\nImage=quay.io/o/a@{LIVE}\n")
     write(src, "b.container", f"[Container]\nImage=quay.io/o/b@{D1}\n")
     write(src, "c.container", "[Container]\nImage=quay.io/o/c:1\n")
-    found = lint_sources(["q"], remote=Remote(settings=Settings(retry=0)))
+    found = lint_sources(["q"], remote=remote)
     assert rows(found) == [("digest-gone", E, "q/b.container", 2), ("floating-tag", W, "q/c.container", 2)]
     assert "manifest unknown" in found[0].message
     assert sorted(asked) == [f"quay.io/o/a@{LIVE}", f"quay.io/o/b@{D1}"]
 
 
-def test_unreachable_registry_is_no_finding_but_an_external_error(
-    src: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    fake_registry(monkeypatch, transient=True)
+def test_unreachable_registry_is_no_finding_but_an_external_error(src: Path) -> None:
+    remote, _ = fake_registry(transient=True)
     write(src, "b.container", f"[Container]\nImage=quay.io/o/b@{D1}\n")
     with pytest.raises(ExternalError, match="manifest unknown"):
-        lint_sources(["q"], remote=Remote(settings=Settings(retry=0)))
+        lint_sources(["q"], remote=remote)
 
 
-def test_flattened_embedded_unit_is_checked_by_its_upstream_digest(
-    root: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    asked = fake_registry(monkeypatch)
+def test_flattened_embedded_unit_is_checked_by_its_upstream_digest(root: Path) -> None:
+    remote, asked = fake_registry()
     provenance = f"# bindimg: pinned from quay.io/o/e:1 (flattened from {LIVE})"  # as `add --embed` writes
     text = f"[Container]\n{provenance}\nImage=quay.io/o/e@{D2}\n{EMBED}\nPull=never\n"
     write(root, f"{QDIR}/e.container", text)
     store(root, f"quay.io/o/e@{D2}")
-    assert rows(lint_root(Root("r"), "r", Remote(settings=Settings(retry=0)))) == []
+    assert rows(lint_root(Root("r"), "r", remote)) == []
     assert asked == [f"quay.io/o/e@{LIVE}"]
 
 

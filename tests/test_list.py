@@ -15,11 +15,10 @@ from typing import Optional, Union
 
 import pytest
 
+from bindimg.commands.list import list_root, list_units
 from bindimg.errors import InputError
-from bindimg.listing import list_root, list_units, root_display
-from bindimg.rootfs import Root
-from tests.lintkit import BOUND, D1, D2, QDIR, link, store, write
-from tests.treehash import bindimg
+from bindimg.rootfs import Root, root_display
+from tests.kit import BOUND, D1, D2, QDIR, link, run_bindimg, store, write
 
 Item = tuple[str, str, int]  # image, quadlet, line
 
@@ -205,22 +204,22 @@ def test_reference_to_a_missing_unit_is_refused(here: Path) -> None:
 def test_cli_json_and_text(here: Path) -> None:
     write(here, "q/app.container", "[Container]\nImage=quay.io/o/a:1\n")
     write(here, "q/db.image", f"[Image]\nImage=quay.io/o/db@{D1}\n")
-    done = bindimg("list", "q", "--json")
-    assert (done.returncode, done.stderr) == (0, "")
-    assert json.loads(done.stdout) == [
+    done = run_bindimg("list", "q", "--json")
+    assert (done.code, done.err) == (0, "")
+    assert json.loads(done.out) == [
         {"type": "unit", "image": "quay.io/o/a:1", "quadlet": "q/app.container", "line": 2},
         {"type": "unit", "image": f"quay.io/o/db@{D1}", "quadlet": "q/db.image", "line": 2},
     ]
-    text = bindimg("list", "q")
-    assert text.stdout == f"quay.io/o/a:1\tunit\tq/app.container:2\nquay.io/o/db@{D1}\tunit\tq/db.image:2\n"
+    text = run_bindimg("list", "q")
+    assert text.out == f"quay.io/o/a:1\tunit\tq/app.container:2\nquay.io/o/db@{D1}\tunit\tq/db.image:2\n"
 
 
 def test_cli_refused_unit_exits_2(here: Path) -> None:
     write(here, "q/app.container", "[Container]\nImage\n")
-    done = bindimg("list", "q")
-    assert (done.returncode, done.stdout) == (2, "")
-    assert done.stderr.startswith(f"bindimg: error: {here}/q/app.container:2: ")
-    assert len(done.stderr.splitlines()) == 1
+    done = run_bindimg("list", "q")
+    assert (done.code, done.out) == (2, "")
+    assert done.err.startswith(f"bindimg: error: {here}/q/app.container:2: ")
+    assert len(done.err.splitlines()) == 1
 
 
 # --- an image root, read as bootc reads it -----------------------------------------------------
@@ -353,9 +352,9 @@ def test_root_fails_like_bootc(
         if text is not None:
             write(root, f"{QDIR}/{target}", text)
         link(root, name, f"/{QDIR}/{target}")
-    done = bindimg("list", "--root", "r", "--json")
-    assert (done.returncode, done.stdout) == (2, "")
-    (line,) = done.stderr.splitlines()
+    done = run_bindimg("list", "--root", "r", "--json")
+    assert (done.code, done.out) == (2, "")
+    (line,) = done.err.splitlines()
     assert f"bootc fails here: Querying bound images: {reason}; " in line
     assert line.startswith("bindimg: error: r/")
 
@@ -370,10 +369,10 @@ def test_link_to_a_directory_fails_like_bootc(root: Path) -> None:
 def test_link_to_a_fifo_is_refused_unread(root: Path) -> None:
     os.mkfifo(root / QDIR / "app.container")
     link(root, "app.container", f"/{QDIR}/app.container")
-    done = bindimg("list", "--root", "r")
-    assert (done.returncode, done.stdout) == (2, "")
+    done = run_bindimg("list", "--root", "r")
+    assert (done.code, done.out) == (2, "")
     where = f"{root}/{QDIR}/app.container"
-    assert done.stderr == f"bindimg: error: {where}: is a FIFO, not a unit file; make it a regular file\n"
+    assert done.err == f"bindimg: error: {where}: is a FIFO, not a unit file; make it a regular file\n"
 
 
 def test_root_fails_on_the_first_bad_entry_in_readdir_order(root: Path) -> None:

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
+from tests.kit import D1, STORAGE
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
-D1 = "sha256:" + "1" * 64
-STORAGE = "GlobalArgs=--storage-opt=additionalimagestore=/usr/lib/bootc/storage"
 NO_REGISTRY_TESTS = [
     "tests/test_reference.py",
     "tests/test_quadlet.py",

@@ -7,6 +7,7 @@ from typing import Optional
 import pytest
 
 from bindimg.errors import InputError
+from bindimg.pin import insert_line, line_ending, line_prefix, remove_line, replace_value, value_span
 from bindimg.quadlet import (
     QUADLET_WS,
     Assignment,
@@ -14,14 +15,8 @@ from bindimg.quadlet import (
     UnitDecodeError,
     UnitFile,
     decode_unit,
-    insert_line,
-    line_ending,
-    line_prefix,
     parse_quadlet,
-    remove_line,
-    replace_value,
     split_args,
-    value_span,
 )
 
 

@@ -33,14 +33,13 @@ import pytest
 from bindimg import cli, skopeo
 from bindimg.skopeo import RegistryOptions
 from tests.faultproxy import EchoUnauthorized, FaultProxy, RequireBasicAuth, Rule, fault_proxy
+from tests.kit import QDIR, Run, run_bindimg
 from tests.registry import PushedImages, Registry
-from tests.treehash import bindimg
 
 USER, PASSWORD = "user", "s3cr3t-PASSWORD"
 CREDS = f"{USER}:{PASSWORD}"
 TOKEN = base64.b64encode(CREDS.encode()).decode()
 SECRETS = (PASSWORD, CREDS, TOKEN)
-QDIR = "usr/share/containers/systemd"
 FAST = ("--retry", "1", "--timeout", "5")
 SOURCES = ("creds-option", "registry-auth-file", "authfile-option", "unit-creds")
 
@@ -71,7 +70,7 @@ class World:
     shim_log: Path
     tmpdir: Path
     env: dict[str, str]
-    runs: list[subprocess.CompletedProcess[str]] = field(default_factory=list)
+    runs: list[Run] = field(default_factory=list)
 
     @property
     def root(self) -> Path:
@@ -107,15 +106,15 @@ class World:
             (self.qdir / name).write_text(text)
         return [str(self.qdir / name) for name in texts]
 
-    def run(self, *args: str, expect: int) -> subprocess.CompletedProcess[str]:
+    def run(self, *args: str, expect: int) -> Run:
         """bindimg ARGS with the shim on PATH; then every output check."""
         before = secret_counts(self.top)
-        done = bindimg(*args, env=self.env, cwd=self.top)
+        done = run_bindimg(*args, env=self.env, cwd=self.top)
         self.runs.append(done)
-        assert done.returncode == expect, f"{args}: {done.stdout}{done.stderr}"
+        assert done.code == expect, f"{args}: {done.out}{done.err}"
         for secret in SECRETS:
-            assert secret not in done.stdout, f"{args}: stdout has {secret!r}"
-            assert secret not in done.stderr, f"{args}: stderr has {secret!r}"
+            assert secret not in done.out, f"{args}: stdout has {secret!r}"
+            assert secret not in done.err, f"{args}: stderr has {secret!r}"
         after = secret_counts(self.top)
         for path, count in after.items():
             assert count == before.get(path, 0), f"{args}: {path} now holds a secret"
@@ -191,7 +190,7 @@ def test_no_secret_in_any_output(tmp_path: Path, gate: FaultProxy, source: str) 
     world.run("add", "-v", *root, *FAST, *secret, *units, expect=0)
     assert any(s.authorization == f"Basic {TOKEN}" for s in gate.requests(outcome="pass"))
     done = world.run("add", "-v", "--json", *root, *FAST, *secret, *units, expect=0)
-    assert [e["changed"] for e in json.loads(done.stdout)["images"]] == [False, False]
+    assert [e["changed"] for e in json.loads(done.out)["images"]] == [False, False]
     lock = str(tmp_path / "bindimg.lock")
     world.run("lock", "-v", "--lock", lock, *FAST, *secret, str(world.qdir), expect=0)
     world.run("lock", "-v", "--lock", lock, "--update", *FAST, *secret, str(world.qdir), expect=0)
@@ -203,15 +202,13 @@ def test_no_secret_in_any_output(tmp_path: Path, gate: FaultProxy, source: str) 
     # reports the digests as gone, and the token shows in none of it.
     gate.set_rules(Rule(EchoUnauthorized()))
     done = world.run("lint", "-v", "--remote", "--format", "json", *FAST, *secret, *root, expect=1)
-    assert {f["id"] for f in json.loads(done.stdout)["findings"]} == {"digest-gone"}
+    assert {f["id"] for f in json.loads(done.out)["findings"]} == {"digest-gone"}
     world.run("lint", "-v", "--remote", "--format", "github", *FAST, *secret, *root, expect=1)
     world.run("lock", "-v", "--lock", lock, "--update", *FAST, *secret, str(world.qdir), expect=3)
     units = world.write_units()
     done = world.run("add", "-v", *root, *FAST, *secret, *units, expect=3)
-    assert done.stderr.splitlines()[-1].startswith(
-        f"bindimg: error: cannot resolve {gate.host}/test/app:1.0: "
-    )
-    assert "unauthorized: authentication required, got Basic ***" in done.stderr
+    assert done.err.splitlines()[-1].startswith(f"bindimg: error: cannot resolve {gate.host}/test/app:1.0: ")
+    assert "unauthorized: authentication required, got Basic ***" in done.err
     world.run("add", "-v", "--json", *root, *FAST, *secret, *units, expect=3)
     refused = gate.requests(r"/manifests/", outcome="EchoUnauthorized")
     assert refused and all(s.authorization == f"Basic {TOKEN}" for s in refused)
@@ -220,7 +217,7 @@ def test_no_secret_in_any_output(tmp_path: Path, gate: FaultProxy, source: str) 
     gate.set_rules(Rule(RequireBasicAuth(USER, PASSWORD)))
     units = world.write_units(tag="no-such-tag")
     done = world.run("add", "-v", *root, *FAST, *secret, *units, expect=3)
-    assert "manifest unknown" in done.stderr.splitlines()[-1]
+    assert "manifest unknown" in done.err.splitlines()[-1]
     world.run("lock", "-v", "--lock", str(tmp_path / "other.lock"), *FAST, *secret, str(world.qdir), expect=3)
 
     # skopeo's command lines (what `ps` shows) never held a secret; --creds and Creds= went
@@ -336,15 +333,15 @@ def test_a_creds_line_quadlet_cannot_read_is_not_echoed(tmp_path: Path) -> None:
     unit = tmp_path / "root/usr/share/containers/systemd/app.image"
     unit.parent.mkdir(parents=True)
     unit.write_text("[Image]\nImage=quay.io/o/a:1\nCreds user:s3cr3t-PASSWORD\n")
-    add = bindimg("add", "--root", str(tmp_path / "root"), "-v", str(unit))
-    lint = bindimg("lint", "--format", "json", str(unit.parent))
-    assert add.returncode == 2
-    assert add.stderr == (
+    add = run_bindimg("add", "--root", str(tmp_path / "root"), "-v", str(unit))
+    lint = run_bindimg("lint", "--format", "json", str(unit.parent))
+    assert add.code == 2
+    assert add.err == (
         f"bindimg: error: {unit}:3: file contains line 3: \u201c(not shown: it may hold credentials)\u201d "
         "which is not a key-value pair, group, or comment\n"
     )
-    assert lint.returncode == 1
-    for text in (add.stdout, add.stderr, lint.stdout, lint.stderr):
+    assert lint.code == 1
+    for text in (add.out, add.err, lint.out, lint.err):
         assert "s3cr3t-PASSWORD" not in text
 
 
@@ -357,9 +354,9 @@ def test_a_skopeo_that_cannot_be_run_is_exit_3(tmp_path: Path) -> None:
     unit.parent.mkdir(parents=True)
     unit.write_text("[Container]\nImage=quay.io/o/a:1\n")
     env = {**os.environ, "PATH": str(fake.parent)}  # the only skopeo there is
-    done = bindimg("add", "--root", str(tmp_path / "root"), "--retry", "0", str(unit), env=env)
-    assert done.returncode == 3
-    assert done.stderr.splitlines()[-1] == (
+    done = run_bindimg("add", "--root", str(tmp_path / "root"), "--retry", "0", str(unit), env=env)
+    assert done.code == 3
+    assert done.err.splitlines()[-1] == (
         "bindimg: error: cannot resolve quay.io/o/a:1: cannot run skopeo: Permission denied; "
         "check the skopeo on PATH; check the reference, the registry and its credentials"
     )

@@ -14,25 +14,26 @@ from dataclasses import dataclass, field
 from typing import Optional
 
 from bindimg import lockfile, pin, reference
-from bindimg.add import Plan, apply
+from bindimg.commands.lint import lint_sources
 from bindimg.errors import InputError
-from bindimg.lint import LockView, lint_sources
 from bindimg.lockfile import LockEntry
+from bindimg.quadlet import IMAGE, VOLUME
 from bindimg.reference import ReferenceError, ValueKind
 from bindimg.report import render
 from bindimg.resolve import Request, Settings, resolve_all
 from bindimg.rootfs import Root
+from bindimg.rules import LockView
 from bindimg.skopeo import RegistryOptions
 from bindimg.units import (
-    UnitSet,
     bound_value,
     image_reference,
     image_setting,
     image_unit_registry_options,
     provenance_tag,
-    source_units,
     upstream_digest,
 )
+from bindimg.unitset import UnitSet, source_units
+from bindimg.write import Plan, apply, changed_files
 
 
 @dataclass(frozen=True)
@@ -65,19 +66,19 @@ def collect(paths: list[str], registry: RegistryOptions) -> tuple[UnitSet, list[
         source = units.load(path)
         name = os.path.basename(path)
         setting = image_setting(units, source, name)
-        if setting.group == "Volume" and (setting.merged.lookup("Volume", "Driver") or "") != "image":
+        if not setting.names_image:
             continue
         value = setting.value
         assignment = setting.assignment
         if not value or assignment is None:
-            if setting.group == "Volume":
+            if setting.group == VOLUME:
                 raise InputError("Driver=image needs an Image=; add one", path=path)
             raise InputError(f"no Image= in [{setting.group}]; add one", path=path)
         if reference.classify(value) is ValueKind.UNIT_REFERENCE:
             continue  # the .image unit it names is scanned itself
         ref = image_reference(value, assignment.path, assignment.line)
         options = registry
-        if setting.group == "Image":
+        if setting.group == IMAGE:
             options = registry.merged(image_unit_registry_options(setting.merged, host))
         tag, digest = ref.tag_reference if ref.digest is None else None, ref.digest
         if digest is not None:
@@ -92,17 +93,34 @@ def collect(paths: list[str], registry: RegistryOptions) -> tuple[UnitSet, list[
 
 
 def run(
-    paths: list[str],
+    arguments: list[str],
     lock_path: str,
     *,
     registry: RegistryOptions,
     settings: Settings,
-    update: Optional[list[str]] = None,
+    update: bool = False,
     check: bool = False,
     rewrite: bool = False,
     progress: Callable[[str], None] = lambda _: None,
 ) -> LockResult:
-    """Lock (or with `check`, verify offline) the tags used under PATHs."""
+    """Lock (or with `check`, verify offline) the tags used under the paths among `arguments`
+    (default: `.`). With `update`, an argument that is not an existing path is a reference to
+    re-resolve; with none of those, every tag is re-resolved."""
+    refs = [a for a in arguments if not os.path.lexists(a)] if update else []
+    paths = [a for a in arguments if a not in refs] or ["."]
+    return _lock(paths, lock_path, registry, settings, refs if update else None, check, rewrite, progress)
+
+
+def _lock(
+    paths: list[str],
+    lock_path: str,
+    registry: RegistryOptions,
+    settings: Settings,
+    update: Optional[list[str]],
+    check: bool,
+    rewrite: bool,
+    progress: Callable[[str], None],
+) -> LockResult:
     units, uses = collect(paths, registry)
     existing = lockfile.load(lock_path) if os.path.exists(lock_path) else {}
     by_tag: dict[str, list[Use]] = {}
@@ -176,10 +194,4 @@ def _rewrite_plan(units: UnitSet, uses: list[Use], entries: dict[str, LockEntry]
         pinned = ref.pinned(locked)
         origin = value if ref.digest is None else (pin.provenance_of(source.text, use.line) or value)
         texts[use.path], _ = pin.pin(texts.get(use.path, source.text), use.line, pinned, origin)
-    files: dict[str, tuple[Optional[bytes], bytes]] = {}
-    for path, text in texts.items():
-        with open(path, "rb") as handle:
-            old = handle.read()
-        if old != text.encode("utf-8"):
-            files[path] = (old, text.encode("utf-8"))
-    return Plan(files, [], [])
+    return Plan(changed_files(texts), [], [])

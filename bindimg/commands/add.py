@@ -12,39 +12,44 @@ every copy succeeded; a failed copy takes this run's images out of the store aga
 
 from __future__ import annotations
 
-import difflib
 import os
 import posixpath
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Optional
 
-from bindimg import fsutil, pin, reference
+from bindimg import lockfile, pin, reference, skopeo
 from bindimg.bootcini import parse_bootc
-from bindimg.bound import BOUND_DIR, Link, plan_link
+from bindimg.boundimages import BOUND_DIR
 from bindimg.embed import Embedder, EmbedOptions, Prepared
 from bindimg.errors import InputError
-from bindimg.quadlet import UnitFile, parse_quadlet
+from bindimg.quadlet import (
+    CONTAINER,
+    IMAGE,
+    KEY_ALL_TAGS,
+    KEY_AUTH_FILE,
+    KEY_IMAGE,
+    KEY_IMAGE_TAG,
+    KEY_POLICY,
+    KEY_PULL,
+    parse_quadlet,
+)
 from bindimg.reference import ValueKind
+from bindimg.registry import Registry
+from bindimg.render import Bound, Collected, Renderer
 from bindimg.resolve import Request, Settings, resolve_all
 from bindimg.rootfs import Root
 from bindimg.skopeo import RegistryOptions
-from bindimg.store import Store
 from bindimg.units import (
-    INSTALL_DIR,
-    MAX_UNIT_BYTES,
-    ROOTLESS_DIR,
     ImageSetting,
-    Source,
-    UnitSet,
     bound_value,
     image_reference,
     image_setting,
     image_unit_registry_options,
     is_true,
-    read_text,
-    search_dirs,
 )
+from bindimg.unitset import INSTALL_DIR, ROOTLESS_DIR, Source, read_text
+from bindimg.write import Plan, apply
 
 UNIT_EXTENSIONS = (".container", ".image")
 
@@ -58,81 +63,17 @@ class AddOptions:
     locked: Mapping[str, str] = field(default_factory=dict)  # tag reference -> digest
     frozen: bool = False
     embed: Optional[EmbedOptions] = None  # --embed: copy into the store instead of linking
+    client: Registry = skopeo  # what asks the registries and copies images
 
 
-@dataclass
-class Bound:
-    """One image to pin and link: the unit that carries it and where its digest comes from."""
+class _Collector(Collected):
+    """The collecting step: read and check every unit given, and what it needs (no writes)."""
 
-    dest: str  # host path the pinned unit is written to
-    source: Source  # the text that is pinned (the installed source, or dest itself)
-    line: int  # physical line of Image=
-    value: str  # Image= as found
-    ref: reference.Reference
-    origin: str  # what the provenance comment names
-    request: Optional[Request]
-    digest: Optional[str]
-    companions: list[Source] = field(default_factory=list)  # containers that use it by name
-    options: RegistryOptions = field(default_factory=RegistryOptions)
-    flattened_from: Optional[str] = None  # the value is a flattened digest of this upstream one
-    installed: Optional[tuple[str, str]] = None  # the installed unit's (flattened, upstream) digests
-
-
-@dataclass(frozen=True)
-class Entry:
-    quadlet: str
-    source: str
-    reference: str
-    digest: str
-    mode: str
-    changed: bool
-    flattened: Optional[bool] = None  # embedded entries only
-    upstream_digest: Optional[str] = None  # embedded entries only
-
-    def as_json(self) -> dict[str, object]:
-        """The `--json` object: `flattened` and `upstream_digest` only for embedded images."""
-        data: dict[str, object] = {
-            "quadlet": self.quadlet,
-            "source": self.source,
-            "reference": self.reference,
-            "digest": self.digest,
-            "mode": self.mode,
-            "changed": self.changed,
-        }
-        if self.mode == "embedded":
-            data["flattened"] = bool(self.flattened)
-            data["upstream_digest"] = self.upstream_digest
-        return data
-
-
-@dataclass
-class Plan:
-    files: dict[str, tuple[Optional[bytes], bytes]]  # host path -> (old bytes, new bytes)
-    links: list[Link]
-    entries: list[Entry]
-    embedded: list[Prepared] = field(default_factory=list)
-    embedder: Optional[Embedder] = None
-
-    @property
-    def changed(self) -> bool:
-        return any(e.changed for e in self.entries)
-
-    def close(self) -> None:
-        """Remove the temporary copies of embedded images (after `apply`, or instead of it)."""
-        if self.embedder is not None:
-            self.embedder.close()
-
-
-class _Planner:
     def __init__(self, options: AddOptions) -> None:
+        super().__init__(options.root)
         self.options = options
-        self.root = options.root
-        self.units = UnitSet(search_dirs(self.root), self.root)
-        self.bound: dict[str, Bound] = {}
-        self.writes: dict[str, Source] = {}  # dest -> source text to write (containers edited)
         self.origins: dict[str, str] = {}  # command-line path -> the file it resolved to
 
-    # -- reading ---------------------------------------------------------------------------
     def locate(self, arg: str) -> tuple[str, Source]:
         """Where a unit given on the command line lives in the root, and its text."""
         host = os.path.abspath(arg)
@@ -150,7 +91,7 @@ class _Planner:
         if inner is not None and found.startswith(self.root.resolve(ROOTLESS_DIR)):
             raise InputError(
                 f"is a rootless unit ({ROOTLESS_DIR}): rootful Quadlet does not run it and bootc "
-                "binds images for rootful units only; move it to /usr/share/containers/systemd",
+                f"binds images for rootful units only; move it to {INSTALL_DIR}",
                 path=arg,
             )
         if inner is not None and os.path.dirname(found) in self.units.search_dirs:
@@ -235,8 +176,8 @@ class _Planner:
         line = setting.assignment.line
         embedded = self.options.embed is not None
         options = self.options.registry
-        if setting.group == "Image":
-            options = options.merged(self.image_unit_options(setting, line, embedded))
+        if setting.group == IMAGE:
+            options = options.merged(self.image_unit_options(setting, embedded))
         ref = image_reference(value, source.path, line)
         said = pin.provenance(source.text, line) if ref.digest else None
         origin = said.origin if said else None
@@ -275,7 +216,7 @@ class _Planner:
             return None
         try:
             text = read_text(dest)
-            assignment = parse_quadlet(text, dest).lookup_last(group, "Image")
+            assignment = parse_quadlet(text, dest).lookup_last(group, KEY_IMAGE)
         except InputError:
             return None
         said = pin.provenance(text, assignment.line) if assignment is not None else None
@@ -305,121 +246,27 @@ class _Planner:
                     path=path,
                 )
 
-    def image_unit_options(self, setting: ImageSetting, line: int, embedded: bool = False) -> RegistryOptions:
+    def image_unit_options(self, setting: ImageSetting, embedded: bool = False) -> RegistryOptions:
         """A `.image` unit's own registry settings, checked against what bootc accepts (an
         embedded unit is never read by bootc: its AuthFile= is used for the copy)."""
         path = setting.source.path
         unit = setting.merged
-        bootc_keys = parse_bootc(setting.source.text, path).get("Image", {})
-        if "AuthFile" in bootc_keys and not embedded:
+        bootc_keys = parse_bootc(setting.source.text, path).get(IMAGE, {})
+        if KEY_AUTH_FILE in bootc_keys and not embedded:
             raise InputError(
                 "AuthFile= in a bound .image unit makes bootc refuse the whole image; "
                 "remove it (bootc pulls with /etc/ostree/auth.json)",
                 path=path,
-                line=bootc_keys["AuthFile"].line,
+                line=bootc_keys[KEY_AUTH_FILE].line,
             )
-        if is_true(unit.lookup("Image", "AllTags")):
+        if is_true(unit.lookup(IMAGE, KEY_ALL_TAGS)):
             raise InputError("AllTags=true pulls every tag and ignores a pin; remove it", path=path)
-        if unit.lookup("Image", "ImageTag"):
+        if unit.lookup(IMAGE, KEY_IMAGE_TAG):
             raise InputError(
                 "ImageTag= makes containers run that name instead of the pinned image; remove it",
                 path=path,
             )
         return image_unit_registry_options(unit, self.root)
-
-    # -- rendering -------------------------------------------------------------------------
-    def render(
-        self,
-        digests: Mapping[Request, str],
-        prepared: Optional[Mapping[str, Prepared]] = None,
-        store: Optional[Store] = None,
-    ) -> Plan:
-        """The new bytes of every unit; with `prepared` (dest -> image) and `store`, embedded."""
-        texts = {dest: source.text for dest, source in self.writes.items()}
-        lines: dict[str, int] = {}
-        entries_src: list[tuple[Bound, str]] = []
-        for dest, bound in self.bound.items():
-            digest = digests[bound.request] if bound.request is not None else bound.digest
-            assert digest is not None  # planned: either pinned, locked or requested
-            origin = bound.origin
-            if prepared is not None:
-                image = prepared[dest]
-                digest = image.digest
-                origin = pin.Provenance(origin, image.upstream if image.flattened else None).text
-            pinned = bound.ref.pinned(digest)
-            texts[dest], lines[dest] = pin.pin(texts[dest], bound.line, pinned, origin)
-            self.check_pinned(texts[dest], bound, pinned)
-            entries_src.append((bound, pinned))
-        if prepared is not None and store is not None:
-            return self.render_embedded(texts, lines, entries_src, prepared, store)
-        if self.options.storage_args:
-            for dest, source in self.writes.items():
-                if not dest.endswith(".container"):
-                    continue
-                merged = source.unit.merged([d.unit for d in self.units.dropins(os.path.basename(dest))])
-                if pin.has_storage_arg(merged.lookup_all_args("Container", "GlobalArgs")):
-                    continue
-                assignment = source.unit.lookup_last("Container", "Image")
-                assert assignment is not None  # checked while planning
-                texts[dest] = pin.add_storage_arg(texts[dest], lines.get(dest, assignment.line))
-        files = self.changed_files(texts)
-        links: list[Link] = []
-        entries: list[Entry] = []
-        for bound, pinned in entries_src:
-            inner = self.root.inner_path(bound.dest)
-            assert inner is not None
-            link = plan_link(self.root, inner)
-            if not link.exists:
-                links.append(link)
-            touched = [bound.dest, *(self.dest_of(c) for c in bound.companions)]
-            changed = not link.exists or any(path in files for path in touched)
-            entries.append(
-                Entry(bound.dest, bound.value, pinned, pinned.split("@", 1)[1], "logical", changed)
-            )
-        return Plan(files, links, entries)
-
-    def render_embedded(
-        self,
-        texts: dict[str, str],
-        lines: Mapping[str, int],
-        entries_src: list[tuple[Bound, str]],
-        prepared: Mapping[str, Prepared],
-        store: Store,
-    ) -> Plan:
-        """Units that podman runs from the store, never from the network, and no links."""
-        policy = self.options.embed.image_policy if self.options.embed else None
-        for dest, source in self.writes.items():
-            group = "Container" if dest.endswith(".container") else "Image"
-            merged = self.merged(dest, source)
-            assignment = source.unit.lookup_last(group, "Image")
-            assert assignment is not None  # checked while planning
-            anchor = lines.get(dest, assignment.line)
-            args = merged.lookup_all_args(group, "GlobalArgs")
-            if self.options.storage_args and not pin.has_storage_arg(args, store.inner, store.storage_keys):
-                texts[dest] = pin.add_storage_arg(texts[dest], anchor, store.storage_arg)
-                anchor += 1
-            key, value = ("Pull", "never") if group == "Container" else ("Policy", policy)
-            if value is not None and (merged.lookup(group, key) or "").lower() != value:
-                texts[dest] = pin.set_key(texts[dest], dest, group, key, value, anchor)
-        files = self.changed_files(texts)
-        entries: list[Entry] = []
-        for bound, pinned in entries_src:
-            image = prepared[bound.dest]
-            touched = [bound.dest, *(self.dest_of(c) for c in bound.companions)]
-            changed = image.source is not None or any(path in files for path in touched)
-            entries.append(
-                Entry(
-                    bound.dest,
-                    bound.value,
-                    pinned,
-                    image.digest,
-                    "embedded",
-                    changed,
-                    flattened=image.flattened,
-                    upstream_digest=image.upstream,
-                )
-            )
-        return Plan(files, [], entries)
 
     def check_embedded(self, progress: Callable[[str], None]) -> None:
         """Before any network: a drop-in that lets podman pull cannot be fixed by editing the unit."""
@@ -427,8 +274,8 @@ class _Planner:
         if embed is None:
             return
         for dest, source in self.writes.items():
-            group = "Container" if dest.endswith(".container") else "Image"
-            key, value = ("Pull", "never") if group == "Container" else ("Policy", embed.image_policy)
+            group = CONTAINER if dest.endswith(".container") else IMAGE
+            key, value = (KEY_PULL, "never") if group == CONTAINER else (KEY_POLICY, embed.image_policy)
             if value is None:
                 progress(
                     f"note: {dest}: without Policy=missing its service pulls on every start "
@@ -448,57 +295,26 @@ class _Planner:
                     line=assignment.line,
                 )
 
-    def merged(self, dest: str, source: Source) -> UnitFile:
-        return source.unit.merged([d.unit for d in self.units.dropins(os.path.basename(dest))])
-
-    @staticmethod
-    def changed_files(texts: Mapping[str, str]) -> dict[str, tuple[Optional[bytes], bytes]]:
-        files: dict[str, tuple[Optional[bytes], bytes]] = {}
-        for dest, text in texts.items():
-            old = _read_bytes(dest)
-            new = text.encode("utf-8")
-            if old != new:
-                files[dest] = (old, new)
-        return files
-
-    def dest_of(self, source: Source) -> str:
-        return next(dest for dest, s in self.writes.items() if s is source)
-
-    @staticmethod
-    def check_pinned(text: str, bound: Bound, pinned: str) -> None:
-        """Both parsers must read the pinned value back; anything else is a bindimg bug."""
-        group = "Image" if bound.dest.endswith(".image") else "Container"
-        quadlet_value = parse_quadlet(text, bound.dest).lookup(group, "Image")
-        found = parse_bootc(text, bound.dest).get(group, {}).get("Image")
-        if quadlet_value != pinned or found is None or found.value != pinned:
-            raise AssertionError(f"{bound.dest}: pinned text reads back as {quadlet_value!r}")
-
-
-def _read_bytes(path: str) -> Optional[bytes]:
-    """What a planned write replaces (None: nothing yet). An install destination that is a FIFO
-    or a directory is refused unopened: opening it blocked or crashed."""
-    try:
-        return fsutil.read_input(path, MAX_UNIT_BYTES, what="unit file", missing=None, fix="remove it")
-    except FileNotFoundError:
-        return None
-
-
 def plan(paths: list[str], options: AddOptions, progress: Callable[[str], None] = lambda _: None) -> Plan:
     """Everything `add` would do, without writing anything (registry look-ups included).
 
     With `--embed` the images are fetched (and flattened) into a temporary directory that
     lives until `Plan.close()`.
     """
-    planner = _Planner(options)
-    embedder = Embedder(options.root, options.embed, options.settings, progress) if options.embed else None
+    planner = _Collector(options)
+    policy = options.embed.image_policy if options.embed else None
+    renderer = Renderer(planner, options.storage_args, policy)
+    embedder = None
+    if options.embed:
+        embedder = Embedder(options.root, options.embed, options.settings, progress, options.client)
     for path in paths:
         planner.add(path)
     planner.check_embedded(progress)
     requests = [b.request for b in planner.bound.values() if b.request is not None]
-    resolved = resolve_all(requests, options.settings, progress)
+    resolved = resolve_all(requests, options.settings, progress, options.client)
     digests = {request: result.digest for request, result in resolved.items()}
     if embedder is None:
-        return planner.render(digests)
+        return renderer.render(digests)
     try:
         prepared: dict[str, Prepared] = {}
         for dest, bound in planner.bound.items():
@@ -508,7 +324,7 @@ def plan(paths: list[str], options: AddOptions, progress: Callable[[str], None] 
             prepared[dest] = embedder.prepare(
                 name, digest, bound.flattened_from, bound.options, dest, bound.installed
             )
-        result = planner.render(digests, prepared, embedder.store)
+        result = renderer.render(digests, prepared, embedder.store)
     except BaseException:
         embedder.close()
         raise
@@ -517,63 +333,39 @@ def plan(paths: list[str], options: AddOptions, progress: Callable[[str], None] 
     return result
 
 
-def apply(plan_: Plan) -> None:
-    """Copy embedded images into the store, then stage every file, rename them all, then link.
+def run(
+    quadlets: list[str],
+    *,
+    root: str,
+    lock_path: Optional[str] = None,
+    frozen: bool = False,
+    storage_args: bool = True,
+    embed: Optional[EmbedOptions] = None,
+    registry: RegistryOptions,
+    settings: Settings,
+    dry_run: bool = False,
+    progress: Callable[[str], None] = lambda _: None,
+) -> Plan:
+    """`bindimg add`: plan, then (unless `dry_run`) apply; the plan, closed, says what changed.
 
-    A failed copy writes no unit (and takes this run's images out of the store again); a
-    failure while staging writes nothing either.
+    `lock_path`: take the digests of tags from this lock file instead of the registry.
     """
-    added = plan_.embedder.commit(plan_.embedded) if plan_.embedder is not None else []
-    staged: list[fsutil.Staged] = []
+    locked = {tag: entry.digest for tag, entry in lockfile.load(lock_path).items()} if lock_path else {}
+    options = AddOptions(
+        root=Root(root),
+        registry=registry,
+        settings=settings,
+        storage_args=storage_args,
+        locked=locked,
+        frozen=frozen,
+        embed=embed,
+    )
+    planned = plan(quadlets, options, progress)
     try:
-        for path, (_, new) in sorted(plan_.files.items()):
-            os.makedirs(os.path.dirname(path), mode=0o755, exist_ok=True)
-            fsutil.sweep(os.path.dirname(path))
-            staged.append(fsutil.stage(path, new))
-    except OSError as error:
-        for item in staged:
-            fsutil.discard(item)
-        if plan_.embedder is not None:
-            plan_.embedder.undo(added)
-        raise InputError(f"cannot write: {error.strerror}", path=error.filename) from None
-    for item in staged:
-        fsutil.commit(item)
-    for directory in sorted({os.path.dirname(link.path) for link in plan_.links}):
-        os.makedirs(directory, mode=0o755, exist_ok=True)
-        fsutil.sweep(directory)  # bootc reads every entry there, an old run's leftover too
-    for link in plan_.links:
-        fsutil.symlink_new(link.target, link.path)
+        if not dry_run:
+            apply(planned)
+    finally:
+        planned.close()
+    return planned
 
 
-def diff(plan_: Plan) -> str:
-    """A unified diff of what `apply` would write; new links shown as git shows symlinks."""
-    chunks: list[str] = []
-    for path, (old, new) in sorted(plan_.files.items()):
-        before = (old or b"").decode("utf-8", "replace").splitlines(keepends=True)
-        after = new.decode("utf-8").splitlines(keepends=True)
-        chunks.extend(
-            _terminated(difflib.unified_diff(before, after, "/dev/null" if old is None else path, path))
-        )
-    for link in plan_.links:
-        chunks.extend(
-            [
-                "--- /dev/null\n",
-                f"+++ {link.path}\n",
-                "@@ -0,0 +1 @@\n",
-                f"+{link.target}\n",
-                "\\ No newline at end of file\n",
-            ]
-        )
-    return "".join(chunks)
-
-
-def _terminated(lines: Iterable[str]) -> list[str]:
-    out: list[str] = []
-    for line in lines:
-        if not line.endswith("\n"):
-            line += "\n\\ No newline at end of file\n"
-        out.append(line)
-    return out
-
-
-__all__ = ["BOUND_DIR", "AddOptions", "Entry", "Plan", "apply", "diff", "plan"]

@@ -1,30 +1,69 @@
-"""bound-images.d read exactly as bootc reads it: a port of bootc's `query_bound_images`.
+"""`/usr/lib/bootc/bound-images.d`: the symlinks that make bootc pull an image, both ways.
 
-bootc (crates/lib/src/boundimage.rs) walks `usr/lib/bootc/bound-images.d` in readdir order,
-refuses any entry that is not a symlink, reads the target with RESOLVE_IN_ROOT, parses it with
-tini *before* looking at the extension, takes the extension from the link's own name, and
-stops the whole operation at the first bad entry. `scan` records each entry's first failure
-instead of stopping, with bootc's own words, so that `list --root` can fail where bootc fails
-and `lint --root` can report every entry at once.
+The write side (`plan_link`): bootc reads every entry as a symlink to a `.image` or
+`.container` unit, names taken from the link itself; a regular file there makes every install
+and upgrade fail. The read side (`scan`) is a port of bootc's `query_bound_images`
+(crates/lib/src/boundimage.rs): it walks the directory in readdir order, refuses any entry
+that is not a symlink, reads the target with RESOLVE_IN_ROOT, parses it with tini *before*
+looking at the extension, takes the extension from the link's own name, and stops the whole
+operation at the first bad entry. `scan` records each entry's first failure instead of
+stopping, with bootc's own words, so that `list --root` can fail where bootc fails and
+`lint --root` can report every entry at once.
 """
 
 from __future__ import annotations
 
 import errno
 import os
+import posixpath
 from dataclasses import dataclass
 from typing import Optional
 
 from bindimg import fsutil
 from bindimg.bootcini import BootcParseError, BootcValue, parse_bootc
-from bindimg.bound import BOUND_DIR
 from bindimg.errors import InputError
+from bindimg.quadlet import CONTAINER, IMAGE, KEY_AUTH_FILE, KEY_IMAGE
 from bindimg.rootfs import Root
-from bindimg.units import MAX_UNIT_BYTES
+from bindimg.unitset import MAX_UNIT_BYTES
+
+BOUND_DIR = "/usr/lib/bootc/bound-images.d"
+BOUND_EXTENSIONS = (".image", ".container")
+
+
+@dataclass(frozen=True)
+class Link:
+    path: str  # host path of the link
+    target: str  # absolute path inside the root
+    exists: bool  # already there, pointing at the same unit
+
+
+def plan_link(root: Root, unit_inner: str) -> Link:
+    """The link for a unit, or an InputError if another entry already takes its name."""
+    name = posixpath.basename(unit_inner)
+    if posixpath.splitext(name)[1] not in BOUND_EXTENSIONS:
+        raise InputError("only .image and .container units can be bound", path=unit_inner)
+    path = os.path.join(root.resolve(BOUND_DIR), name)
+    if not os.path.lexists(path):
+        return Link(path, unit_inner, exists=False)
+    if not os.path.islink(path):
+        raise InputError("exists and is not a symlink (bootc refuses it); remove it", path=path)
+    current = os.readlink(path)
+    if current == unit_inner:
+        return Link(path, unit_inner, exists=True)
+    base = current if current.startswith("/") else posixpath.join(BOUND_DIR, current)
+    if root.resolve(base) == root.resolve(unit_inner):
+        return Link(path, current, exists=True)
+    raise InputError(
+        f"already links to {current}, not to {unit_inner}; remove the link or bind the unit it names",
+        path=path,
+    )
+
+
+# --- reading, as bootc does ------------------------------------------------------------------
 
 BOUND_REL = BOUND_DIR.lstrip("/")  # bootc names paths relative to the root
 QUERY_CONTEXT = "Querying bound images"
-_GROUPS = {"image": "Image", "container": "Container"}
+_GROUPS = {"image": IMAGE, "container": CONTAINER}
 
 # Rust's io::Error Display for the errors read_to_string can meet on a bad link.
 _OS_ERRORS = {
@@ -141,12 +180,12 @@ def _parse(name: str, text: str, target: str, link: str) -> tuple[Optional[Bootc
         return None, Failure("bad-extension", f"Invalid file extension: {name}", link)
     context = f"Parsing {BOUND_REL}/{name}"
     section = document.get(group, {})
-    image = section.get("Image")
+    image = section.get(KEY_IMAGE)
     if image is None:
         return None, Failure("missing-image", f"{context}: Missing Image field", target)
-    if group == "Image" and "AuthFile" in section:
+    if group == IMAGE and KEY_AUTH_FILE in section:
         reason = f"{context}: AuthFile is not supported by bound bootc images"
-        return None, Failure("authfile-unsupported", reason, target, section["AuthFile"].line)
+        return None, Failure("authfile-unsupported", reason, target, section[KEY_AUTH_FILE].line)
     unescaped, problem = spec_value(image.value)
     if problem is not None:
         reason = f"{context}: Invalid image value: {problem}"

@@ -9,24 +9,16 @@ continuations and quotes applied, `Image=foo.image` followed. Nothing here touch
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Optional
 
-from bindimg import boundscan
+from bindimg import boundimages
 from bindimg.errors import InputError
-from bindimg.rootfs import Root
-from bindimg.store import DEFAULT_STORE, DRIVERS, Store
-from bindimg.units import (
-    SOURCE_EXTENSIONS,
-    UnitSet,
-    image_setting,
-    parsed_dropins,
-    quadlet_image,
-    source_units,
-)
-
-Display = Callable[[str], str]
+from bindimg.quadlet import CONTAINER, KEY_ROOTFS, SOURCE_EXTENSIONS
+from bindimg.rootfs import Display, Root, cwd_display, root_display
+from bindimg.store import store_images
+from bindimg.units import image_setting, quadlet_image
+from bindimg.unitset import UnitSet, parsed_dropins, source_units
 
 
 @dataclass(frozen=True)
@@ -39,31 +31,18 @@ class Listed:
     line: Optional[int]
 
 
-def root_display(root: Root, shown: str) -> Display:
-    """Host paths under `root` as the user wrote the root (`--root build` -> `build/usr/...`)."""
-
-    def display(host: str) -> str:
-        inner = root.inner_path(host)
-        return host if inner is None else os.path.join(shown, inner.lstrip("/"))
-
-    return display
-
-
-def cwd_display(path: str) -> str:
-    """A source path relative to the working directory when it is below it (CI annotations)."""
-    relative = os.path.relpath(path)
-    return path if relative.startswith(os.pardir) else relative
-
-
-def store_images(root: Root) -> list[str]:
-    """Every image name in the embedded store, overlay's then vfs's (either driver may be used)."""
-    return [name for driver in DRIVERS for name in sorted(Store(root, DEFAULT_STORE, driver).names())]
+def list_images(paths: list[str], root: Optional[str] = None) -> list[Listed]:
+    """`bindimg list`: what the image root `root` binds and embeds, or else each unit's image."""
+    if root is not None:
+        image_root = Root(root)
+        return list_root(image_root, root_display(image_root, root))
+    return list_units(paths)
 
 
 def list_root(root: Root, display: Display) -> list[Listed]:
     """bootc's logical images (readdir order), then the embedded store's; fails like bootc."""
     listed: list[Listed] = []
-    for entry in boundscan.scan(root):
+    for entry in boundimages.scan(root):
         failure = entry.failure
         if failure is not None:
             raise InputError(
@@ -95,12 +74,13 @@ def unit_image(units: UnitSet, path: str) -> Optional[tuple[str, int]]:
     """(image, its physical line in the file that supplies it); None if the unit runs no image."""
     name = os.path.basename(path)
     setting = image_setting(units, units.load(path), name, parsed_dropins(units, name)[0])
-    if setting.group == "Volume" and setting.merged.lookup("Volume", "Driver") != "image":
+    if not setting.names_image:
         return None
-    if setting.group == "Container" and setting.merged.lookup("Container", "Rootfs"):
-        if setting.value:  # podman quadlet.go ConvertContainer: the keys conflict
-            raise InputError("Quadlet refuses this unit: Image= and Rootfs= conflict; keep one", path=path)
+    if setting.runs_rootfs:
         return None
+    if setting.group == CONTAINER and setting.merged.lookup(CONTAINER, KEY_ROOTFS):  # and an Image=
+        # podman quadlet.go ConvertContainer: the keys conflict
+        raise InputError("Quadlet refuses this unit: Image= and Rootfs= conflict; keep one", path=path)
     found = quadlet_image(units, setting)
     if found is None:
         raise InputError(f"Quadlet refuses this unit: no Image= in [{setting.group}]; add one", path=path)

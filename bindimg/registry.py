@@ -1,0 +1,41 @@
+"""The one interface to registries and local image copies, which `bindimg.skopeo` implements.
+
+`resolve`, `fetch` and `embed` take a `Registry` (default: the skopeo module), so that a unit
+test passes a fake object instead of patching skopeo or subprocess (pip-audit's `Auditor`
+takes its vulnerability service the same way).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Optional, Protocol
+
+from bindimg.skopeo import RegistryOptions
+
+
+class Registry(Protocol):
+    """What bindimg asks of a registry client; every failure is a `skopeo.SkopeoError`
+    (`transient` when a retry may help)."""
+
+    def inspect_raw(
+        self, reference: str, options: RegistryOptions, *, timeout: float, secrets: tuple[str, ...] = ()
+    ) -> bytes:
+        """The exact bytes of the top-level manifest of `docker://reference`."""
+        ...
+
+    def copy_from_registry(
+        self, reference: str, dest: str, options: RegistryOptions, *, timeout: Optional[float] = None
+    ) -> None:
+        """One image from `docker://reference` to the local transport `dest`, blobs verified."""
+        ...
+
+    def copy_local(
+        self, source: str, dest: str, *, platform: Sequence[str] = (), decompress: bool = False,
+        preserve_digests: bool = False, timeout: Optional[float] = None,
+    ) -> None:
+        """A copy between local transports (`dir:`, `oci:`, `containers-storage:`)."""
+        ...
+
+    def delete_local(self, reference: str, *, timeout: Optional[float] = None) -> None:
+        """Delete a local image (e.g. from containers-storage)."""
+        ...

@@ -1,0 +1,142 @@
+"""The write stage of `add` and `lock --rewrite`: read-modify-write of units, all or nothing.
+
+A `Plan` holds the old and new bytes of every file and the links to make; `changed_files`
+reads what each write replaces (refusing a FIFO or a directory unopened), `apply` stages every
+file, renames them all, then links, and `diff` shows a plan without writing it.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Optional
+
+from bindimg import fsutil
+from bindimg.boundimages import Link
+from bindimg.embed import Embedder, Prepared
+from bindimg.errors import InputError
+from bindimg.unitset import MAX_UNIT_BYTES
+
+
+@dataclass(frozen=True)
+class Entry:
+    quadlet: str
+    source: str
+    reference: str
+    digest: str
+    mode: str
+    changed: bool
+    flattened: Optional[bool] = None  # embedded entries only
+    upstream_digest: Optional[str] = None  # embedded entries only
+
+    def as_json(self) -> dict[str, object]:
+        """The `--json` object: `flattened` and `upstream_digest` only for embedded images."""
+        data: dict[str, object] = {
+            "quadlet": self.quadlet,
+            "source": self.source,
+            "reference": self.reference,
+            "digest": self.digest,
+            "mode": self.mode,
+            "changed": self.changed,
+        }
+        if self.mode == "embedded":
+            data["flattened"] = bool(self.flattened)
+            data["upstream_digest"] = self.upstream_digest
+        return data
+
+
+@dataclass
+class Plan:
+    files: dict[str, tuple[Optional[bytes], bytes]]  # host path -> (old bytes, new bytes)
+    links: list[Link]
+    entries: list[Entry]
+    embedded: list[Prepared] = field(default_factory=list)
+    embedder: Optional[Embedder] = None
+
+    def close(self) -> None:
+        """Remove the temporary copies of embedded images (after `apply`, or instead of it)."""
+        if self.embedder is not None:
+            self.embedder.close()
+
+
+def changed_files(texts: Mapping[str, str]) -> dict[str, tuple[Optional[bytes], bytes]]:
+    """path -> (old bytes or None, new bytes) for each text that differs from the file."""
+    files: dict[str, tuple[Optional[bytes], bytes]] = {}
+    for dest, text in texts.items():
+        old = _read_bytes(dest)
+        new = text.encode("utf-8")
+        if old != new:
+            files[dest] = (old, new)
+    return files
+
+
+def _read_bytes(path: str) -> Optional[bytes]:
+    """What a planned write replaces (None: nothing yet). An install destination that is a FIFO
+    or a directory is refused unopened: opening it blocked or crashed."""
+    try:
+        return fsutil.read_input(path, MAX_UNIT_BYTES, what="unit file", missing=None, fix="remove it")
+    except FileNotFoundError:
+        return None
+
+
+def apply(plan_: Plan) -> None:
+    """Copy embedded images into the store, then stage every file, rename them all, then link.
+
+    A failed copy writes no unit (and takes this run's images out of the store again); a
+    failure while staging writes nothing either.
+    """
+    added = plan_.embedder.commit(plan_.embedded) if plan_.embedder is not None else []
+    staged: list[fsutil.Staged] = []
+    try:
+        for path, (_, new) in sorted(plan_.files.items()):
+            os.makedirs(os.path.dirname(path), mode=0o755, exist_ok=True)
+            fsutil.sweep(os.path.dirname(path))
+            staged.append(fsutil.stage(path, new))
+    except OSError as error:
+        for item in staged:
+            fsutil.discard(item)
+        if plan_.embedder is not None:
+            plan_.embedder.undo(added)
+        raise InputError(f"cannot write: {error.strerror}", path=error.filename) from None
+    for item in staged:
+        fsutil.commit(item)
+    for directory in sorted({os.path.dirname(link.path) for link in plan_.links}):
+        os.makedirs(directory, mode=0o755, exist_ok=True)
+        fsutil.sweep(directory)  # bootc reads every entry there, an old run's leftover too
+    for link in plan_.links:
+        fsutil.symlink_new(link.target, link.path)
+
+
+def diff(plan_: Plan) -> str:
+    """A unified diff of what `apply` would write; new links shown as git shows symlinks."""
+    chunks: list[str] = []
+    for path, (old, new) in sorted(plan_.files.items()):
+        before = (old or b"").decode("utf-8", "replace").splitlines(keepends=True)
+        after = new.decode("utf-8").splitlines(keepends=True)
+        chunks.extend(
+            _terminated(difflib.unified_diff(before, after, "/dev/null" if old is None else path, path))
+        )
+    for link in plan_.links:
+        chunks.extend(
+            [
+                "--- /dev/null\n",
+                f"+++ {link.path}\n",
+                "@@ -0,0 +1 @@\n",
+                f"+{link.target}\n",
+                "\\ No newline at end of file\n",
+            ]
+        )
+    return "".join(chunks)
+
+
+def _terminated(lines: Iterable[str]) -> list[str]:
+    out: list[str] = []
+    for line in lines:
+        if not line.endswith("\n"):
+            line += "\n\\ No newline at end of file\n"
+        out.append(line)
+    return out
+
+
