@@ -22,10 +22,12 @@ import typer
 
 from bindimg import __version__, lockfile, report, write
 from bindimg.commands import add as add_cmd
+from bindimg.commands import export as export_cmd
 from bindimg.commands import lint as lint_cmd
 from bindimg.commands import list as list_cmd
 from bindimg.commands import lock as lock_cmd
 from bindimg.commands import store as store_cmd
+from bindimg.destinations import TRANSPORTS
 from bindimg.embed import FLATTEN_MODES, EmbedOptions
 from bindimg.errors import EXIT_FINDINGS, EXIT_INTERNAL, BindimgError, one_line
 from bindimg.resolve import DEFAULT_JOBS, DEFAULT_RETRY, DEFAULT_TIMEOUT, Settings
@@ -231,6 +233,11 @@ def add(
     image_policy: Optional[str] = typer.Option(
         None, "--image-policy", help="--embed: `missing` sets Policy=missing in .image units (podman >= 5.6)."
     ),
+    rootless: bool = typer.Option(
+        False,
+        "--rootless",
+        help="--embed: also register the store for rootless podman (storage.conf.d, podman >= 6).",
+    ),
     registry: RegistryOptions = REGISTRY,
     settings: Settings = SETTINGS,
     out: Output = OUTPUT,
@@ -242,7 +249,18 @@ def add(
         lock_path=lock,
         frozen=frozen,
         storage_args=not no_storage_args,
-        embed=EmbedOptions(store, driver.value, platform, flatten.value, image_policy) if embed else None,
+        embed=EmbedOptions(
+            store,
+            driver.value,
+            platform,
+            flatten.value,
+            image_policy,
+            dry_run,
+            live=sys.stderr.isatty() and not out.quiet,
+            rootless=rootless,
+        )
+        if embed
+        else None,
         registry=registry,
         settings=settings,
         dry_run=dry_run,
@@ -326,7 +344,7 @@ def lint(
         raise typer.BadParameter("--lock checks source units; drop --root", param_hint="--lock")
     checker = Remote(registry, settings, out.progress) if remote else None
     findings = lint_cmd.lint(sources, root=root, lock_path=lock, remote=checker)
-    sys.stdout.write(report.render(findings, fmt.value))
+    sys.stdout.write(report.FORMATS[fmt.value](findings))
     counts = report.summary(findings)
     if not out.quiet:
         errors, warnings = _count(counts["errors"], "error"), _count(counts["warnings"], "warning")
@@ -355,6 +373,65 @@ def list_(
     for item in items:
         where = f"{item.quadlet}:{item.line}" if item.quadlet is not None else "-"
         typer.echo(f"{item.image}\t{item.type}\t{where}")
+
+
+@app.command()
+@output_command
+@registry_command
+def export(
+    units: Optional[List[str]] = typer.Argument(
+        None, metavar="UNIT-OR-DIR", help="Units or directories of units."
+    ),
+    root: Optional[str] = typer.Option(None, "--root", help="What bootc binds from this image root."),
+    lock: Optional[str] = typer.Option(None, "--lock", help="Every image of this lock file."),
+    to: str = typer.Option(..., "--to", metavar="DEST", help=TRANSPORTS),
+    include_embedded: bool = typer.Option(
+        False, "--include-embedded", help="--root: also the embedded store's images."
+    ),
+    platform: Optional[List[str]] = typer.Option(
+        None, "--platform", metavar="OS/ARCH[/VARIANT]", help="Only these images of an index (repeatable)."
+    ),
+    registries_conf: Optional[str] = typer.Option(
+        None, "--registries-conf", metavar="FILE", help="docker:// DEST: write a registries.conf drop-in."
+    ),
+    dest_authfile: Optional[str] = typer.Option(None, "--dest-authfile", help="Auth file for DEST."),
+    dest_creds: Optional[str] = typer.Option(
+        None, "--dest-creds", metavar="USER[:PASS]", help="DEST credentials."
+    ),
+    dest_cert_dir: Optional[str] = typer.Option(None, "--dest-cert-dir", help="Certificates for DEST."),
+    dest_tls_verify: bool = typer.Option(
+        True, "--dest-tls-verify/--no-dest-tls-verify", help="Verify DEST's TLS."
+    ),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Say what would be copied; copy nothing."),
+    as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
+    registry: RegistryOptions = REGISTRY,
+    settings: Settings = SETTINGS,
+    out: Output = OUTPUT,
+) -> None:
+    """Copy the pinned images (of a root, a lock or units) to a container store, OCI layout or mirror."""
+    dest = RegistryOptions(dest_authfile, dest_creds, dest_cert_dir, None if dest_tls_verify else False)
+    result = export_cmd.run(
+        list(units or []),
+        root=root,
+        lock_path=lock,
+        include_embedded=include_embedded,
+        to=to,
+        dest_options=dest,
+        platforms=list(platform or []),
+        registries_conf=registries_conf,
+        registry=registry,
+        settings=settings,
+        dry_run=dry_run,
+        progress=out.progress,
+    )
+    if as_json:
+        typer.echo(json.dumps(result.as_json(), indent=2))
+    else:
+        for line in result.lines():
+            typer.echo(line)
+    failure = result.failure()
+    if failure is not None:
+        raise failure
 
 
 store_app = typer.Typer(

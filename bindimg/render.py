@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Optional
 
-from bindimg import pin, reference
+from bindimg import pin, reference, storageconf
 from bindimg.bootcini import parse_bootc
 from bindimg.boundimages import Link, plan_link
 from bindimg.embed import Prepared
@@ -72,10 +72,13 @@ class Collected:
 class Renderer:
     """New bytes for collected units; `image_policy` is `--image-policy` (embedded units)."""
 
-    def __init__(self, collected: Collected, storage_args: bool, image_policy: Optional[str]) -> None:
+    def __init__(
+        self, collected: Collected, storage_args: bool, image_policy: Optional[str], rootless: bool = False
+    ) -> None:
         self.collected = collected
         self.storage_args = storage_args
         self.image_policy = image_policy
+        self.rootless = rootless  # also register the embedded store for rootless podman
 
     def render(
         self,
@@ -150,6 +153,9 @@ class Renderer:
             key, value = (KEY_PULL, "never") if group == CONTAINER else (KEY_POLICY, policy)
             if value is not None and (merged.lookup(group, key) or "").lower() != value:
                 texts[dest] = pin.set_key(texts[dest], dest, group, key, value, anchor)
+        if store.driver == "overlay":  # vfs reads no additionalimagestores
+            for path, data in storageconf.registration(store.root, store.inner, self.rootless).items():
+                texts[path] = data.decode()
         files = changed_files(texts)
         entries: list[Entry] = []
         for bound, pinned in entries_src:

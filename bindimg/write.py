@@ -56,7 +56,8 @@ class Plan:
     embedder: Optional[Embedder] = None
 
     def close(self) -> None:
-        """Remove the temporary copies of embedded images (after `apply`, or instead of it)."""
+        """Take the embedded images out of the store again unless `apply` kept them; remove
+        the temporary files (after `apply`, or instead of it)."""
         if self.embedder is not None:
             self.embedder.close()
 

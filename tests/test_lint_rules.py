@@ -81,6 +81,7 @@ def test_every_spec_id_has_a_rule() -> None:
             "missing-storage-args",
             "embedded-missing",
             "embedded-may-pull",
+            "storage-conf-without-store",
             "lock-missing",
             "lock-mismatch",
             "lock-stale",
@@ -460,6 +461,27 @@ def test_embedded_missing(root: Path) -> None:
     write(root, f"{QDIR}/e.container", f"[Container]\nImage=quay.io/o/e@{D1}\n{EMBED}\nPull=never\n")
     store(root, f"quay.io/o/e@{D2}")
     assert lint_r() == [("embedded-missing", E, f"{QP}/e.container", 2)]
+
+
+def test_storage_conf_without_store(root: Path) -> None:
+    write(root, f"{QDIR}/e.container", f"[Container]\nImage=quay.io/o/e@{D1}\n{EMBED}\nPull=never\n")
+    store(root, f"quay.io/o/e@{D1}")
+    conf = '[storage]\ndriver = "overlay"\n[storage.options]\nadditionalimagestores = ["/usr/lib/other"]\n'
+    write(root, "etc/containers/storage.conf", conf)
+    assert lint_r() == [("storage-conf-without-store", W, "r/etc/containers/storage.conf", 4)]
+    write(root, "etc/containers/storage.conf", '[storage]\ndriver = "overlay"\n')
+    assert lint_r() == [("storage-conf-without-store", W, "r/etc/containers/storage.conf", 1)]
+
+
+def test_storage_conf_listing_the_store_or_no_embedded_unit(root: Path) -> None:
+    conf = '[storage.options]\nadditionalimagestores = ["/usr/lib/other", "/usr/lib/containers/storage"]\n'
+    write(root, "etc/containers/storage.conf", conf)
+    write(root, f"{QDIR}/e.container", f"[Container]\nImage=quay.io/o/e@{D1}\n{EMBED}\nPull=never\n")
+    store(root, f"quay.io/o/e@{D1}")
+    assert lint_r() == []
+    (root / QDIR / "e.container").unlink()
+    write(root, "etc/containers/storage.conf", "[storage]\n")
+    assert lint_r() == []  # nothing embedded: nothing to miss
 
 
 def test_embedded_unit_of_a_vfs_store(root: Path) -> None:

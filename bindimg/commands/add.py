@@ -4,10 +4,10 @@ The flow is one way: read and check every unit (nothing is written), collect the
 need the registry, resolve them concurrently, render the new bytes, and only then stage and
 rename the files. Any failure before the renames leaves the root exactly as it was.
 
-With `--embed` the images are also fetched (and flattened where whiteouts require it) while
-planning, in a temporary directory: the unit pins the flattened digest, so it must be known
-before rendering. `apply` copies them into the store first and writes the units only after
-every copy succeeded; a failed copy takes this run's images out of the store again.
+With `--embed` the images are also copied into the store (and flattened there where
+whiteouts require it) while planning: the unit pins the flattened digest, so it must be known
+before rendering. `apply` keeps them and writes the units; any failure before that, or in
+writing, takes this run's images out of the store again (embed.py).
 """
 
 from __future__ import annotations
@@ -298,12 +298,14 @@ class _Collector(Collected):
 def plan(paths: list[str], options: AddOptions, progress: Callable[[str], None] = lambda _: None) -> Plan:
     """Everything `add` would do, without writing anything (registry look-ups included).
 
-    With `--embed` the images are fetched (and flattened) into a temporary directory that
-    lives until `Plan.close()`.
+    With `--embed` the images are copied into the store (and flattened there) while planning;
+    `Plan.close()` takes them out again unless `apply` succeeded (with `--dry-run` only their
+    manifests are read).
     """
     planner = _Collector(options)
     policy = options.embed.image_policy if options.embed else None
-    renderer = Renderer(planner, options.storage_args, policy)
+    rootless = options.embed is not None and options.embed.rootless
+    renderer = Renderer(planner, options.storage_args, policy, rootless)
     embedder = None
     if options.embed:
         embedder = Embedder(options.root, options.embed, options.settings, progress, options.client)

@@ -11,15 +11,16 @@ from __future__ import annotations
 
 import os
 import posixpath
+from collections.abc import Iterator
 from dataclasses import replace
 from typing import Optional
 
 import bindimg.linkrules  # importing a rule module registers its rules
 import bindimg.unitrules  # noqa: F401
-from bindimg import pin, reference
+from bindimg import pin, reference, storageconf
 from bindimg.boundimages import Entry, scan
 from bindimg.errors import InputError
-from bindimg.findings import Finding, sort_findings
+from bindimg.findings import Finding, finding, sort_findings
 from bindimg.quadlet import (
     CONTAINER,
     IMAGE,
@@ -32,6 +33,7 @@ from bindimg.reference import ValueKind
 from bindimg.rootfs import Display, Root, cwd_display, root_display
 from bindimg.rules import (
     LINK_RULES,
+    REPORTED_BY,
     RUN_RULES,
     UNIT_RULES,
     Context,
@@ -202,8 +204,29 @@ def lint_root(root: Root, shown: Optional[str] = None, remote: Optional[Remote] 
         u.companion = u.group == CONTAINER and named in linked
     embedded = [u for u in linter.views if u.embedded]
     ctx = Context(units, root, remote=remote, stored=set(store_images(root)) if embedded else set())
+    if embedded:
+        linter.findings.extend(_storage_conf_without_store(root))
     bound_views = [u for u in linter.views if u.bound or u.embedded]
     return linter.check(ctx, bound_views, root_display(root, shown or root.host))
+
+
+def _storage_conf_without_store(root: Root) -> Iterator[Finding]:
+    """`storage-conf-without-store`: Podman <= 5 reads only the first storage.conf found, so
+    one in /etc hides the vendor's (and Podman 6 reads it before the drop-ins: a list it sets
+    is the base they append to)."""
+    listed = storageconf.main_lists(root, DEFAULT_STORE)
+    if listed is not None and not listed[0]:
+        yield finding(
+            "storage-conf-without-store",
+            root.resolve(storageconf.MAIN),
+            listed[1],
+            f"does not list the embedded store {DEFAULT_STORE} in additionalimagestores: podman "
+            "outside the units (whose GlobalArgs= name it) will not see its images; add it there",
+        )
+
+
+# reported by the runner for the root as a whole
+REPORTED_BY["storage-conf-without-store"] = [_storage_conf_without_store.__name__]
 
 
 def _quadlet_units(linter: _Linter) -> dict[str, str]:

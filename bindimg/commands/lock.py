@@ -19,7 +19,7 @@ from bindimg.errors import InputError
 from bindimg.lockfile import LockEntry
 from bindimg.quadlet import IMAGE, VOLUME
 from bindimg.reference import ReferenceError, ValueKind
-from bindimg.report import render
+from bindimg.report import as_text
 from bindimg.resolve import Request, Settings, resolve_all
 from bindimg.rootfs import Root
 from bindimg.rules import LockView
@@ -130,7 +130,7 @@ def _lock(
     if check:
         view = LockView.load(lock_path) if existing else LockView(lock_path, {})
         findings = [f for f in lint_sources(paths, lock=view) if f.id.startswith("lock-")]
-        return LockResult(dict(existing), problems=render(findings, "text").splitlines())
+        return LockResult(dict(existing), problems=as_text(findings).splitlines())
     wanted = _update_set(update, by_tag) if update is not None else set()
 
     def stale(tag: str) -> bool:
