@@ -12,6 +12,7 @@ import enum
 import functools
 import inspect
 import json
+import os
 import sys
 import traceback
 from collections.abc import Callable, Iterator
@@ -262,7 +263,8 @@ def add(
     out: Output = OUTPUT,
 ) -> None:
     """Pin each unit's Image= to a digest and link it into bound-images.d (or --embed it)."""
-    podman = out.podman(podman_version, root)
+    # A root that is no directory is refused by `add` itself, after the lock file is read.
+    podman = out.podman(podman_version, root if os.path.isdir(root) else None)
     plan = add_cmd.run(
         quadlets,
         root=root,

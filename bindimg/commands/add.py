@@ -25,7 +25,7 @@ from bindimg.commands.lint import lint_root
 from bindimg.embed import Embedder, EmbedOptions, Prepared
 from bindimg.errors import BindimgError, InputError
 from bindimg.findings import Finding
-from bindimg.podmanversion import NEWEST_RULES, Podman, Version
+from bindimg.podmanversion import NEWEST, NEWEST_RULES, Podman, Version
 from bindimg.quadlet import (
     CONTAINER,
     IMAGE,
@@ -418,7 +418,7 @@ def run(
     settings: Settings,
     dry_run: bool = False,
     progress: Callable[[str], None] = lambda _: None,
-    podman: Podman = Podman(None, None, "default"),
+    podman: Podman = NEWEST,
 ) -> Plan:
     """`bindimg add`: plan, then (unless `dry_run`) apply; the plan, closed, says what changed.
     After writing, the warnings `lint --root` gives on what it wrote go to `progress`.
