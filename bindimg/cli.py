@@ -12,6 +12,7 @@ import enum
 import functools
 import inspect
 import json
+import os
 import sys
 import traceback
 from collections.abc import Callable, Iterator
@@ -20,7 +21,7 @@ from typing import Any, List, Optional, get_type_hints
 
 import typer
 
-from bindimg import __version__, lockfile, report, write
+from bindimg import __version__, lockfile, podmanversion, report, write
 from bindimg.commands import add as add_cmd
 from bindimg.commands import export as export_cmd
 from bindimg.commands import lint as lint_cmd
@@ -31,6 +32,7 @@ from bindimg.destinations import TRANSPORTS
 from bindimg.embed import FLATTEN_MODES, EmbedOptions
 from bindimg.errors import EXIT_FINDINGS, EXIT_INTERNAL, BindimgError, one_line
 from bindimg.resolve import DEFAULT_JOBS, DEFAULT_RETRY, DEFAULT_TIMEOUT, Settings
+from bindimg.rootfs import Root
 from bindimg.rules import Remote
 from bindimg.skopeo import RegistryOptions
 from bindimg.store import DEFAULT_STORE, DRIVERS
@@ -76,6 +78,17 @@ class Output:
         if not self.quiet:
             typer.echo(message, err=True)
 
+    def detail(self, message: str) -> None:
+        """A line only -v shows (on stderr): how bindimg decided."""
+        if self.verbose and not self.quiet:
+            typer.echo(message, err=True)
+
+    def podman(self, option: Optional[str], root: Optional[str]) -> podmanversion.Podman:
+        """Whose Quadlet rules apply (`--podman-version`, else the root's podman), said with -v."""
+        chosen = podmanversion.choose(option, Root(root) if root is not None else None)
+        self.detail(chosen.describe())
+        return chosen
+
     @contextlib.contextmanager
     def errors(self) -> Iterator[None]:
         """The one error boundary: a BindimgError is one line and its documented exit code;
@@ -120,6 +133,12 @@ JOBS = typer.Option(DEFAULT_JOBS, "--jobs", min=1, help="Parallel registry look-
 RETRY = typer.Option(DEFAULT_RETRY, "--retry", min=0, help="Retries of transient failures.")
 TIMEOUT = typer.Option(DEFAULT_TIMEOUT, "--timeout", min=1, help="Seconds per registry request.")
 STORE = typer.Option(DEFAULT_STORE, "--store", help="The embedded image store, inside the root.")
+PODMAN_VERSION = typer.Option(
+    None,
+    "--podman-version",
+    metavar="X.Y",
+    help="Read units as this podman's Quadlet does (default: the root's podman package, else the newest).",
+)
 DRIVER = typer.Option(
     Driver("overlay"), "--driver", help="The storage driver of the podman that reads the store."
 )
@@ -238,11 +257,14 @@ def add(
         "--rootless",
         help="--embed: also register the store for rootless podman (storage.conf.d, podman >= 6).",
     ),
+    podman_version: Optional[str] = PODMAN_VERSION,
     registry: RegistryOptions = REGISTRY,
     settings: Settings = SETTINGS,
     out: Output = OUTPUT,
 ) -> None:
     """Pin each unit's Image= to a digest and link it into bound-images.d (or --embed it)."""
+    # A root that is no directory is refused by `add` itself, after the lock file is read.
+    podman = out.podman(podman_version, root if os.path.isdir(root) else None)
     plan = add_cmd.run(
         quadlets,
         root=root,
@@ -265,9 +287,11 @@ def add(
         settings=settings,
         dry_run=dry_run,
         progress=out.progress,
+        podman=podman,
     )
     if as_json:
-        typer.echo(json.dumps({"images": [e.as_json() for e in plan.entries]}, indent=2))
+        document = {"images": [e.as_json() for e in plan.entries], "podman": podman.as_json()}
+        typer.echo(json.dumps(document, indent=2))
     elif dry_run:
         sys.stdout.write(write.diff(plan))
     else:
@@ -290,11 +314,13 @@ def lock(
     ),
     check: bool = typer.Option(False, "--check", help="Exit 1 if the lock is missing or stale; offline."),
     rewrite: bool = typer.Option(False, "--rewrite", help="Also pin the source units in place."),
+    podman_version: Optional[str] = PODMAN_VERSION,
     registry: RegistryOptions = REGISTRY,
     settings: Settings = SETTINGS,
     out: Output = OUTPUT,
 ) -> None:
     """Freeze the tags that units use into a lock file for reproducible builds."""
+    podman = out.podman(podman_version, None)
     result = lock_cmd.run(
         list(paths or []),
         lock_file,
@@ -304,6 +330,7 @@ def lock(
         check=check,
         rewrite=rewrite,
         progress=out.progress,
+        podman=podman.rules,
     )
     if check:
         for problem in result.problems:
@@ -337,14 +364,20 @@ def lint(
     lock: Optional[str] = typer.Option(None, "--lock", help="Check the sources against this lock file."),
     remote: bool = typer.Option(False, "--remote", help="Check that each pinned digest still resolves."),
     strict: bool = typer.Option(False, "--strict", help="Warnings fail too."),
+    podman_version: Optional[str] = PODMAN_VERSION,
 ) -> None:
     """Check units or an image root: exit 1 on an error finding (any finding with --strict)."""
     sources = _sources_or_root(paths, root)
     if lock is not None and root is not None:
         raise typer.BadParameter("--lock checks source units; drop --root", param_hint="--lock")
     checker = Remote(registry, settings, out.progress) if remote else None
-    findings = lint_cmd.lint(sources, root=root, lock_path=lock, remote=checker)
-    sys.stdout.write(report.FORMATS[fmt.value](findings))
+    podman = out.podman(podman_version, root)
+    findings = lint_cmd.lint(sources, root=root, lock_path=lock, remote=checker, podman=podman.rules)
+    if fmt.value == "json":
+        document = {**report.as_json(findings), "podman": podman.as_json()}
+        sys.stdout.write(json.dumps(document, indent=2) + "\n")
+    else:
+        sys.stdout.write(report.FORMATS[fmt.value](findings))
     counts = report.summary(findings)
     if not out.quiet:
         errors, warnings = _count(counts["errors"], "error"), _count(counts["warnings"], "warning")
@@ -363,10 +396,12 @@ def list_(
     paths: Optional[List[str]] = _paths("Unit files or directories (default: .)."),
     root: Optional[str] = _root("What bootc binds from this image root, and its embedded store."),
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
+    podman_version: Optional[str] = PODMAN_VERSION,
     out: Output = OUTPUT,
 ) -> None:
     """List images: bootc's logical ones and the embedded store (--root), or each unit's."""
-    items = list_cmd.list_images(_sources_or_root(paths, root), root)
+    podman = out.podman(podman_version, root)
+    items = list_cmd.list_images(_sources_or_root(paths, root), root, podman.rules)
     if as_json:
         typer.echo(json.dumps([asdict(item) for item in items], indent=2))
         return

@@ -4,7 +4,7 @@ Quadlet has its own line parser (podman ``pkg/systemd/parser``), which is neithe
 a generic INI reader: continuations join with nothing, blank and comment lines inside a
 continuation are skipped, there are no inline comments, and ``Lookup`` strips one ``"…"`` pair.
 We mirror podman >= 5.4; where later releases read units differently, the rules of the podman
-version a unit is read for apply (`PodmanVersion`, newest by default), so that bindimg pins the
+version a unit is read for apply (`bindimg.podmanversion`, newest by default), so that bindimg pins the
 image systemd will really run. tests/test_generators.py proves this reading against the real
 generators of podman 5.4.2 and 5.8.x.
 The byte-exact edits of unit files are in `bindimg.pin`.
@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Optional, Sequence
 
 from bindimg.errors import InputError, excerpt
+from bindimg.podmanversion import NEWEST_RULES, Version
 
 # The vocabulary of Quadlet units, named once (podman pkg/systemd/quadlet/quadlet.go: the
 # groups and keys bindimg reads; every other module imports these, never spells them).
@@ -55,12 +56,9 @@ KV_WS = "\t\n\v\f\r "
 
 _BOM = b"\xef\xbb\xbf"
 
-# A podman release (major, minor, patch): what Quadlet's reading depends on.
-PodmanVersion = tuple[int, int, int]
 # 5.8.2 (podman #28409): Lookup strips one surrounding "..." pair; before, every leading and
 # trailing '"' (strings.Trim), even unmatched ones.
-LOOKUP_QUOTE_PAIR = (5, 8, 2)
-NEWEST_PODMAN: PodmanVersion = (5, 8, 2)
+LOOKUP_QUOTE_PAIR: Version = (5, 8, 2)
 
 
 # A line Quadlet cannot read is echoed in its error, unless it may carry credentials (a
@@ -130,7 +128,7 @@ class UnitFile:
 
     path: str
     groups: dict[str, list[Assignment]] = field(default_factory=dict)
-    podman: PodmanVersion = NEWEST_PODMAN  # whose Lookup rule applies
+    podman: Version = NEWEST_RULES  # whose Lookup rule applies
 
     def lookup_last(self, group: str, key: str) -> Optional[Assignment]:
         """The assignment Quadlet's LookupLast would read: the last one, exact-case match."""
@@ -184,7 +182,7 @@ class UnitFile:
         return result
 
 
-def parse_quadlet(text: str, path: str, podman: PodmanVersion = NEWEST_PODMAN) -> UnitFile:
+def parse_quadlet(text: str, path: str, podman: Version = NEWEST_RULES) -> UnitFile:
     """Parse like podman's ``UnitFile.Parse`` (v5.4+), including its continuation quirks;
     `podman` chooses the ``Lookup`` rule of the result."""
     unit = UnitFile(path, podman=podman)

@@ -15,6 +15,7 @@ from typing import Optional
 from bindimg import pin, reference
 from bindimg.bootcini import BootcParseError, BootcValue, parse_bootc
 from bindimg.errors import InputError, excerpt
+from bindimg.podmanversion import Version
 from bindimg.quadlet import (
     CONTAINER,
     GROUP_OF_EXTENSION,
@@ -30,7 +31,6 @@ from bindimg.quadlet import (
     KEY_TLS_VERIFY,
     VOLUME,
     Assignment,
-    PodmanVersion,
     UnitFile,
     split_args,
 )
@@ -40,7 +40,7 @@ from bindimg.skopeo import RegistryOptions
 from bindimg.unitset import Source, UnitSet, parsed_dropins
 
 # 5.6.0: a Mount= without type= is a volume mount; before, Quadlet rejected the unit.
-MOUNT_TYPE_DEFAULT: PodmanVersion = (5, 6, 0)
+MOUNT_TYPE_DEFAULT: Version = (5, 6, 0)
 
 
 @dataclass(frozen=True)
@@ -345,7 +345,7 @@ def image_mounts(units: UnitSet, setting: ImageSetting) -> list[tuple[str, Assig
     return found
 
 
-def _image_mount_source(word: str, item: Assignment, podman: PodmanVersion) -> Optional[str]:
+def _image_mount_source(word: str, item: Assignment, podman: Version) -> Optional[str]:
     """The source of one `--mount` value if it is an image mount (None for other types)."""
 
     def refused(why: str) -> InputError:

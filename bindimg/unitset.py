@@ -15,14 +15,8 @@ from typing import Optional
 
 from bindimg import fsutil
 from bindimg.errors import InputError
-from bindimg.quadlet import (
-    NEWEST_PODMAN,
-    SOURCE_EXTENSIONS,
-    PodmanVersion,
-    UnitFile,
-    decode_unit,
-    parse_quadlet,
-)
+from bindimg.podmanversion import NEWEST_RULES, Version
+from bindimg.quadlet import SOURCE_EXTENSIONS, UnitFile, decode_unit, parse_quadlet
 from bindimg.rootfs import Root
 
 # Rootful Quadlet directories, highest precedence first (podman pkg/systemd/quadlet/unitdirs.go).
@@ -33,18 +27,23 @@ ROOTFUL_DIRS = (
 )
 INSTALL_DIR = "/usr/share/containers/systemd"
 # Rootless units: Quadlet's rootful walk skips /etc/containers/systemd/users (unitdirs.go
-# GetUserLevelFilter); bootc pulls bound images into its rootful store only.
-ROOTLESS_DIR = "/etc/containers/systemd/users"
+# GetUserLevelFilter); podman 6.0 made /usr/share/containers/systemd/users rootless too (commit
+# 1aadae04af). bootc pulls bound images into its rootful store only.
+ROOTLESS_DIRS: tuple[tuple[str, Version], ...] = (
+    ("/etc/containers/systemd/users", (0, 0, 0)),
+    ("/usr/share/containers/systemd/users", (6, 0, 0)),
+)
 # 5.6.0 (podman#26555): drop-in directories are tried by name first (a unit's own
 # foo.container.d in any search directory beats container.d), before by search directory first.
-DROPIN_NAME_FIRST: PodmanVersion = (5, 6, 0)
+DROPIN_NAME_FIRST: Version = (5, 6, 0)
 # Files with these extensions are Quadlet units (podman SupportedExtensions); `.artifact`
 # since 5.7.0.
 QUADLET_EXTENSIONS = (".container", ".volume", ".kube", ".network", ".image", ".build", ".pod")
-ARTIFACT_UNITS: PodmanVersion = (5, 7, 0)
+ARTIFACT_UNITS: Version = (5, 7, 0)
 # Quadlet's own hard cap would be memory; a unit is a few hundred bytes. Refuse absurd files
 # before decoding them so that a stray disk image passed by mistake fails fast.
 MAX_UNIT_BYTES = 16 * 1024 * 1024
+
 
 def dropin_dir_names(filename: str) -> list[str]:
     """Drop-in directory names for a unit, most specific first (podman GetUnitDropinPaths)."""
@@ -97,7 +96,7 @@ class UnitSet:
     """
 
     def __init__(
-        self, search_dirs: list[str], root: Optional[Root] = None, podman: PodmanVersion = NEWEST_PODMAN
+        self, search_dirs: list[str], root: Optional[Root] = None, podman: Version = NEWEST_RULES
     ) -> None:
         self.search_dirs = search_dirs
         self.root = root
@@ -210,23 +209,39 @@ class UnitSet:
         return self._units
 
 
-def search_dirs(root: Root, inner_dirs: tuple[str, ...] = ROOTFUL_DIRS) -> list[str]:
+def rootless_dirs(root: Root, podman: Version) -> list[str]:
+    """Host paths (resolved in the root) of the directories whose units run rootless (one
+    that cannot be resolved, a link loop, holds no unit: the walk reports the loop)."""
+    found: list[str] = []
+    for inner, since in ROOTLESS_DIRS:
+        if podman >= since:
+            try:
+                found.append(root.resolve(inner))
+            except InputError:
+                continue
+    return found
+
+
+def in_rootless_dir(path: str, rootless: list[str]) -> bool:
+    real = os.path.realpath(path)
+    return any(real.startswith(d) for d in rootless)  # a plain prefix, as Quadlet compares
+
+
+def search_dirs(
+    root: Root, inner_dirs: tuple[str, ...] = ROOTFUL_DIRS, podman: Version = NEWEST_RULES
+) -> list[str]:
     """Each directory then its subdirectories, depth first, skipping `*.d` (AppendSubPaths).
 
-    On the rootful search path, /run's and /etc's walks skip everything whose resolved path
-    starts with that of /etc/containers/systemd/users: rootless units (podman unitdirs.go
-    GetUserLevelFilter, a plain string prefix). A source tree (other `inner_dirs`) is searched
-    whole, as QUADLET_UNIT_DIRS is.
+    The rootful directories skip the rootless ones (`ROOTLESS_DIRS`); a source tree (other
+    `inner_dirs`) is searched whole, as QUADLET_UNIT_DIRS is.
     """
     found: list[str] = []
     seen: set[str] = set()
-    rootless = root.resolve(ROOTLESS_DIR) if inner_dirs == ROOTFUL_DIRS else None
+    rootless = rootless_dirs(root, podman) if inner_dirs == ROOTFUL_DIRS else []
 
-    def walk(path: str, filtered: bool) -> None:
+    def walk(path: str) -> None:
         real = os.path.realpath(path)
-        if real in seen or not os.path.isdir(path):
-            return
-        if filtered and rootless is not None and real.startswith(rootless):
+        if real in seen or not os.path.isdir(path) or in_rootless_dir(real, rootless):
             return
         seen.add(real)
         found.append(path)
@@ -239,14 +254,14 @@ def search_dirs(root: Root, inner_dirs: tuple[str, ...] = ROOTFUL_DIRS) -> list[
             if name.endswith(".d") or not os.path.isdir(child):
                 continue
             inner = root.inner_path(child)
-            walk(root.resolve(inner) if inner is not None else child, filtered)
+            walk(root.resolve(inner) if inner is not None else child)
 
     for inner in inner_dirs:
-        walk(root.resolve(inner), inner != INSTALL_DIR)
+        walk(root.resolve(inner))
     return found
 
 
-def source_units(paths: list[str]) -> tuple[UnitSet, list[str]]:
+def source_units(paths: list[str], podman: Version = NEWEST_RULES) -> tuple[UnitSet, list[str]]:
     """Units named by PATHs (files, or directories searched recursively) in a source tree.
 
     Directories are searched as Quadlet searches its own (subdirectories, `*.d` skipped), so
@@ -273,7 +288,7 @@ def source_units(paths: list[str]) -> tuple[UnitSet, list[str]]:
             candidate = os.path.join(directory, name)
             if name.endswith(SOURCE_EXTENSIONS) and os.path.isfile(candidate):
                 files.add(candidate)
-    return UnitSet(dirs), sorted(files)
+    return UnitSet(dirs, podman=podman), sorted(files)
 
 
 def parsed_dropins(units: UnitSet, filename: str) -> tuple[list[Source], list[InputError]]:

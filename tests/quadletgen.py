@@ -46,6 +46,11 @@ class Generator:
     def name(self) -> str:
         return "podman-" + ".".join(map(str, self.version))
 
+    @property
+    def series(self) -> str:
+        """The series, e.g. 5.4: what a user of this podman gives as `--podman-version`."""
+        return f"{self.version[0]}.{self.version[1]}"
+
 
 @dataclass(frozen=True)
 class Outcome:

@@ -12,7 +12,8 @@ from pathlib import Path
 
 from bindimg.commands.list import unit_image
 from bindimg.errors import InputError
-from bindimg.quadlet import SOURCE_EXTENSIONS, PodmanVersion
+from bindimg.podmanversion import from_option
+from bindimg.quadlet import SOURCE_EXTENSIONS
 from bindimg.rootfs import Root
 from bindimg.units import image_mounts, image_setting
 from bindimg.unitset import UnitSet, parsed_dropins, search_dirs
@@ -21,8 +22,10 @@ from tests.quadletgen import NO_SERVICE, ROOTFUL_DIRS, Outcome
 COMPARED = SOURCE_EXTENSIONS  # .build units are only followed, never listed
 
 
-def read_dirs(dirs: list[Path], podman: PodmanVersion) -> dict[str, Outcome]:
-    """Like QUADLET_UNIT_DIRS=dirs: each directory and its subdirectories, in that order."""
+def read_dirs(dirs: list[Path], podman_version: str) -> dict[str, Outcome]:
+    """Like QUADLET_UNIT_DIRS=dirs: each directory and its subdirectories, in that order, read
+    as `--podman-version podman_version` reads them."""
+    podman = from_option(podman_version).rules
     host = Root("/")
     found: list[str] = []
     for directory in dirs:
@@ -30,10 +33,11 @@ def read_dirs(dirs: list[Path], podman: PodmanVersion) -> dict[str, Outcome]:
     return _read(UnitSet(found, podman=podman))
 
 
-def read_root(root: Path, podman: PodmanVersion) -> dict[str, Outcome]:
+def read_root(root: Path, podman_version: str) -> dict[str, Outcome]:
     """An image root as the rootful generator reads it (its built-in search path)."""
+    podman = from_option(podman_version).rules
     image_root = Root(str(root))
-    dirs = search_dirs(image_root, tuple("/" + d for d in ROOTFUL_DIRS))
+    dirs = search_dirs(image_root, tuple("/" + d for d in ROOTFUL_DIRS), podman)
     return _read(UnitSet(dirs, image_root, podman))
 
 

@@ -10,6 +10,7 @@ batches of trees.
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -76,10 +77,10 @@ def differences(gen: Generator, base: Path, mode: str) -> tuple[int, list[Disagr
     """(units compared, disagreements) of one generator on the tree at `base`."""
     if mode == "root":
         services, _ = run_root(gen, base)
-        ours = read_root(base, gen.version)
+        ours = read_root(base, gen.series)
     else:
         services, _ = run_dirs(gen, [base / d for d in ROOTFUL_DIRS])
-        ours = read_dirs([base / d for d in ROOTFUL_DIRS], gen.version)
+        ours = read_dirs([base / d for d in ROOTFUL_DIRS], gen.series)
     names = unit_names(base)
     found = []
     for name in sorted(names):
@@ -433,7 +434,8 @@ def test_generated_trees_agree(
         versions = " and ".join(".".join(map(str, g.version)) for g in gens)
         print(
             f"\n[generators] {stats['trees']} generated trees ({stats['units']} unit readings) agree "
-            f"with podman {versions}, each tree read as a root and as QUADLET_UNIT_DIRS"
+            f"with podman {versions} (read as --podman-version {' and '.join(g.series for g in gens)}), "
+            "each tree read as a root and as QUADLET_UNIT_DIRS"
         )
 
 
@@ -452,8 +454,27 @@ def test_add_refuses_a_unit_the_rootful_generator_skips(tmp_path: Path) -> None:
     )
     assert (done.returncode, done.stdout) == (2, "")
     assert done.stderr == (
-        f"bindimg: error: {unit}: is a rootless unit (/etc/containers/systemd/users): rootful Quadlet "
-        "does not run it and bootc binds images for rootful units only; move it to "
-        "/usr/share/containers/systemd\n"
+        f"bindimg: error: {unit}: is a rootless Quadlet unit (a users/ directory): its user's podman "
+        "runs the image from its own store, and bootc pulls bound images into the rootful one only; "
+        "put it in /usr/share/containers/systemd to bind it\n"
     )
     assert sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*")) == before
+
+
+def test_podman_version_option_chooses_the_rules(gens: list[Generator], tmp_path: Path) -> None:
+    """`bindimg list --podman-version X.Y` reads the quotes-by-version case as the generator of
+    that series does (each image is what its ExecStart= runs)."""
+    tree, expected = next((c[2], c[3]) for c in FIXED if c[0] == "quotes-by-version")
+    write_tree(tmp_path, tree)
+    for index, gen in enumerate(gens):
+        images = {n: o[index] if isinstance(o, tuple) else o for n, o in expected.items()}
+        argv = ["list", "--json", "--podman-version", gen.series, str(tmp_path / S)]
+        done = subprocess.run(
+            [sys.executable, "-m", "bindimg", *argv],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert (done.returncode, done.stderr) == (0, ""), gen.name
+        listed = {os.path.basename(item["quadlet"]): item["image"] for item in json.loads(done.stdout)}
+        assert listed == {n: o.image for n, o in images.items()}, gen.name
