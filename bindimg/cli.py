@@ -13,6 +13,7 @@ import functools
 import inspect
 import json
 import logging
+import os
 import sys
 import traceback
 from collections.abc import Callable, Iterator, Sequence
@@ -29,7 +30,7 @@ try:  # typer >= 0.24 carries its own click; 0.23 (the zipapp's, for Python 3.9)
 except ImportError:  # pragma: no cover (Python 3.9)
     from click.exceptions import ClickException, UsageError  # type: ignore[import-not-found, no-redef]
 
-from bindimg import __version__, lockfile, report, write
+from bindimg import __version__, lockfile, podmanversion, report, write
 from bindimg.commands import add as add_cmd
 from bindimg.commands import export as export_cmd
 from bindimg.commands import lint as lint_cmd
@@ -48,6 +49,7 @@ from bindimg.errors import (
     one_line,
 )
 from bindimg.resolve import DEFAULT_JOBS, DEFAULT_RETRY, DEFAULT_TIMEOUT, Settings
+from bindimg.rootfs import Root
 from bindimg.rules import Remote
 from bindimg.skopeo import RegistryOptions
 from bindimg.store import DEFAULT_STORE, DRIVERS
@@ -196,6 +198,17 @@ class Output:
         """The result in the JSON format."""
         typer.echo(json.dumps(value, indent=2))
 
+    def detail(self, message: str) -> None:
+        """A line only -v shows (on stderr): how bindimg decided."""
+        if self.verbose and not self.quiet:
+            typer.echo(message, err=True)
+
+    def podman(self, option: Optional[str], root: Optional[str]) -> podmanversion.Podman:
+        """Whose Quadlet rules apply (`--podman-version`, else the root's podman), said with -v."""
+        chosen = podmanversion.choose(option, Root(root) if root is not None else None)
+        self.detail(chosen.describe())
+        return chosen
+
     @contextlib.contextmanager
     def errors(self) -> Iterator[None]:
         """The one error boundary: a BindimgError is one line and its documented exit code;
@@ -280,6 +293,12 @@ DRIVER = typer.Option(
     "--driver",
     metavar=_choices(Driver),
     help="The storage driver of the podman that reads the store.",
+)
+PODMAN_VERSION = typer.Option(
+    None,
+    "--podman-version",
+    metavar="X.Y[.Z]",
+    help="Read units as this podman's Quadlet does (default: the root's podman package, else the newest).",
 )
 JSON = typer.Option(False, "--json", help="Same as --format json.")
 
@@ -432,6 +451,7 @@ def add(
         "--rootless",
         help="--embed: also register the store for rootless podman (storage.conf.d, podman >= 6).",
     ),
+    podman_version: Optional[str] = PODMAN_VERSION,
     registry: RegistryOptions = REGISTRY,
     settings: Settings = SETTINGS,
     out: Output = OUTPUT,
@@ -440,6 +460,8 @@ def add(
 
     Every file and link written is reported; a second run reports `unchanged` and writes nothing."""
     _verbose(out)
+    # A root that is no directory is refused by `add` itself, after the lock file is read.
+    podman = out.podman(podman_version, root if os.path.isdir(root) else None)
     plan = add_cmd.run(
         quadlets,
         root=root,
@@ -462,6 +484,7 @@ def add(
         settings=settings,
         dry_run=dry_run,
         progress=out.progress,
+        podman=podman,
     )
     files = [
         {"path": path, "action": "modified" if old is not None else "created"}
@@ -475,6 +498,7 @@ def add(
                 "images": [e.as_json() for e in plan.entries],
                 "files": files,
                 "links": links,
+                "podman": podman.as_json(),
             }
         )
         return
@@ -507,6 +531,7 @@ def lock(
     check: bool = typer.Option(False, "--check", help="Exit 1 if the lock is missing or stale; offline."),
     rewrite: bool = typer.Option(False, "--rewrite", help="Also pin the source units in place."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Show what would change; write nothing."),
+    podman_version: Optional[str] = PODMAN_VERSION,
     registry: RegistryOptions = REGISTRY,
     settings: Settings = SETTINGS,
     out: Output = OUTPUT,
@@ -515,6 +540,7 @@ def lock(
 
     Prints each change: `REF: OLD -> NEW`, `REF: added DIGEST`, `REF: dropped`."""
     _verbose(out)
+    podman = out.podman(podman_version, None)
     result = lock_cmd.run(
         list(paths or []),
         lock_file,
@@ -525,6 +551,7 @@ def lock(
         rewrite=rewrite,
         dry_run=dry_run,
         progress=out.progress,
+        podman=podman.rules,
     )
     if out.json:
         out.data(result.as_json(lock_file, dry_run))
@@ -567,6 +594,7 @@ def lint(
     ),
     remote: bool = typer.Option(False, "--remote", help="Check that each pinned digest still resolves."),
     strict: bool = typer.Option(False, "--strict", help="Warnings fail too."),
+    podman_version: Optional[str] = PODMAN_VERSION,
 ) -> None:
     """Check units or an image root: exit 1 on an error finding (any finding with --strict).
 
@@ -576,8 +604,12 @@ def lint(
     if lock is not None and root is not None:
         raise InputError("--lock checks source units; drop --root")
     checker = Remote(registry, settings, out.progress) if remote else None
-    findings = lint_cmd.lint(sources, root=root, lock_path=lock, remote=checker)
-    sys.stdout.write(report.FORMATS[out.format](findings))
+    podman = out.podman(podman_version, root)
+    findings = lint_cmd.lint(sources, root=root, lock_path=lock, remote=checker, podman=podman.rules)
+    if out.json:
+        out.data({**report.as_json(findings), "podman": podman.as_json()})
+    else:
+        sys.stdout.write(report.FORMATS[out.format](findings))
     counts = report.summary(findings)
     if not out.quiet:
         errors, warnings = _count(counts["errors"], "error"), _count(counts["warnings"], "warning")
@@ -595,10 +627,12 @@ def _count(number: int, noun: str) -> str:
 def list_(
     paths: Optional[List[str]] = _paths("Unit files or directories (default: .)."),
     root: Optional[str] = _root("What bootc binds from this image root, and its embedded store."),
+    podman_version: Optional[str] = PODMAN_VERSION,
     out: Output = OUTPUT,
 ) -> None:
     """List images: bootc's logical ones and the embedded store (--root), or each unit's."""
-    items = list_cmd.list_images(_sources_or_root(paths, root), root)
+    podman = out.podman(podman_version, root)
+    items = list_cmd.list_images(_sources_or_root(paths, root), root, podman.rules)
     if out.json:
         out.data({"images": [asdict(item) for item in items]})
         return

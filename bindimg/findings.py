@@ -55,6 +55,7 @@ RULES: dict[str, Rule] = {
     "lock-stale": Rule(ERROR, "A lock entry that no source uses"),
     "duplicate-image": Rule(WARNING, "One repository bound at two digests"),
     "digest-gone": Rule(ERROR, "A pinned digest no longer resolves in its registry"),
+    "unbound-image": Rule(WARNING, "A unit in the root runs an image that is neither bound nor embedded"),
 }
 
 

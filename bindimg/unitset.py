@@ -15,6 +15,7 @@ from typing import Optional
 
 from bindimg import fsutil
 from bindimg.errors import InputError
+from bindimg.podmanversion import NEWEST_RULES, Version
 from bindimg.quadlet import SOURCE_EXTENSIONS, UnitFile, decode_unit, parse_quadlet
 from bindimg.rootfs import Root
 
@@ -25,6 +26,20 @@ ROOTFUL_DIRS = (
     "/usr/share/containers/systemd",
 )
 INSTALL_DIR = "/usr/share/containers/systemd"
+# Rootless units: Quadlet's rootful walk skips /etc/containers/systemd/users (unitdirs.go
+# GetUserLevelFilter); podman 6.0 made /usr/share/containers/systemd/users rootless too (commit
+# 1aadae04af). bootc pulls bound images into its rootful store only.
+ROOTLESS_DIRS: tuple[tuple[str, Version], ...] = (
+    ("/etc/containers/systemd/users", (0, 0, 0)),
+    ("/usr/share/containers/systemd/users", (6, 0, 0)),
+)
+# 5.6.0 (podman#26555): drop-in directories are tried by name first (a unit's own
+# foo.container.d in any search directory beats container.d), before by search directory first.
+DROPIN_NAME_FIRST: Version = (5, 6, 0)
+# Files with these extensions are Quadlet units (podman SupportedExtensions); `.artifact`
+# since 5.7.0.
+QUADLET_EXTENSIONS = (".container", ".volume", ".kube", ".network", ".image", ".build", ".pod")
+ARTIFACT_UNITS: Version = (5, 7, 0)
 # Quadlet's own hard cap would be memory; a unit is a few hundred bytes. Refuse absurd files
 # before decoding them so that a stray disk image passed by mistake fails fast.
 MAX_UNIT_BYTES = 16 * 1024 * 1024
@@ -80,10 +95,14 @@ class UnitSet:
     `../../..` means that path *in the image*, never the host's file.
     """
 
-    def __init__(self, search_dirs: list[str], root: Optional[Root] = None) -> None:
+    def __init__(
+        self, search_dirs: list[str], root: Optional[Root] = None, podman: Version = NEWEST_RULES
+    ) -> None:
         self.search_dirs = search_dirs
         self.root = root
+        self.podman = podman  # whose Quadlet rules apply
         self._cache: dict[str, Source] = {}
+        self._units: Optional[tuple[dict[str, str], list[InputError]]] = None
         self._listings: dict[str, Optional[frozenset[str]]] = {}
 
     def _listed(self, directory: str, name: str) -> bool:
@@ -106,7 +125,7 @@ class UnitSet:
     def load(self, path: str, text: Optional[str] = None) -> Source:
         if path not in self._cache:
             body = read_text(self.host(path), path) if text is None else text
-            self._cache[path] = Source(path, body, parse_quadlet(body, path))
+            self._cache[path] = Source(path, body, parse_quadlet(body, path, self.podman))
         return self._cache[path]
 
     def find(self, filename: str) -> Optional[str]:
@@ -122,35 +141,107 @@ class UnitSet:
         return [self.load(path) for path in self.dropin_paths(filename)]
 
     def dropin_paths(self, filename: str) -> list[str]:
-        """Host paths of those drop-ins, unparsed: a caller can then skip one that fails, as Quadlet does."""
+        """Host paths of those drop-ins, unparsed: a caller can then skip one that fails, as Quadlet does.
+
+        The first drop-in of a file name found wins; the podman version decides the order in
+        which directories are tried (cmd/quadlet/main.go loadUnitDropins).
+        """
+        names = dropin_dir_names(filename)
+        if self.podman >= DROPIN_NAME_FIRST:
+            tried = [(directory, name) for name in names for directory in self.search_dirs]
+        else:
+            tried = [(directory, name) for directory in self.search_dirs for name in names]
         chosen: dict[str, str] = {}
-        for directory in self.search_dirs:
-            for name in dropin_dir_names(filename):
-                if not self._listed(directory, name):
-                    continue
-                dropin_dir = self.host(os.path.join(directory, name))
-                try:
-                    entries = sorted(os.listdir(dropin_dir))
-                except (FileNotFoundError, NotADirectoryError):
-                    continue
-                except OSError as error:  # e.g. EACCES: its drop-ins could change Image=
-                    reason = f"cannot read: {error.strerror}; fix its permissions"
-                    raise InputError(reason, path=dropin_dir) from None
-                for entry in entries:
-                    if entry.endswith(".conf") and entry not in chosen:
-                        chosen[entry] = os.path.join(dropin_dir, entry)
+        for directory, name in tried:
+            if not self._listed(directory, name):
+                continue
+            dropin_dir = self.host(os.path.join(directory, name))
+            try:
+                entries = sorted(os.listdir(dropin_dir))
+            except (FileNotFoundError, NotADirectoryError):
+                continue
+            except OSError as error:  # e.g. EACCES: its drop-ins could change Image=
+                reason = f"cannot read: {error.strerror}; fix its permissions"
+                raise InputError(reason, path=dropin_dir) from None
+            for entry in entries:
+                if entry.endswith(".conf") and entry not in chosen:
+                    chosen[entry] = os.path.join(dropin_dir, entry)
         # Byte-wise order, as Quadlet sorts; fsencode keeps a non-UTF-8 name's own bytes.
         return [chosen[name] for name in sorted(chosen, key=os.fsencode)]
 
+    def quadlet_units(self) -> tuple[dict[str, str], list[InputError]]:
+        """The file Quadlet generates each unit from, and the errors of the files it cannot load.
 
-def search_dirs(root: Root, inner_dirs: tuple[str, ...] = ROOTFUL_DIRS) -> list[str]:
-    """Each directory then its subdirectories, depth first, skipping `*.d` (AppendSubPaths)."""
+        Paths are in their search directory, symlinks unresolved: a unit is named by its link.
+        As podman's loadUnitsFromDir (cmd/quadlet/main.go): the first file of a name that loads
+        wins; one that does not load is passed over, and takes every other unit of its
+        directory down with it (those names still count as found, so a lower directory's file
+        of the same name is not used either).
+        """
+        if self._units is not None:
+            return self._units
+        extensions = QUADLET_EXTENSIONS + ((".artifact",) if self.podman >= ARTIFACT_UNITS else ())
+        chosen: dict[str, str] = {}
+        errors: list[InputError] = []
+        seen: set[str] = set()
+        for directory in self.search_dirs:
+            try:
+                names = sorted(os.listdir(directory), key=os.fsencode)
+            except OSError:
+                continue
+            loaded: dict[str, str] = {}
+            failed = False
+            for name in names:
+                if name in seen or not name.endswith(extensions):
+                    continue
+                path = os.path.join(directory, name)
+                try:
+                    self.load(path)
+                except InputError as error:
+                    errors.append(error)
+                    failed = True
+                    continue
+                seen.add(name)
+                loaded[name] = path
+            if not failed:
+                chosen.update(loaded)
+        self._units = chosen, errors
+        return self._units
+
+
+def rootless_dirs(root: Root, podman: Version) -> list[str]:
+    """Host paths (resolved in the root) of the directories whose units run rootless (one
+    that cannot be resolved, a link loop, holds no unit: the walk reports the loop)."""
+    found: list[str] = []
+    for inner, since in ROOTLESS_DIRS:
+        if podman >= since:
+            try:
+                found.append(root.resolve(inner))
+            except InputError:
+                continue
+    return found
+
+
+def in_rootless_dir(path: str, rootless: list[str]) -> bool:
+    real = os.path.realpath(path)
+    return any(real.startswith(d) for d in rootless)  # a plain prefix, as Quadlet compares
+
+
+def search_dirs(
+    root: Root, inner_dirs: tuple[str, ...] = ROOTFUL_DIRS, podman: Version = NEWEST_RULES
+) -> list[str]:
+    """Each directory then its subdirectories, depth first, skipping `*.d` (AppendSubPaths).
+
+    The rootful directories skip the rootless ones (`ROOTLESS_DIRS`); a source tree (other
+    `inner_dirs`) is searched whole, as QUADLET_UNIT_DIRS is.
+    """
     found: list[str] = []
     seen: set[str] = set()
+    rootless = rootless_dirs(root, podman) if inner_dirs == ROOTFUL_DIRS else []
 
     def walk(path: str) -> None:
         real = os.path.realpath(path)
-        if real in seen or not os.path.isdir(path):
+        if real in seen or not os.path.isdir(path) or in_rootless_dir(real, rootless):
             return
         seen.add(real)
         found.append(path)
@@ -170,7 +261,7 @@ def search_dirs(root: Root, inner_dirs: tuple[str, ...] = ROOTFUL_DIRS) -> list[
     return found
 
 
-def source_units(paths: list[str]) -> tuple[UnitSet, list[str]]:
+def source_units(paths: list[str], podman: Version = NEWEST_RULES) -> tuple[UnitSet, list[str]]:
     """Units named by PATHs (files, or directories searched recursively) in a source tree.
 
     Directories are searched as Quadlet searches its own (subdirectories, `*.d` skipped), so
@@ -196,7 +287,7 @@ def source_units(paths: list[str]) -> tuple[UnitSet, list[str]]:
                 dirs.append(os.path.dirname(absolute))
         else:
             raise InputError("no such file or directory", path=path)
-    return UnitSet(dirs), sorted(files)
+    return UnitSet(dirs, podman=podman), sorted(files)
 
 
 def parsed_dropins(units: UnitSet, filename: str) -> tuple[list[Source], list[InputError]]:

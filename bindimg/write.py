@@ -55,6 +55,7 @@ class Plan:
     entries: list[Entry]
     embedded: list[Prepared] = field(default_factory=list)
     embedder: Optional[Embedder] = None
+    touched: set[str] = field(default_factory=set)  # host paths of the units and links of this run
 
     def close(self) -> None:
         """Take the embedded images out of the store again unless `apply` kept them; remove

@@ -87,6 +87,7 @@ def test_every_spec_id_has_a_rule() -> None:
             "lock-stale",
             "duplicate-image",
             "digest-gone",
+            "unbound-image",
         ]
     )
 
@@ -338,13 +339,17 @@ def test_root_bound_units_clean(root: Path) -> None:
     bound(root, "db.image", f"[Image]\nImage=quay.io/o/db@{D2}\n")
     write(root, f"{QDIR}/web.container", f"[Container]\nImage=db.image\n{STORAGE}\n")
     write(root, "etc/containers/systemd/loose.container", "[Container]\nImage=quay.io/o/l:1\n")
-    assert lint_r() == [("floating-tag", W, "r/etc/containers/systemd/loose.container", 2)]
+    # bootc never reads the loose unit: no binding rule, one coverage warning
+    assert lint_r() == [("unbound-image", W, "r/etc/containers/systemd/loose.container", 2)]
 
 
 def test_not_a_symlink(root: Path) -> None:
     write(root, f"{QDIR}/app.container", GOOD)
     write(root, f"{BOUND}/app.container", GOOD)
-    assert lint_r() == [("not-a-symlink", E, f"{LINKS}/app.container", 1)]
+    assert lint_r() == [
+        ("not-a-symlink", E, f"{LINKS}/app.container", 1),
+        ("unbound-image", W, f"{QP}/app.container", 2),  # bootc binds nothing from a regular file
+    ]
 
 
 def test_dangling_link(root: Path) -> None:
@@ -386,7 +391,20 @@ def test_outside_search_path(root: Path) -> None:
 def test_shadowed_link_target_is_outside_search_path(root: Path) -> None:
     write(root, "etc/containers/systemd/app.container", GOOD)
     bound(root, "app.container", GOOD)
-    assert lint_r() == [("outside-search-path", W, f"{LINKS}/app.container", 1)]
+    assert lint_r() == [
+        ("unbound-image", W, "r/etc/containers/systemd/app.container", 2),  # what systemd runs
+        ("outside-search-path", E, f"{LINKS}/app.container", 1),  # bootc reads another file
+    ]
+
+
+def test_a_unit_that_fails_to_parse_takes_its_directory_down(root: Path) -> None:
+    """As podman's generators do (tests/test_generators.py, broken-unit-drops-its-directory):
+    no service is generated from /etc's units, and their names hide /usr/share's too."""
+    write(root, "etc/containers/systemd/broken.container", "[Container]\nnot a key\n")
+    write(root, "etc/containers/systemd/loose.container", "[Container]\nImage=quay.io/o/l:1\n")
+    write(root, "etc/containers/systemd/app.container", GOOD)
+    bound(root, "app.container", GOOD)
+    assert lint_r() == [("parse-error", E, "r/etc/containers/systemd/broken.container", 2)]
 
 
 def test_etc_target(root: Path) -> None:
@@ -399,7 +417,10 @@ def test_authfile_unsupported(root: Path) -> None:
     bound(root, "a.image", f"[Image]\nImage=quay.io/o/a@{D1}\nAuthFile=/etc/a.json\n")
     write(root, f"{QDIR}/b.image", f"[Image]\nImage=quay.io/o/b@{D1}\nAuthFile=/etc/a.json\n")
     bound(root, "c.container", f"{GOOD}AuthFile=/etc/a.json\n")
-    assert lint_r() == [("authfile-unsupported", E, f"{QP}/a.image", 3)]
+    assert lint_r() == [
+        ("authfile-unsupported", E, f"{QP}/a.image", 3),
+        ("unbound-image", W, f"{QP}/b.image", 2),
+    ]
 
 
 def test_authfile_reported_even_when_bootc_stops_earlier(root: Path) -> None:
@@ -418,7 +439,10 @@ def test_bound_floating_tag_is_an_error(root: Path) -> None:
 def test_linked_container_naming_a_unit(root: Path) -> None:
     write(root, f"{QDIR}/db.image", f"[Image]\nImage=quay.io/o/db@{D2}\n")
     bound(root, "web.container", f"[Container]\nImage=db.image\n{STORAGE}\n")
-    assert lint_r() == [("unit-reference", E, f"{QP}/web.container", 2)]
+    assert lint_r() == [
+        ("unbound-image", W, f"{QP}/db.image", 2),
+        ("unit-reference", E, f"{QP}/web.container", 2),
+    ]
 
 
 def test_bound_specifier_and_bootc_parse_error(root: Path) -> None:
@@ -437,6 +461,7 @@ def test_missing_storage_args(root: Path) -> None:
     write(root, f"{QDIR}/free.container", f"[Container]\nImage=quay.io/o/f@{D1}\n")
     assert lint_r() == [
         ("missing-storage-args", W, f"{QP}/app.container", 2),
+        ("unbound-image", W, f"{QP}/free.container", 2),
         ("missing-storage-args", W, f"{QP}/web.container", 2),
     ]
 
@@ -513,6 +538,7 @@ def test_duplicate_bound_image(root: Path) -> None:
     assert lint_r() == [
         ("duplicate-image", W, f"{QP}/a.container", 2),
         ("duplicate-image", W, f"{QP}/b.image", 2),
+        ("unbound-image", W, f"{QP}/c.container", 2),
     ]
 
 
@@ -527,7 +553,7 @@ def test_units_in_a_symlinked_quadlet_directory_stay_inside_the_root(root: Path,
     write(root, "opt/q/app.container", GOOD)
     (root / "etc/containers").mkdir(parents=True)
     (root / "etc/containers/systemd").symlink_to("/opt/q")
-    assert lint_r() == []
+    assert lint_r() == [("unbound-image", W, "r/opt/q/app.container", 2)]  # read, from the root's /opt/q
 
 
 def test_bound_unit_that_is_not_utf8(root: Path) -> None:

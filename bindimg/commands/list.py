@@ -14,7 +14,8 @@ from typing import Optional
 
 from bindimg import boundimages
 from bindimg.errors import InputError
-from bindimg.quadlet import SOURCE_EXTENSIONS
+from bindimg.podmanversion import NEWEST_RULES, Version
+from bindimg.quadlet import CONTAINER, KEY_ROOTFS, SOURCE_EXTENSIONS
 from bindimg.rootfs import Display, Root, cwd_display, root_display
 from bindimg.store import store_images
 from bindimg.units import image_setting, quadlet_image
@@ -31,12 +32,13 @@ class Listed:
     line: Optional[int]
 
 
-def list_images(paths: list[str], root: Optional[str] = None) -> list[Listed]:
-    """`bindimg list`: what the image root `root` binds and embeds, or else each unit's image."""
+def list_images(paths: list[str], root: Optional[str] = None, podman: Version = NEWEST_RULES) -> list[Listed]:
+    """`bindimg list`: what the image root `root` binds and embeds, or else each unit's image
+    as the Quadlet of podman `podman` reads it."""
     if root is not None:
         image_root = Root(root)
         return list_root(image_root, root_display(image_root, root))
-    return list_units(paths)
+    return list_units(paths, podman=podman)
 
 
 def list_root(root: Root, display: Display) -> list[Listed]:
@@ -56,9 +58,11 @@ def list_root(root: Root, display: Display) -> list[Listed]:
     return listed
 
 
-def list_units(paths: list[str], display: Display = cwd_display) -> list[Listed]:
+def list_units(
+    paths: list[str], display: Display = cwd_display, podman: Version = NEWEST_RULES
+) -> list[Listed]:
     """Each unit's image as Podman Quadlet will run it; a unit Quadlet rejects is an InputError."""
-    units, files = source_units(paths)
+    units, files = source_units(paths, podman)
     listed: list[Listed] = []
     for path in files:
         name = os.path.basename(path)
@@ -78,6 +82,9 @@ def unit_image(units: UnitSet, path: str) -> Optional[tuple[str, int]]:
         return None
     if setting.runs_rootfs:
         return None
+    if setting.group == CONTAINER and setting.merged.lookup(CONTAINER, KEY_ROOTFS):  # and an Image=
+        # podman quadlet.go ConvertContainer: the keys conflict
+        raise InputError("Quadlet refuses this unit: Image= and Rootfs= conflict; keep one", path=path)
     found = quadlet_image(units, setting)
     if found is None:
         raise InputError(f"Quadlet refuses this unit: no Image= in [{setting.group}]; add one", path=path)

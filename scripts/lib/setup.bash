@@ -27,7 +27,7 @@ proc_identity() {
 
 install_packages() {
     local missing=() pkg
-    for pkg in podman skopeo runc docker-registry mmdebstrap; do
+    for pkg in podman skopeo runc docker-registry mmdebstrap rpm; do
         if [[ $(dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null) != "install ok installed" ]]; then
             missing+=("$pkg")
         fi
@@ -160,6 +160,54 @@ EOF
 
 # What both scripts need before anything runs: packages, .venv, podman's settings, the base
 # and registry images (each step does nothing when already done).
+# The generator binary of one podman series, downloaded once into .cache/quadlet/SUITE.
+# A private apt configuration (sources, pins, lists, cache under .cache/quadlet/apt) keeps the
+# machine's apt untouched; the pins (priority 40) would keep even a shared one from upgrading
+# anything. dpkg-deb extracts only the generator; the package is never installed.
+quadlet_apt=(
+    -o "Dir::Etc::SourceList=$root/.cache/quadlet/apt/sources.list"
+    -o Dir::Etc::SourceParts=/dev/null
+    -o "Dir::Etc::Preferences=$root/.cache/quadlet/apt/preferences"
+    -o Dir::Etc::PreferencesParts=/dev/null
+    -o "Dir::State::Lists=$root/.cache/quadlet/apt/lists"
+    -o "Dir::Cache=$root/.cache/quadlet/apt/cache"
+    -o APT::Sandbox::User=root
+)
+quadlet_apt_updated=
+
+ensure_quadlet() {
+    local var=$1 suite=$2 series=$3 dir=$root/.cache/quadlet/$2 bin version deb
+    bin=${!var:-$dir/quadlet}
+    if [[ -z ${!var:-} && ! -x $bin ]]; then
+        step "downloading podman's Quadlet generator from Debian $suite"
+        if [[ -z $quadlet_apt_updated ]]; then
+            mkdir -p "$root/.cache/quadlet/apt/lists/partial" "$root/.cache/quadlet/apt/cache/archives/partial"
+            printf 'deb http://deb.debian.org/debian %s main\n' trixie sid >"$root/.cache/quadlet/apt/sources.list"
+            printf 'Package: *\nPin: release n=%s\nPin-Priority: 40\n\n' trixie sid >"$root/.cache/quadlet/apt/preferences"
+            apt-get "${quadlet_apt[@]}" update -qq
+            quadlet_apt_updated=1
+        fi
+        rm -rf "$dir.tmp"
+        mkdir -p "$dir.tmp"
+        if ! (cd "$dir.tmp" && apt-get "${quadlet_apt[@]}" download -qq "podman/$suite" >/dev/null); then
+            echo "scripts/test: Debian's archive has no podman in $suite any more; set $var to a podman $series.x quadlet binary" >&2
+            exit 1
+        fi
+        deb=$(echo "$dir.tmp"/podman_*.deb)
+        dpkg-deb --fsys-tarfile "$deb" | tar -x -C "$dir.tmp" ./usr/libexec/podman/quadlet
+        mv "$dir.tmp/usr/libexec/podman/quadlet" "$dir.tmp/quadlet"
+        rm -rf "$dir.tmp/usr" "$deb"
+        rm -rf "$dir"
+        mv "$dir.tmp" "$dir"
+    fi
+    version=$("$bin" -version 2>/dev/null || true)
+    if [[ $version != "$series".* ]]; then
+        echo "scripts/test: $bin is podman '$version', not $series.x (Debian $suite moved on?); set $var to a podman $series.x quadlet binary" >&2
+        exit 1
+    fi
+    export "$var=$bin"
+}
+
 prepare() {
     install_packages
     ensure_venv
