@@ -12,10 +12,12 @@ import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import Optional, TypeVar
 
 from bindimg import skopeo
 from bindimg.errors import ExternalError
+from bindimg.platforms import offered
+from bindimg.reference import parse as parse_reference
 from bindimg.registry import Registry
 from bindimg.skopeo import RegistryOptions, SkopeoError
 
@@ -34,6 +36,9 @@ OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 class Request:
     reference: str  # canonical tag reference, e.g. quay.io/org/app:1.2
     options: RegistryOptions = field(default_factory=RegistryOptions)
+    # Also learn the platforms the image serves: free for an index, one more request (the
+    # config) for a single manifest.
+    platforms: bool = False
 
 
 @dataclass(frozen=True)
@@ -41,6 +46,7 @@ class Resolved:
     reference: str
     digest: str
     media_type: str
+    platforms: Optional[tuple[str, ...]] = None  # `platforms.offered`; None when not asked
 
 
 @dataclass(frozen=True)
@@ -120,7 +126,35 @@ def resolve_one(
         ),
         sleep,
     )
-    return Resolved(request.reference, digest_of(raw), media_type_of(raw, request.reference))
+    media_type = media_type_of(raw, request.reference)
+    offers: Optional[tuple[str, ...]] = None
+    if request.platforms:
+        offers = _platforms_of(raw, request, settings, sleep, registry)
+    return Resolved(request.reference, digest_of(raw), media_type, offers)
+
+
+def _platforms_of(
+    raw: bytes, request: Request, settings: Settings, sleep: Callable[[float], None], registry: Registry
+) -> tuple[str, ...]:
+    """The platforms of the manifest `raw` (already checked to be a JSON object)."""
+    top = json.loads(raw)
+    if isinstance(top.get("manifests"), list):
+        return offered(top)
+    pinned = f"{parse_reference(request.reference).canonical_name}@{digest_of(raw)}"
+    config = retrying(
+        settings,
+        lambda: registry.inspect_config(pinned, request.options, timeout=settings.timeout),
+        lambda error, tries: ResolveError(
+            f"cannot read the image config of {pinned}: {error.message}{tries}",
+            transient=error.transient,
+        ),
+        sleep,
+    )
+    try:
+        document = json.loads(config)
+    except ValueError:
+        raise ExternalError(f"{pinned}: the registry returned an image config that is not JSON") from None
+    return offered(top, document if isinstance(document, dict) else {})
 
 
 def resolve_each(

@@ -76,6 +76,14 @@ def inspect_raw(
         return _run(argv, timeout=timeout, secrets=secrets + _secrets(options), reference=reference)
 
 
+def inspect_config(reference: str, options: RegistryOptions, *, timeout: float) -> bytes:
+    """The image config of `docker://reference` (a single-platform `name@digest`): its
+    os/architecture/variant say which platform the image is for."""
+    with _auth_args(reference, options) as auth:
+        argv = [SKOPEO, "inspect", "--config", "--raw", *auth, f"docker://{reference}"]
+        return _run(argv, timeout=timeout, secrets=_secrets(options), reference=reference)
+
+
 def copy_from_registry(
     reference: str, dest: str, options: RegistryOptions, *, timeout: Optional[float] = None
 ) -> None:
