@@ -109,6 +109,10 @@ def choose(manifests: Sequence[Mapping[str, Any]], wanted: Platform, image: str)
     return candidates[0][0]
 
 
+LIST_MEDIA_TYPES = (
+    "application/vnd.oci.image.index.v1+json",
+    "application/vnd.docker.distribution.manifest.list.v2+json",
+)
 # Index entries that are no platform's image: buildx attestation manifests declare unknown/unknown.
 _NOT_A_PLATFORM = "unknown"
 
@@ -130,12 +134,14 @@ def missing(targets: Sequence[Platform], offers: Sequence[str]) -> list[Platform
     return [t for t in targets if not any(t.accepts(p) for p in served)]
 
 
-def missing_message(image: str, absent: Sequence[Platform], offers: Sequence[str], single: bool) -> str:
-    """Why devices of the `absent` platforms cannot pull `image`, and what to do (one line).
-
-    `single`: the pin is one platform's manifest, not an index; pinning the index would serve
-    every platform the tag has.
-    """
+def problem(image: str, targets: Sequence[Platform], offers: Sequence[str], media_type: str) -> Optional[str]:
+    """Why devices of some target platform cannot pull `image` (one line, with what to do), or
+    None when it serves them all. `media_type` is that of the pinned manifest: a single-platform
+    one is called so, since pinning the tag's index instead may serve every target."""
+    absent = missing(targets, offers)
+    if not absent:
+        return None
+    single = media_type not in LIST_MEDIA_TYPES
     names = ", ".join(str(p) for p in absent)
     has = ", ".join(offers) or "no platform"
     what = f"a single-platform manifest: {has} only" if single else f"it has {has}"
