@@ -20,7 +20,7 @@ from typing import Any, List, Optional, get_type_hints
 
 import typer
 
-from bindimg import __version__, lockfile, report, write
+from bindimg import __version__, coverage, lockfile, report, write
 from bindimg.commands import add as add_cmd
 from bindimg.commands import lint as lint_cmd
 from bindimg.commands import list as list_cmd
@@ -28,6 +28,7 @@ from bindimg.commands import lock as lock_cmd
 from bindimg.commands import store as store_cmd
 from bindimg.embed import FLATTEN_MODES, EmbedOptions
 from bindimg.errors import EXIT_FINDINGS, EXIT_INTERNAL, BindimgError, one_line
+from bindimg.platforms import Platform
 from bindimg.resolve import DEFAULT_JOBS, DEFAULT_RETRY, DEFAULT_TIMEOUT, Settings
 from bindimg.rules import Remote
 from bindimg.skopeo import RegistryOptions
@@ -118,6 +119,12 @@ JOBS = typer.Option(DEFAULT_JOBS, "--jobs", min=1, help="Parallel registry look-
 RETRY = typer.Option(DEFAULT_RETRY, "--retry", min=0, help="Retries of transient failures.")
 TIMEOUT = typer.Option(DEFAULT_TIMEOUT, "--timeout", min=1, help="Seconds per registry request.")
 STORE = typer.Option(DEFAULT_STORE, "--store", help="The embedded image store, inside the root.")
+PLATFORMS = typer.Option(
+    None,
+    "--platform",
+    metavar="OS/ARCH[/VARIANT]",
+    help="A platform the OS image is built for (repeatable): each bound image must have it.",
+)
 DRIVER = typer.Option(
     Driver("overlay"), "--driver", help="The storage driver of the podman that reads the store."
 )
@@ -222,8 +229,12 @@ def add(
     ),
     store: str = STORE,
     driver: Driver = DRIVER,
-    platform: Optional[str] = typer.Option(
-        None, "--platform", metavar="OS/ARCH[/VARIANT]", help="--embed: the image of an index (default: host)"
+    platform: Optional[List[str]] = typer.Option(
+        None,
+        "--platform",
+        metavar="OS/ARCH[/VARIANT]",
+        help="A platform the OS image is built for (repeatable; default: this machine's): each "
+        "image must have it. --embed: the image of an index to copy (one platform).",
     ),
     flatten: Flatten = typer.Option(
         Flatten("auto"), "--flatten", help="--embed: auto (images with whiteouts), always or never."
@@ -236,18 +247,24 @@ def add(
     out: Output = OUTPUT,
 ) -> None:
     """Pin each unit's Image= to a digest and link it into bound-images.d (or --embed it)."""
+    embedded = platform[0] if platform else None  # `run` refuses several with --embed
     plan = add_cmd.run(
         quadlets,
         root=root,
         lock_path=lock,
         frozen=frozen,
         storage_args=not no_storage_args,
-        embed=EmbedOptions(store, driver.value, platform, flatten.value, image_policy) if embed else None,
+        embed=EmbedOptions(store, driver.value, embedded, flatten.value, image_policy) if embed else None,
+        platforms=platform or [],
         registry=registry,
         settings=settings,
         dry_run=dry_run,
         progress=out.progress,
     )
+    if not dry_run:
+        for pulled in add_cmd.unbound(plan, root):
+            where = f"{pulled.path}:{pulled.line}"
+            typer.echo(f"bindimg: warning: {where}: unbound-image: {coverage.message(pulled)}", err=True)
     if as_json:
         typer.echo(json.dumps({"images": [e.as_json() for e in plan.entries]}, indent=2))
     elif dry_run:
@@ -272,6 +289,7 @@ def lock(
     ),
     check: bool = typer.Option(False, "--check", help="Exit 1 if the lock is missing or stale; offline."),
     rewrite: bool = typer.Option(False, "--rewrite", help="Also pin the source units in place."),
+    platform: Optional[List[str]] = PLATFORMS,
     registry: RegistryOptions = REGISTRY,
     settings: Settings = SETTINGS,
     out: Output = OUTPUT,
@@ -285,6 +303,7 @@ def lock(
         update=update,
         check=check,
         rewrite=rewrite,
+        targets=Platform.parse_all(platform or []),
         progress=out.progress,
     )
     if check:
@@ -319,13 +338,15 @@ def lint(
     lock: Optional[str] = typer.Option(None, "--lock", help="Check the sources against this lock file."),
     remote: bool = typer.Option(False, "--remote", help="Check that each pinned digest still resolves."),
     strict: bool = typer.Option(False, "--strict", help="Warnings fail too."),
+    platform: Optional[List[str]] = PLATFORMS,
 ) -> None:
     """Check units or an image root: exit 1 on an error finding (any finding with --strict)."""
     sources = _sources_or_root(paths, root)
     if lock is not None and root is not None:
         raise typer.BadParameter("--lock checks source units; drop --root", param_hint="--lock")
     checker = Remote(registry, settings, out.progress) if remote else None
-    findings = lint_cmd.lint(sources, root=root, lock_path=lock, remote=checker)
+    targets = Platform.parse_all(platform or [])
+    findings = lint_cmd.lint(sources, root=root, lock_path=lock, remote=checker, targets=targets)
     sys.stdout.write(report.render(findings, fmt.value))
     counts = report.summary(findings)
     if not out.quiet:

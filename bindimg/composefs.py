@@ -12,7 +12,7 @@ import os
 import posixpath
 from typing import Optional
 
-from bindimg.boundscan import rust_extension
+from bindimg.boundimages import rust_extension
 from bindimg.rootfs import Root
 
 UKI_DIR = "/boot/EFI/Linux"

@@ -20,20 +20,40 @@ from __future__ import annotations
 import csv
 import os
 import posixpath
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Optional
 
-from bindimg import fsutil, reference
+from bindimg import fsutil, pin, reference
+from bindimg.boundimages import Entry
 from bindimg.errors import InputError
 from bindimg.kube import kube_images
-from bindimg.quadlet import Assignment, UnitFile, split_args
+from bindimg.quadlet import (
+    ARTIFACT,
+    CONTAINER,
+    GROUP_OF_EXTENSION,
+    IMAGE,
+    KEY_ARTIFACT,
+    KEY_DRIVER,
+    KEY_GLOBAL_ARGS,
+    KEY_IMAGE,
+    KEY_MOUNT,
+    KEY_YAML,
+    KUBE,
+    SOURCE_EXTENSIONS,
+    VOLUME,
+    QuadletParseError,
+    UnitDecodeError,
+    UnitFile,
+    split_args,
+)
 from bindimg.reference import ReferenceError, ValueKind
 from bindimg.rootfs import Root
-from bindimg.units import MAX_UNIT_BYTES, UnitSet, parsed_dropins
+from bindimg.store import DEFAULT_STORE, VFS_KEYS, store_images
+from bindimg.unitset import MAX_UNIT_BYTES, UnitSet, parsed_dropins
 
-# Unit types that run or fetch an image, beyond those bootc can bind.
-COVERED_EXTENSIONS = (".container", ".image", ".volume", ".artifact", ".kube")
+# Unit types that run or fetch an image: those bootc can bind, and the others.
+COVERED_EXTENSIONS = (*SOURCE_EXTENSIONS, ".artifact", ".kube")
 _QUADLET_UNITS = (".image", ".artifact", ".build")  # a Mount source naming one of these units
 _MOUNT_TYPES = ("image", "artifact")
 
@@ -47,6 +67,61 @@ class Pulled:
     line: int
     unit: str  # host path of the unit
     how: str  # what names it: `Image=`, `Mount=type=image`, `Artifact=`, `Yaml=`
+
+
+def quadlet_units(
+    root: Root, units: UnitSet, extensions: tuple[str, ...] = COVERED_EXTENSIONS
+) -> tuple[dict[str, str], list[InputError]]:
+    """The unit Quadlet uses for each name (`extensions`): the first in search order that parses,
+    and the parse failures met on the way (as Quadlet, the next file of that name is used then).
+
+    Each candidate is resolved inside the root, so a unit that is a symlink reads the root's
+    file, never the host's.
+    """
+    chosen: dict[str, str] = {}
+    failures: list[InputError] = []
+    for directory in units.search_dirs:
+        try:
+            names = sorted(os.listdir(directory))
+        except OSError:
+            continue
+        for name in names:
+            inner = root.inner_path(os.path.join(directory, name))
+            if name in chosen or posixpath.splitext(name)[1] not in extensions or inner is None:
+                continue
+            path = root.resolve(inner)
+            if not os.path.isfile(path):
+                continue
+            try:
+                units.load(path)
+            except InputError as error:
+                if not isinstance(error, (QuadletParseError, UnitDecodeError)):
+                    raise
+                failures.append(error)
+                continue
+            chosen[name] = path
+    return chosen, failures
+
+
+def message(pulled: Pulled) -> str:
+    """The `unbound-image` message: what pulls the image, when, and what to do."""
+    unit = os.path.basename(pulled.unit)
+    if pulled.how == "Yaml=":
+        what = f"{pulled.image} (image: of a container that {unit} plays)"
+    elif pulled.how == "Image=" or pulled.how == "Artifact=":
+        what = f"{pulled.how}{pulled.image}"
+    else:
+        what = f"{pulled.image} ({pulled.how} of {unit})"
+    return (
+        f"{what} is neither bound nor embedded: podman pulls it when {unit} first starts "
+        "(network needed, a tag may move, not part of the OS update); bind it (`bindimg add` "
+        "of a unit with this Image=) or embed it (`bindimg add --embed`)"
+    )
+
+
+def adds_embedded_store(global_args: list[str]) -> bool:
+    """The unit's podman reads the embedded store (overlay or vfs style): an embedded unit."""
+    return any(pin.has_storage_arg(global_args, DEFAULT_STORE, keys) for keys in (pin.STORAGE_KEYS, VFS_KEYS))
 
 
 def image_key(image: str) -> Optional[str]:
@@ -63,14 +138,29 @@ def image_key(image: str) -> Optional[str]:
     return f"{ref.canonical_name}@{ref.digest}" if ref.digest else ref.tag_reference
 
 
+def unbound_in_root(
+    root: Root, units: UnitSet, runs: Mapping[str, str], entries: Sequence[Entry]
+) -> list[Pulled]:
+    """`unbound_images` of the units `runs` names, against what the root binds (`entries`, its
+    bound-images.d as `boundimages.scan` reads it) and what its embedded store holds."""
+    present = [entry.image.value for entry in entries if entry.image is not None] + store_images(root)
+    linked = {entry.target for entry in entries if entry.target is not None}
+    return list(unbound_images(root, units, runs, present, linked))
+
+
 def unbound_images(
-    root: Root, units: UnitSet, runs: Mapping[str, str], present: Iterable[str]
+    root: Root,
+    units: UnitSet,
+    runs: Mapping[str, str],
+    present: Iterable[str],
+    linked: Collection[str] = (),
 ) -> Iterator[Pulled]:
     """Each image the units Quadlet runs (`runs`: file name -> host path) pull at first start.
 
     `present`: the images bootc binds (bound-images.d) and the embedded store holds, in any
-    spelling `image_key` folds. A unit or YAML file that cannot be read is skipped: lint
-    reports it under its own rule.
+    spelling `image_key` folds. `linked`: host paths of the units bound-images.d links to,
+    whose own `Image=` is bootc's to pull (when bootc cannot, the link rules say why). A unit
+    or YAML file that cannot be read is skipped: lint reports it under its own rule.
     """
     have = {key for key in map(image_key, present) if key is not None}
     for name, path in sorted(runs.items()):
@@ -80,6 +170,8 @@ def unbound_images(
             continue
         seen: set[str] = set()
         for pulled in named:
+            if pulled.how == "Image=" and path in linked:
+                continue
             key = image_key(pulled.image)
             if key is not None and key not in have and key not in seen:
                 seen.add(key)
@@ -89,15 +181,16 @@ def unbound_images(
 def _named_images(root: Root, units: UnitSet, name: str, path: str) -> Iterator[Pulled]:
     ext = posixpath.splitext(name)[1]
     merged = units.load(path).unit.merged([d.unit for d in parsed_dropins(units, name)[0]])
-    if ext == ".container":
-        yield from _setting(merged, path, "Container", "Image")
+    group = GROUP_OF_EXTENSION.get(ext, "")
+    embedded = adds_embedded_store(merged.lookup_all_args(group, KEY_GLOBAL_ARGS))
+    if group in (CONTAINER, IMAGE) and not embedded:  # else the store's (or `embedded-missing`)
+        yield from _setting(merged, path, group, KEY_IMAGE)
+    if group == CONTAINER:
         yield from _mounts(merged, path)
-    elif ext == ".image":
-        yield from _setting(merged, path, "Image", "Image")
-    elif ext == ".volume" and merged.lookup("Volume", "Driver") == "image":
-        yield from _setting(merged, path, "Volume", "Image")
+    elif group == VOLUME and merged.lookup(VOLUME, KEY_DRIVER) == "image":
+        yield from _setting(merged, path, VOLUME, KEY_IMAGE)
     elif ext == ".artifact":
-        yield from _setting(merged, path, "Artifact", "Artifact")
+        yield from _setting(merged, path, ARTIFACT, KEY_ARTIFACT)
     elif ext == ".kube":
         yield from _kube(root, merged, path)
 
@@ -108,19 +201,10 @@ def _setting(merged: UnitFile, unit: str, group: str, key: str) -> Iterator[Pull
         yield Pulled(value, where.path, where.line, unit, f"{key}=")
 
 
-def _all(merged: UnitFile, group: str, key: str) -> list[Assignment]:
-    """Quadlet's LookupAll: every assignment in order, an empty value clearing those before."""
-    found: list[Assignment] = []
-    for item in merged.groups.get(group, []):
-        if item.key == key:
-            found = [] if item.value == "" else [*found, item]
-    return found
-
-
 def _mounts(merged: UnitFile, unit: str) -> Iterator[Pulled]:
     """The registry sources of `Mount=type=image|artifact` (each value split as Quadlet's
     LookupAllArgs does, each word a CSV list of key=value tokens, as podman's FindMountType)."""
-    for item in _all(merged, "Container", "Mount"):
+    for item in merged.lookup_all(CONTAINER, KEY_MOUNT):
         for word in split_args(item.value) or []:
             tokens = next(csv.reader([word]), [])
             fields = dict(token.partition("=")[::2] for token in tokens)
@@ -133,7 +217,7 @@ def _mounts(merged: UnitFile, unit: str) -> Iterator[Pulled]:
 def _kube(root: Root, merged: UnitFile, unit: str) -> Iterator[Pulled]:
     """`image:` of the YAML files; a relative `Yaml=` is beside the unit (Quadlet's getAbsolutePath)."""
     inner_unit = root.inner_path(unit)
-    for item in _all(merged, "Kube", "Yaml"):
+    for item in merged.lookup_all(KUBE, KEY_YAML):
         if "%" in item.value or inner_unit is None:
             continue  # a specifier: only systemd knows the file
         inner = posixpath.join(posixpath.dirname(inner_unit), item.value.strip())

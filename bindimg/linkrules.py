@@ -6,6 +6,7 @@ import os
 from collections.abc import Iterator
 
 from bindimg.boundimages import Entry, rust_extension
+from bindimg.composefs import COMPOSEFS_ADVICE
 from bindimg.findings import Finding, finding
 from bindimg.rules import Context, link_rule
 
@@ -128,3 +129,11 @@ def etc_target(entry: Entry, ctx: Context) -> Iterator[Finding]:
             f"points to {inner}: bootc stages an update against the image's pristine /etc, "
             "without local edits; keep bound units under /usr/share/containers/systemd",
         )
+
+
+@link_rule("composefs-ignores-bound")
+def composefs_ignores_bound(entry: Entry, ctx: Context) -> Iterator[Finding]:
+    """Every entry of a root bootc installs with the composefs backend (`composefs.find_uki`)."""
+    if ctx.uki is not None:
+        message = f"the root has a UKI ({ctx.uki}): {COMPOSEFS_ADVICE}"
+        yield finding("composefs-ignores-bound", entry.link, None, message)

@@ -287,10 +287,7 @@ def quadlet_image(units: UnitSet, setting: ImageSetting) -> Optional[tuple[str, 
             if named and supplied is not None:
                 return named, supplied
     else:
-        tags: list[Assignment] = []
-        for item in merged.groups.get("Build", []):
-            if item.key == KEY_IMAGE_TAG:
-                tags = [] if item.value == "" else [*tags, item]  # LookupAll: empty resets
+        tags = merged.lookup_all("Build", KEY_IMAGE_TAG)
         if tags:
             return tags[0].value, tags[0]
     raise UnitProblem(

@@ -54,6 +54,7 @@ class Plan:
     entries: list[Entry]
     embedded: list[Prepared] = field(default_factory=list)
     embedder: Optional[Embedder] = None
+    mounting: list[str] = field(default_factory=list)  # host paths of planned units with a Mount=
 
     def close(self) -> None:
         """Remove the temporary copies of embedded images (after `apply`, or instead of it)."""

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -10,10 +11,12 @@ import pytest
 
 from bindimg import lockfile
 from bindimg.composefs import find_uki
-from bindimg.errors import InputError
+from bindimg.errors import ExternalError, InputError
 from bindimg.kube import kube_images
 from bindimg.platforms import Platform, missing, offered, problem
+from bindimg.resolve import Request, Settings, resolve_one
 from bindimg.rootfs import Root
+from tests.kit import FakeRegistry
 
 INDEX = "application/vnd.oci.image.index.v1+json"
 MANIFEST = "application/vnd.oci.image.manifest.v1+json"
@@ -69,6 +72,31 @@ def test_problem_names_image_platform_and_what_to_do() -> None:
     assert "multi-platform index" in single
     index = problem("q.io/a:1", targets[1:], ("linux/amd64", "linux/s390x"), INDEX)
     assert index is not None and "(it has linux/amd64, linux/s390x)" in index
+
+
+def _registry(config: bytes) -> FakeRegistry:
+    index = json.dumps({"mediaType": INDEX, "manifests": [entry("linux", "arm64", "v8")]}).encode()
+    single = json.dumps({"mediaType": MANIFEST, "config": {"digest": DIGEST}}).encode()
+    answers = {"q.io/o/multi:1": index, "q.io/o/single:1": single}
+    return FakeRegistry(lambda ref: config if ref.startswith("config of ") else answers[ref])
+
+
+def test_resolve_learns_platforms_from_an_index_or_one_config_look_up() -> None:
+    fake = _registry(b'{"os": "linux", "architecture": "amd64"}')
+    settings = Settings(retry=0)
+    index = resolve_one(Request("q.io/o/multi:1", platforms=True), settings, registry=fake)
+    assert (index.media_type, index.platforms) == (INDEX, ("linux/arm64/v8",))
+    single = resolve_one(Request("q.io/o/single:1", platforms=True), settings, registry=fake)
+    assert (single.media_type, single.platforms) == (MANIFEST, ("linux/amd64",))
+    assert fake.asked == ["q.io/o/multi:1", "q.io/o/single:1", f"config of q.io/o/single@{single.digest}"]
+    assert resolve_one(Request("q.io/o/single:1"), settings, registry=fake).platforms is None
+    assert len(fake.asked) == 4  # not asked for: no config look-up
+
+
+def test_a_config_that_is_not_json_is_a_registry_failure() -> None:
+    with pytest.raises(ExternalError) as caught:
+        resolve_one(Request("q.io/o/single:1", platforms=True), Settings(), registry=_registry(b"<html>"))
+    assert caught.value.exit_code == 3 and "image config that is not JSON" in caught.value.message
 
 
 def test_lock_keeps_platforms_and_loads_locks_without_them(tmp_path: Path) -> None:

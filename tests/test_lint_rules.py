@@ -86,6 +86,9 @@ def test_every_spec_id_has_a_rule() -> None:
             "lock-stale",
             "duplicate-image",
             "digest-gone",
+            "platform-missing",
+            "unbound-image",
+            "composefs-ignores-bound",
         ]
     )
 
@@ -337,13 +340,19 @@ def test_root_bound_units_clean(root: Path) -> None:
     bound(root, "db.image", f"[Image]\nImage=quay.io/o/db@{D2}\n")
     write(root, f"{QDIR}/web.container", f"[Container]\nImage=db.image\n{STORAGE}\n")
     write(root, "etc/containers/systemd/loose.container", "[Container]\nImage=quay.io/o/l:1\n")
-    assert lint_r() == [("floating-tag", W, "r/etc/containers/systemd/loose.container", 2)]
+    assert lint_r() == [
+        ("floating-tag", W, "r/etc/containers/systemd/loose.container", 2),
+        ("unbound-image", W, "r/etc/containers/systemd/loose.container", 2),  # pulled at first start
+    ]
 
 
 def test_not_a_symlink(root: Path) -> None:
     write(root, f"{QDIR}/app.container", GOOD)
     write(root, f"{BOUND}/app.container", GOOD)
-    assert lint_r() == [("not-a-symlink", E, f"{LINKS}/app.container", 1)]
+    assert lint_r() == [
+        ("not-a-symlink", E, f"{LINKS}/app.container", 1),
+        ("unbound-image", W, f"{QP}/app.container", 2),  # nothing links it
+    ]
 
 
 def test_dangling_link(root: Path) -> None:
@@ -398,7 +407,10 @@ def test_authfile_unsupported(root: Path) -> None:
     bound(root, "a.image", f"[Image]\nImage=quay.io/o/a@{D1}\nAuthFile=/etc/a.json\n")
     write(root, f"{QDIR}/b.image", f"[Image]\nImage=quay.io/o/b@{D1}\nAuthFile=/etc/a.json\n")
     bound(root, "c.container", f"{GOOD}AuthFile=/etc/a.json\n")
-    assert lint_r() == [("authfile-unsupported", E, f"{QP}/a.image", 3)]
+    assert lint_r() == [
+        ("authfile-unsupported", E, f"{QP}/a.image", 3),
+        ("unbound-image", W, f"{QP}/b.image", 2),  # not bound: its AuthFile= is podman's
+    ]
 
 
 def test_authfile_reported_even_when_bootc_stops_earlier(root: Path) -> None:
@@ -417,7 +429,10 @@ def test_bound_floating_tag_is_an_error(root: Path) -> None:
 def test_linked_container_naming_a_unit(root: Path) -> None:
     write(root, f"{QDIR}/db.image", f"[Image]\nImage=quay.io/o/db@{D2}\n")
     bound(root, "web.container", f"[Container]\nImage=db.image\n{STORAGE}\n")
-    assert lint_r() == [("unit-reference", E, f"{QP}/web.container", 2)]
+    assert lint_r() == [
+        ("unbound-image", W, f"{QP}/db.image", 2),
+        ("unit-reference", E, f"{QP}/web.container", 2),
+    ]
 
 
 def test_bound_specifier_and_bootc_parse_error(root: Path) -> None:
@@ -436,6 +451,7 @@ def test_missing_storage_args(root: Path) -> None:
     write(root, f"{QDIR}/free.container", f"[Container]\nImage=quay.io/o/f@{D1}\n")
     assert lint_r() == [
         ("missing-storage-args", W, f"{QP}/app.container", 2),
+        ("unbound-image", W, f"{QP}/free.container", 2),
         ("missing-storage-args", W, f"{QP}/web.container", 2),
     ]
 
@@ -505,7 +521,7 @@ def test_units_in_a_symlinked_quadlet_directory_stay_inside_the_root(root: Path,
     write(root, "opt/q/app.container", GOOD)
     (root / "etc/containers").mkdir(parents=True)
     (root / "etc/containers/systemd").symlink_to("/opt/q")
-    assert lint_r() == []
+    assert lint_r() == [("unbound-image", W, "r/opt/q/app.container", 2)]  # the root's unit, read
 
 
 def test_bound_unit_that_is_not_utf8(root: Path) -> None:

@@ -14,15 +14,19 @@ from __future__ import annotations
 
 import os
 import posixpath
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Optional
 
-from bindimg import lockfile, pin, reference, skopeo
+from bindimg import lockfile, pin, platforms, reference, skopeo
 from bindimg.bootcini import parse_bootc
-from bindimg.boundimages import BOUND_DIR
+from bindimg.boundimages import BOUND_DIR, scan
+from bindimg.composefs import COMPOSEFS_ADVICE, find_uki
+from bindimg.coverage import Pulled, unbound_in_root
 from bindimg.embed import Embedder, EmbedOptions, Prepared
 from bindimg.errors import InputError
+from bindimg.lockfile import LockEntry
+from bindimg.platforms import Platform
 from bindimg.quadlet import (
     CONTAINER,
     IMAGE,
@@ -30,6 +34,7 @@ from bindimg.quadlet import (
     KEY_AUTH_FILE,
     KEY_IMAGE,
     KEY_IMAGE_TAG,
+    KEY_MOUNT,
     KEY_POLICY,
     KEY_PULL,
     parse_quadlet,
@@ -37,7 +42,7 @@ from bindimg.quadlet import (
 from bindimg.reference import ValueKind
 from bindimg.registry import Registry
 from bindimg.render import Bound, Collected, Renderer
-from bindimg.resolve import Request, Settings, resolve_all
+from bindimg.resolve import Request, Resolved, Settings, resolve_all
 from bindimg.rootfs import Root
 from bindimg.skopeo import RegistryOptions
 from bindimg.units import (
@@ -48,7 +53,7 @@ from bindimg.units import (
     image_unit_registry_options,
     is_true,
 )
-from bindimg.unitset import INSTALL_DIR, Source, read_text
+from bindimg.unitset import INSTALL_DIR, Source, UnitSet, read_text, search_dirs
 from bindimg.write import Plan, apply
 
 UNIT_EXTENSIONS = (".container", ".image")
@@ -60,9 +65,11 @@ class AddOptions:
     registry: RegistryOptions = field(default_factory=RegistryOptions)
     settings: Settings = field(default_factory=Settings)
     storage_args: bool = True
-    locked: Mapping[str, str] = field(default_factory=dict)  # tag reference -> digest
+    locked: Mapping[str, LockEntry] = field(default_factory=dict)  # tag reference -> entry
     frozen: bool = False
     embed: Optional[EmbedOptions] = None  # --embed: copy into the store instead of linking
+    # The platforms the OS image is built for: each bound image must serve them all.
+    platforms: tuple[Platform, ...] = ()
     client: Registry = skopeo  # what asks the registries and copies images
 
 
@@ -183,9 +190,10 @@ class _Collector(Collected):
             flattened_from = None
         request: Optional[Request] = None
         digest = ref.digest
+        tagged = ref.tag_reference if digest is None else _provenance_tag(origin, ref)
+        entry = self.options.locked.get(tagged or "")
         if digest is None:
-            tagged = ref.tag_reference
-            digest = self.options.locked.get(tagged)
+            digest = entry.digest if entry is not None else None
             if digest is None:
                 if self.options.frozen:
                     raise InputError(
@@ -194,12 +202,41 @@ class _Collector(Collected):
                         path=source.path,
                         line=line,
                     )
-                request = Request(tagged, options)
+                request = Request(ref.tag_reference, options, platforms=self.checks_platforms)
         bound = Bound(dest, source, line, value, ref, origin or value, request, digest, [], options)
         bound.flattened_from, bound.installed = flattened_from, installed
+        if entry is not None and entry.digest == digest and entry.platforms is not None:
+            bound.offers = (entry.platforms, entry.media_type)
         self.bound[dest] = bound
         self.writes[dest] = source
         return bound
+
+    @property
+    def checks_platforms(self) -> bool:
+        """Embedding fetches the one platform's image and fails itself when the index lacks it."""
+        return bool(self.options.platforms) and self.options.embed is None
+
+    def check_platforms(self, resolved: Mapping[Request, Resolved]) -> None:
+        """Each bound image serves every target platform, as far as the registry answer or
+        the lock tells (a pin with neither is not looked up: `add` stays offline for it)."""
+        if not self.checks_platforms:
+            return
+        for bound in self.bound.values():
+            found = resolved.get(bound.request) if bound.request is not None else None
+            offers = (found.platforms, found.media_type) if found is not None else bound.offers
+            if offers is None or offers[0] is None:
+                continue
+            absent = platforms.problem(bound.value, self.options.platforms, offers[0], offers[1])
+            if absent is not None:
+                raise InputError(absent, path=bound.source.path, line=bound.line)
+
+    def mounting(self) -> list[str]:
+        """The containers planned whose Mount= (drop-ins applied) may name an image."""
+        return [
+            dest
+            for dest, source in self.writes.items()
+            if dest.endswith(".container") and self.merged(dest, source).lookup_last(CONTAINER, KEY_MOUNT)
+        ]
 
     def installed_flattening(self, dest: str, source: Source, group: str) -> Optional[tuple[str, str]]:
         """The (flattened, upstream) digests of the unit an earlier run installed at `dest`:
@@ -293,6 +330,9 @@ def plan(paths: list[str], options: AddOptions, progress: Callable[[str], None] 
     With `--embed` the images are fetched (and flattened) into a temporary directory that
     lives until `Plan.close()`.
     """
+    uki = find_uki(options.root) if options.embed is None else None
+    if uki is not None:
+        raise InputError(COMPOSEFS_ADVICE, path=options.root.host_path(uki))
     planner = _Collector(options)
     policy = options.embed.image_policy if options.embed else None
     renderer = Renderer(planner, options.storage_args, policy)
@@ -304,9 +344,12 @@ def plan(paths: list[str], options: AddOptions, progress: Callable[[str], None] 
     planner.check_embedded(progress)
     requests = [b.request for b in planner.bound.values() if b.request is not None]
     resolved = resolve_all(requests, options.settings, progress, options.client)
+    planner.check_platforms(resolved)
     digests = {request: result.digest for request, result in resolved.items()}
     if embedder is None:
-        return renderer.render(digests)
+        result = renderer.render(digests)
+        result.mounting = planner.mounting()
+        return result
     try:
         prepared: dict[str, Prepared] = {}
         for dest, bound in planner.bound.items():
@@ -322,6 +365,7 @@ def plan(paths: list[str], options: AddOptions, progress: Callable[[str], None] 
         raise
     result.embedded = list(prepared.values())
     result.embedder = embedder
+    result.mounting = planner.mounting()
     return result
 
 
@@ -333,6 +377,7 @@ def run(
     frozen: bool = False,
     storage_args: bool = True,
     embed: Optional[EmbedOptions] = None,
+    platforms: Sequence[str] = (),
     registry: RegistryOptions,
     settings: Settings,
     dry_run: bool = False,
@@ -341,8 +386,12 @@ def run(
     """`bindimg add`: plan, then (unless `dry_run`) apply; the plan, closed, says what changed.
 
     `lock_path`: take the digests of tags from this lock file instead of the registry.
+    `platforms`: what the OS image is built for (`--platform`; default: this machine's).
     """
-    locked = {tag: entry.digest for tag, entry in lockfile.load(lock_path).items()} if lock_path else {}
+    locked = lockfile.load(lock_path) if lock_path else {}
+    targets = Platform.parse_all(platforms) or (Platform.host(),)
+    if embed is not None and len(targets) > 1:
+        raise InputError("--embed copies one platform's image: give one --platform per OS image build")
     options = AddOptions(
         root=Root(root),
         registry=registry,
@@ -351,6 +400,7 @@ def run(
         locked=locked,
         frozen=frozen,
         embed=embed,
+        platforms=targets,
     )
     planned = plan(quadlets, options, progress)
     try:
@@ -361,3 +411,23 @@ def run(
     return planned
 
 
+def unbound(planned: Plan, root: str) -> list[Pulled]:
+    """The images the units `add` wrote mount and nothing binds or embeds, read after `apply`
+    (their own images are bound or embedded by then): podman pulls them at first start."""
+    if not planned.mounting:
+        return []  # the usual case: no need to read bound-images.d and the store
+    image_root = Root(root)
+    units = UnitSet(search_dirs(image_root), image_root)
+    runs = {os.path.basename(path): path for path in planned.mounting}
+    return unbound_in_root(image_root, units, runs, scan(image_root))
+
+
+def _provenance_tag(origin: Optional[str], ref: reference.Reference) -> Optional[str]:
+    """The tag a pinned value's provenance comment names, when it is the same repository."""
+    try:
+        tagged = reference.parse(origin) if origin else None
+    except reference.ReferenceError:
+        return None
+    if tagged is None or tagged.tag is None or tagged.canonical_name != ref.canonical_name:
+        return None
+    return tagged.tag_reference

@@ -11,15 +11,19 @@ from __future__ import annotations
 
 import os
 import posixpath
+from collections.abc import Sequence
 from dataclasses import replace
 from typing import Optional
 
 import bindimg.linkrules  # importing a rule module registers its rules
 import bindimg.unitrules  # noqa: F401
-from bindimg import pin, reference
+from bindimg import reference
 from bindimg.boundimages import Entry, scan
+from bindimg.composefs import find_uki
+from bindimg.coverage import adds_embedded_store, quadlet_units
 from bindimg.errors import InputError
 from bindimg.findings import Finding, sort_findings
+from bindimg.platforms import Platform
 from bindimg.quadlet import (
     CONTAINER,
     IMAGE,
@@ -40,7 +44,7 @@ from bindimg.rules import (
     UnitView,
     parse_error,
 )
-from bindimg.store import DEFAULT_STORE, VFS_KEYS, store_images
+from bindimg.store import store_images
 from bindimg.units import UnitProblem, image_reference, image_setting
 from bindimg.unitset import (
     UnitSet,
@@ -49,11 +53,6 @@ from bindimg.unitset import (
     search_dirs,
     source_units,
 )
-
-
-def _adds_embedded_store(global_args: list[str]) -> bool:
-    """The unit's podman reads the embedded store (overlay or vfs style): an embedded unit."""
-    return any(pin.has_storage_arg(global_args, DEFAULT_STORE, keys) for keys in (pin.STORAGE_KEYS, VFS_KEYS))
 
 
 def _is_unit_name(path: str) -> bool:
@@ -107,7 +106,7 @@ class _Linter:
         if not setting.names_image:
             return None  # only Driver=image volumes name an image
         u = UnitView(name, setting, bound=bound)
-        u.embedded = _adds_embedded_store(setting.merged.lookup_all_args(setting.group, KEY_GLOBAL_ARGS))
+        u.embedded = adds_embedded_store(setting.merged.lookup_all_args(setting.group, KEY_GLOBAL_ARGS))
         kind = reference.classify(u.value)
         u.candidate = (
             source_tree
@@ -138,17 +137,22 @@ def lint(
     root: Optional[str] = None,
     lock_path: Optional[str] = None,
     remote: Optional[Remote] = None,
+    targets: Sequence[Platform] = (),
 ) -> list[Finding]:
     """`bindimg lint`: the image root `root`, or else the units under `paths` (checked against
-    the lock file `lock_path` if given). Raises InputError for what cannot be read at all."""
+    the lock file `lock_path` if given); `targets`: the platforms the OS image is built for
+    (`--platform`). Raises InputError for what cannot be read at all."""
     if root is not None:
-        return lint_root(Root(root), root, remote)
+        return lint_root(Root(root), root, remote, targets)
     lock = LockView.load(lock_path) if lock_path is not None else None
-    return lint_sources(paths, lock, remote)
+    return lint_sources(paths, lock, remote, targets)
 
 
 def lint_sources(
-    paths: list[str], lock: Optional[LockView] = None, remote: Optional[Remote] = None
+    paths: list[str],
+    lock: Optional[LockView] = None,
+    remote: Optional[Remote] = None,
+    targets: Sequence[Platform] = (),
 ) -> list[Finding]:
     """Lint the units under PATHs (files or directories; a drop-in `.conf` means its units)."""
     expanded = _units_of_dropins(paths)
@@ -160,7 +164,7 @@ def lint_sources(
             linter.view(path, source_tree=True)
         elif path in named:
             raise InputError("not a .container, .image or .volume unit, nor a drop-in", path=path)
-    ctx = Context(units, linter.root, lock=lock, remote=remote)
+    ctx = Context(units, linter.root, lock=lock, remote=remote, targets=targets)
     return linter.check(ctx, linter.views, cwd_display)
 
 
@@ -180,58 +184,31 @@ def _units_of_dropins(paths: list[str]) -> list[str]:
     return expanded
 
 
-def lint_root(root: Root, shown: Optional[str] = None, remote: Optional[Remote] = None) -> list[Finding]:
+def lint_root(
+    root: Root, shown: Optional[str] = None, remote: Optional[Remote] = None, targets: Sequence[Platform] = ()
+) -> list[Finding]:
     """Lint an image root as bootc and Podman Quadlet will read it (`shown`: the root as the
     user wrote it, for the paths in findings)."""
     units = UnitSet(search_dirs(root), root)
     linter = _Linter(units, root)
-    runs = _quadlet_units(root, linter)
-    links = Context(units, root, runs=runs)
+    runs, failures = quadlet_units(root, units)
+    linter.findings.extend(parse_error(error, error.path or "") for error in failures)
+    entries = scan(root)
+    links = Context(units, root, runs=runs, uki=find_uki(root))
     linked: dict[str, list[Entry]] = {}
-    for entry in scan(root):
+    for entry in entries:
         for link_rule in LINK_RULES:
             linter.findings.extend(link_rule(entry, links))
         if entry.target is not None and os.path.isfile(entry.target):
             linked.setdefault(entry.target, []).append(entry)
-    paths = list(runs.values())
+    paths = [path for name, path in runs.items() if _is_unit_name(name)]
     paths.extend(t for t in linked if t not in paths and _is_unit_name(t))
     for path in paths:
         linter.view(path, bound=path in linked)
     for u in linter.views:
         named = units.find(u.value) if reference.classify(u.value) is ValueKind.UNIT_REFERENCE else None
         u.companion = u.group == CONTAINER and named in linked
-    embedded = [u for u in linter.views if u.embedded]
-    ctx = Context(units, root, remote=remote, stored=set(store_images(root)) if embedded else set())
+    stored = set(store_images(root))
+    ctx = Context(units, root, remote=remote, stored=stored, runs=runs, entries=entries, targets=targets)
     bound_views = [u for u in linter.views if u.bound or u.embedded]
     return linter.check(ctx, bound_views, root_display(root, shown or root.host))
-
-
-def _quadlet_units(root: Root, linter: _Linter) -> dict[str, str]:
-    """The unit Quadlet uses for each name: the first in search order that parses.
-
-    Each candidate is resolved inside the root, so a unit that is a symlink reads the root's
-    file, never the host's. A unit that fails to parse is a finding, and, as in Quadlet, the
-    next file of the same name is used instead.
-    """
-    chosen: dict[str, str] = {}
-    for directory in linter.units.search_dirs:
-        try:
-            names = sorted(os.listdir(directory))
-        except OSError:
-            continue
-        for name in names:
-            inner = root.inner_path(os.path.join(directory, name))
-            if name in chosen or not _is_unit_name(name) or inner is None:
-                continue
-            path = root.resolve(inner)
-            if not os.path.isfile(path):
-                continue
-            try:
-                linter.units.load(path)
-            except InputError as error:
-                if not _is_parse_failure(error):
-                    raise
-                linter.findings.append(parse_error(error, path))
-                continue
-            chosen[name] = path
-    return chosen

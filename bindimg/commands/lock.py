@@ -9,14 +9,15 @@ from __future__ import annotations
 
 import os
 import posixpath
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Optional
 
-from bindimg import lockfile, pin, reference
+from bindimg import lockfile, pin, platforms, reference
 from bindimg.commands.lint import lint_sources
 from bindimg.errors import InputError
 from bindimg.lockfile import LockEntry
+from bindimg.platforms import Platform
 from bindimg.quadlet import IMAGE, VOLUME
 from bindimg.reference import ReferenceError, ValueKind
 from bindimg.report import render
@@ -101,14 +102,17 @@ def run(
     update: bool = False,
     check: bool = False,
     rewrite: bool = False,
+    targets: Sequence[Platform] = (),
     progress: Callable[[str], None] = lambda _: None,
 ) -> LockResult:
     """Lock (or with `check`, verify offline) the tags used under the paths among `arguments`
     (default: `.`). With `update`, an argument that is not an existing path is a reference to
-    re-resolve; with none of those, every tag is re-resolved."""
+    re-resolve; with none of those, every tag is re-resolved. With `targets` (`--platform`),
+    each image must serve those platforms: an InputError, nothing written (`check`: a finding)."""
     refs = [a for a in arguments if not os.path.lexists(a)] if update else []
     paths = [a for a in arguments if a not in refs] or ["."]
-    return _lock(paths, lock_path, registry, settings, refs if update else None, check, rewrite, progress)
+    update_refs = refs if update else None
+    return _lock(paths, lock_path, registry, settings, update_refs, check, rewrite, targets, progress)
 
 
 def _lock(
@@ -119,6 +123,7 @@ def _lock(
     update: Optional[list[str]],
     check: bool,
     rewrite: bool,
+    targets: Sequence[Platform],
     progress: Callable[[str], None],
 ) -> LockResult:
     units, uses = collect(paths, registry)
@@ -129,23 +134,29 @@ def _lock(
     lock_dir = os.path.dirname(os.path.abspath(lock_path))
     if check:
         view = LockView.load(lock_path) if existing else LockView(lock_path, {})
-        findings = [f for f in lint_sources(paths, lock=view) if f.id.startswith("lock-")]
+        findings = [
+            f
+            for f in lint_sources(paths, lock=view, targets=targets)
+            if f.id.startswith("lock-") or f.id == "platform-missing"
+        ]
         return LockResult(dict(existing), problems=render(findings, "text").splitlines())
     wanted = _update_set(update, by_tag) if update is not None else set()
 
     def stale(tag: str) -> bool:
         return tag not in existing or (update is not None and (not wanted or tag in wanted))
 
-    requests = {tag: Request(tag, u[0].options) for tag, u in by_tag.items() if stale(tag)}
+    requests = {tag: Request(tag, u[0].options, platforms=True) for tag, u in by_tag.items() if stale(tag)}
     resolved = resolve_all(requests.values(), settings, progress)
     entries: dict[str, LockEntry] = {}
     for tag, tag_uses in by_tag.items():
         used_by = tuple(sorted({_relative(u.unit, lock_dir) for u in tag_uses}))
         if tag in requests:
             result = resolved[requests[tag]]
-            entries[tag] = LockEntry(result.digest, result.media_type, used_by)
+            entries[tag] = LockEntry(result.digest, result.media_type, used_by, result.platforms)
         else:
-            entries[tag] = LockEntry(existing[tag].digest, existing[tag].media_type, used_by)
+            kept = existing[tag]
+            entries[tag] = LockEntry(kept.digest, kept.media_type, used_by, kept.platforms)
+        _check_platforms(tag, entries[tag], targets, tag_uses[0])
     outcome = LockResult(entries, resolved=sorted(requests))
     if rewrite:
         plan = _rewrite_plan(units, uses, entries)
@@ -153,6 +164,16 @@ def _lock(
         outcome.rewritten = sorted(plan.files)
     outcome.written = lockfile.write(lock_path, entries)
     return outcome
+
+
+def _check_platforms(tag: str, entry: LockEntry, targets: Sequence[Platform], use: Use) -> None:
+    """An InputError when the locked image lacks a target platform (an entry from before
+    bindimg recorded platforms passes: `lock --update` fills them in)."""
+    if entry.platforms is None:
+        return
+    absent = platforms.problem(tag, targets, entry.platforms, entry.media_type)
+    if absent is not None:
+        raise InputError(absent, path=use.path, line=use.line)
 
 
 def _update_set(update: list[str], by_tag: dict[str, list[Use]]) -> set[str]:
