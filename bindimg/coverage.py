@@ -126,8 +126,15 @@ def adds_embedded_store(global_args: list[str]) -> bool:
 
 def image_key(image: str) -> Optional[str]:
     """What two names of one registry image have in common (`name@digest`, else the tag
-    reference); None for what is no registry image (a transport, an ID, a local name)."""
-    if reference.classify(image) is not ValueKind.REGISTRY:
+    reference); None for what is no registry image (a transport, an ID, a local name).
+
+    A value with a specifier or `${VAR}`, and a short name, is its own key: only systemd knows
+    what the one expands to, only the device's registries.conf what the other resolves to, so
+    either is bound only when bound word for word."""
+    kind = reference.classify(image)
+    if kind is ValueKind.SPECIFIER:
+        return image
+    if kind is not ValueKind.REGISTRY:
         return None
     try:
         ref = reference.parse(image)
@@ -135,6 +142,8 @@ def image_key(image: str) -> Optional[str]:
         return None
     if ref.domain == "localhost":  # podman's name for an image built on the machine
         return None
+    if not ref.domain:
+        return image
     return f"{ref.canonical_name}@{ref.digest}" if ref.digest else ref.tag_reference
 
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Optional, TypeVar
 
 from bindimg import skopeo
+from bindimg.distribution import Lookups, Transient, Unsupported
 from bindimg.errors import ExternalError
 from bindimg.platforms import offered
 from bindimg.reference import parse as parse_reference
@@ -65,9 +66,7 @@ def media_type_of(manifest: bytes, reference: str) -> str:
     try:
         document = json.loads(manifest)
     except ValueError:
-        raise ExternalError(
-            f"{reference}: the registry returned a manifest that is not JSON"
-        ) from None
+        raise ExternalError(f"{reference}: the registry returned a manifest that is not JSON") from None
     if not isinstance(document, dict):
         raise ExternalError(f"{reference}: the registry returned a manifest that is not an object")
     if document.get("schemaVersion") == 1:
@@ -109,22 +108,60 @@ def retrying(
             raise failure(error, f" (after {attempt + 1} attempts)" if attempt else "") from None
 
 
+def manifest(
+    reference: str,
+    options: RegistryOptions,
+    settings: Settings,
+    failure: Callable[[SkopeoError, str], Exception],
+    fast: Optional[Lookups] = None,
+    sleep: Callable[[float], None] = time.sleep,
+    registry: Registry = skopeo,
+) -> bytes:
+    """The exact bytes of `reference`'s top-level manifest, retried with back-off.
+
+    With `fast`, the first attempt is a direct HTTP request (distribution.py); a case it does
+    not cover, and every later attempt, is skopeo's (`skopeo inspect --raw`), which also words
+    the failure. A transient failure of the direct request counts as an attempt, except when
+    no retry is left: skopeo then makes the attempt, so the error is always skopeo's.
+    """
+    tried = fast is None
+
+    def attempt() -> bytes:
+        nonlocal tried
+        if fast is not None and not tried:
+            tried = True
+            try:
+                return fast.manifest(reference, options, settings.timeout)
+            except Unsupported:
+                pass
+            except Transient as error:
+                if settings.retry > 0:
+                    raise SkopeoError(str(error), transient=True) from None
+        return registry.inspect_raw(reference, options, timeout=settings.timeout)
+
+    return retrying(settings, attempt, failure, sleep)
+
+
 def resolve_one(
     request: Request,
     settings: Settings,
     sleep: Callable[[float], None] = time.sleep,
     registry: Registry = skopeo,
+    fast: Optional[Lookups] = None,
 ) -> Resolved:
     """Ask the registry, retrying transient failures with exponential back-off."""
-    raw = retrying(
+    raw = manifest(
+        request.reference,
+        request.options,
         settings,
-        lambda: registry.inspect_raw(request.reference, request.options, timeout=settings.timeout),
         lambda error, tries: ResolveError(
             f"cannot resolve {request.reference}: {error.message}{tries}; "
             "check the reference, the registry and its credentials",
             transient=error.transient,
         ),
+        fast,
         sleep,
+        registry,
     )
     media_type = media_type_of(raw, request.reference)
     offers: Optional[tuple[str, ...]] = None
@@ -168,10 +205,13 @@ def resolve_each(
     if not unique:
         return {}
 
+    # one ping and token per registry, one connection per thread (never around a fake registry)
+    fast = Lookups() if registry is skopeo else None
+
     def work(request: Request) -> Resolved | ExternalError:
         progress(f"resolving {request.reference}")
         try:
-            return resolve_one(request, settings, registry=registry)
+            return resolve_one(request, settings, registry=registry, fast=fast)
         except ExternalError as error:
             return error
 

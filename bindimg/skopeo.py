@@ -12,8 +12,9 @@ import os
 import re
 import subprocess
 import tempfile
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from typing import Optional
 
@@ -85,12 +86,23 @@ def inspect_config(reference: str, options: RegistryOptions, *, timeout: float) 
 
 
 def copy_from_registry(
-    reference: str, dest: str, options: RegistryOptions, *, timeout: Optional[float] = None
+    reference: str,
+    dest: str,
+    options: RegistryOptions,
+    *,
+    platform: Sequence[str] = (),
+    timeout: Optional[float] = None,
+    watch: Optional[Callable[[int], None]] = None,
 ) -> None:
-    """`skopeo copy docker://reference DEST`: one image (never `--all`), blobs verified by digest."""
+    """`skopeo copy --preserve-digests docker://reference DEST`: one image (never `--all`;
+    `platform` = (os, arch[, variant]) picks it from an index), blobs verified by digest.
+
+    `watch(pid)` is called about every 0.2 s while skopeo runs (to show its progress).
+    """
     with _auth_args(reference, options, prefix="--src-") as auth:
-        argv = [SKOPEO, "copy", "--quiet", *auth, f"docker://{reference}", dest]
-        _run(argv, timeout=timeout, secrets=_secrets(options), reference=reference)
+        argv = [SKOPEO, *_platform_args(platform), "copy", "--quiet", "--preserve-digests", *auth]
+        argv += [f"docker://{reference}", dest]
+        _run(argv, timeout=timeout, secrets=_secrets(options), reference=reference, watch=watch)
 
 
 def copy_local(
@@ -115,6 +127,42 @@ def copy_local(
     _run([*argv, source, dest], timeout=timeout, secrets=())
 
 
+def copy_image(
+    source: str,
+    dest: str,
+    *,
+    src_options: RegistryOptions = RegistryOptions(),
+    dest_options: RegistryOptions = RegistryOptions(),
+    reference: str = "",
+    multi_arch: str = "system",
+    platform: Sequence[str] = (),
+    timeout: Optional[float] = None,
+) -> None:
+    """`skopeo copy --preserve-digests SOURCE DEST`, any transports, registry options per side.
+
+    `multi_arch` is skopeo's `--multi-arch`: `system` (one image of a list, chosen by
+    `platform` or the host), `all` (the list and every image) or `index-only`. A manifest is
+    never converted: skopeo fails instead, so the destination holds the digests pinned.
+    `reference` (the image's own name) keeps a tag or repository such as `503` from being
+    taken for a transient failure.
+    """
+    with ExitStack() as stack:
+        auth: list[str] = []
+        for side, options, ref in (("--src-", src_options, source), ("--dest-", dest_options, dest)):
+            if ref.startswith("docker://"):
+                auth += stack.enter_context(_auth_args(ref[len("docker://") :], options, prefix=side))
+        argv = [SKOPEO, *_platform_args(platform), "copy", "--quiet", "--preserve-digests"]
+        argv += [f"--multi-arch={multi_arch}", *auth, source, dest]
+        secrets = _secrets(src_options) + _secrets(dest_options)
+        _run(argv, timeout=timeout, secrets=secrets, reference=reference)
+
+
+def inspect_local_raw(transport_ref: str, *, timeout: Optional[float] = None) -> bytes:
+    """The top-level manifest bytes of a local image, e.g. `containers-storage:[…]NAME@DIGEST`;
+    a SkopeoError when it is not there."""
+    return _run([SKOPEO, "inspect", "--raw", transport_ref], timeout=timeout, secrets=())
+
+
 def delete_local(reference: str, *, timeout: Optional[float] = None) -> None:
     """`skopeo delete` of a local image, e.g. `containers-storage:[…]name@digest` (its unused
     layers go with it)."""
@@ -127,21 +175,48 @@ def _platform_args(platform: Sequence[str]) -> list[str]:
 
 
 def _run(
-    argv: list[str], *, timeout: Optional[float], secrets: tuple[str, ...], reference: str = ""
+    argv: list[str],
+    *,
+    timeout: Optional[float],
+    secrets: tuple[str, ...],
+    reference: str = "",
+    watch: Optional[Callable[[int], None]] = None,
 ) -> bytes:
     try:
-        done = subprocess.run(argv, capture_output=True, timeout=timeout, check=False)
+        if watch is None:
+            done = subprocess.run(argv, capture_output=True, timeout=timeout, check=False)
+            returncode, stdout, stderr_bytes = done.returncode, done.stdout, done.stderr
+        else:
+            returncode, stdout, stderr_bytes = _watched(argv, timeout, watch)
     except FileNotFoundError:
         raise SkopeoError("skopeo is not installed; install skopeo >= 1.9") from None
     except OSError as error:
         raise SkopeoError(f"cannot run skopeo: {error.strerror}; check the skopeo on PATH") from None
     except subprocess.TimeoutExpired:
         raise SkopeoError(f"no answer within {timeout or 0:g} s", transient=True) from None
-    if done.returncode != 0:
-        stderr = _redact(done.stderr.decode("utf-8", "replace"), secrets)
+    if returncode != 0:
+        stderr = _redact(stderr_bytes.decode("utf-8", "replace"), secrets)
         reason = _reason(stderr)
         raise SkopeoError(reason, stderr=stderr, transient=_transient(reason, reference))
-    return done.stdout
+    return stdout
+
+
+def _watched(
+    argv: list[str], timeout: Optional[float], watch: Callable[[int], None]
+) -> tuple[int, bytes, bytes]:
+    """subprocess.run, calling `watch(pid)` every 0.2 s while the process runs."""
+    deadline = None if timeout is None else time.monotonic() + timeout
+    with subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE) as process:
+        while True:
+            try:
+                stdout, stderr = process.communicate(timeout=0.2)
+                return process.returncode, stdout, stderr
+            except subprocess.TimeoutExpired:
+                if deadline is not None and time.monotonic() > deadline:
+                    process.kill()
+                    process.communicate()
+                    raise
+                watch(process.pid)
 
 
 def _reason(stderr: str) -> str:

@@ -141,13 +141,28 @@ class FakeRegistry:
         self.asked.append(f"config of {reference}")
         return self.answer(f"config of {reference}")
 
-    def copy_from_registry(
-        self, reference: str, dest: str, options: RegistryOptions, *, timeout: Optional[float] = None
-    ) -> None:
+    def copy_from_registry(self, reference: str, dest: str, options: RegistryOptions, **more: Any) -> None:
         raise AssertionError(f"unexpected copy of {reference}")
 
     def copy_local(self, source: str, dest: str, **options: Any) -> None:
         raise AssertionError(f"unexpected copy of {source}")
 
+    def copy_image(self, source: str, dest: str, **options: Any) -> None:
+        raise AssertionError(f"unexpected copy of {source}")
+
+    def inspect_local_raw(self, transport_ref: str, *, timeout: Optional[float] = None) -> bytes:
+        raise AssertionError(f"unexpected look-up of {transport_ref}")
+
     def delete_local(self, reference: str, *, timeout: Optional[float] = None) -> None:
         raise AssertionError(f"unexpected delete of {reference}")
+
+
+def budget(seconds: float) -> float:
+    """`seconds` stretched by how overloaded the machine is (1-minute load per core, at least 1).
+
+    The hostile-input tests bound run times to catch exponential or quadratic blow-ups (those
+    take minutes, not seconds); they are not speed targets (those are measured in `bench/`).
+    A CI machine shared with other jobs must not turn such a bound into a flake.
+    """
+    load = os.getloadavg()[0] / (os.cpu_count() or 1)
+    return seconds * max(1.0, load)

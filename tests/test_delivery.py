@@ -332,7 +332,7 @@ def test_add_warns_about_the_images_its_units_mount(here: Path) -> None:
     code, _, err = run("add", "--root", "r", str(unit))
     assert code == 0, err
     # line 4 of the unit as written: `add` put GlobalArgs= under Image=
-    assert f"bindimg: warning: {unit}:4: unbound-image: quay.io/o/data@{D2} (Mount=type=image" in err
+    assert f"{unit}:4: warning: unbound-image: quay.io/o/data@{D2} (Mount=type=image" in err
 
 
 # --- 3. the composefs backend ----------------------------------------------------------------

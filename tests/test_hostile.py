@@ -32,7 +32,7 @@ from bindimg.bootcini import parse_bootc
 from bindimg.errors import InputError, one_line
 from bindimg.quadlet import parse_quadlet
 from bindimg.unitset import MAX_UNIT_BYTES, read_text
-from tests.kit import BOUND, D1, PINNED, QDIR, STORAGE, Run, run_bindimg, snapshot, write
+from tests.kit import BOUND, D1, PINNED, QDIR, STORAGE, Run, budget, run_bindimg, snapshot, write
 
 D9 = "sha256:" + "9" * 64  # only ever in decoys outside the root: must never show up
 PROVENANCE = "# bindimg: pinned from "
@@ -45,9 +45,9 @@ PARSE_BUDGET = 0.05
 HANG = 20.0
 
 
-def bindimg(*args: str, prefix: tuple[str, ...] = (), timeout: float = HANG) -> Run:
-    """A hang fails the test within HANG seconds, never blocks it."""
-    return run_bindimg(*args, prefix=prefix, timeout=timeout)
+def bindimg(*args: str, prefix: tuple[str, ...] = (), timeout: Optional[float] = None) -> Run:
+    """A hang fails the test within HANG seconds (stretched by the machine's load), never blocks it."""
+    return run_bindimg(*args, prefix=prefix, timeout=budget(HANG) if timeout is None else timeout)
 
 
 @dataclass
@@ -198,7 +198,7 @@ def test_lone_cr_in_an_old_provenance_comment(tree: Tree) -> None:
 def test_50_mb_unit_is_refused_by_its_size_unread(tree: Tree) -> None:
     unit = write(tree.qdir, "app.container", HEAD + IMAGE + b"# " + b"x" * (50 * 1024 * 1024) + b"\n")
     run = tree.refused(unit, named=unit, needle="larger than 16 MiB; not a unit file")
-    assert run.seconds < CLI_BUDGET
+    assert run.seconds < budget(CLI_BUDGET)
 
 
 def test_oversized_unit_costs_no_memory(tmp_path: Path) -> None:
@@ -232,17 +232,17 @@ def test_10000_continuation_lines_answer_at_once(tree: Tree, data: bytes, line: 
     quadlet_seconds = time.perf_counter() - start
     with pytest.raises(InputError):
         parse_bootc(text, "x.container")
-    assert quadlet_seconds < 0.25
+    assert quadlet_seconds < budget(0.25)
     unit = write(tree.qdir, "app.container", data)
     run = tree.refused(unit, named=unit, line=line, needle="bootc cannot read this unit (Incorrect syntax")
-    assert run.seconds < CLI_BUDGET
+    assert run.seconds < budget(CLI_BUDGET)
 
 
 def test_very_long_line_elsewhere_is_kept_byte_for_byte(tree: Tree) -> None:
     description = "Description=" + "x" * (1024 * 1024)
     unit = write(tree.qdir, "app.container", f"[Container]\n{description}\nImage={PINNED}\n")
     run = tree.accepted(unit)
-    assert run.seconds < CLI_BUDGET
+    assert run.seconds < budget(CLI_BUDGET)
     assert unit.read_text() == f"[Container]\n{description}\nImage={PINNED}\n{STORAGE}\n"
 
 
@@ -256,7 +256,7 @@ def test_very_long_line_without_equals_gives_a_short_message(tree: Tree) -> None
 def test_one_megabyte_image_value_gives_a_short_message(tree: Tree) -> None:
     unit = write(tree.qdir, "app.container", f"[Container]\nImage=quay.io/{'a' * 1024 * 1024}\n")
     run = tree.refused(unit, named=unit, line=2, needle="reference is too long (1048584 characters)")
-    assert run.seconds < CLI_BUDGET
+    assert run.seconds < budget(CLI_BUDGET)
     assert len(run.err) < 600
 
 
@@ -369,7 +369,7 @@ def test_unit_that_is_a_fifo_is_refused_unopened(tree: Tree) -> None:
     unit = tree.qdir / "app.container"
     os.mkfifo(unit)
     run = tree.refused(unit, named=unit, needle="is a FIFO, not a unit file; make it a regular file")
-    assert run.seconds < CLI_BUDGET
+    assert run.seconds < budget(CLI_BUDGET)
 
 
 def test_dropin_that_is_a_fifo_is_refused_unopened(tree: Tree) -> None:
@@ -539,7 +539,7 @@ def test_lock_with_5000_entries_is_read_in_linear_time(tree: Tree) -> None:
     unit = write(tree.qdir, "app.container", "[Container]\nImage=quay.io/o/a:1\n")
     run = tree.accepted("--lock", lock, "--frozen", unit)
     assert run.out == f"changed {unit} {PINNED}\n"
-    assert run.seconds < 10  # tomlkit parses some 3,000 entries a second; this was minutes
+    assert run.seconds < budget(10)  # tomlkit parses some 3,000 entries a second; this was minutes
 
 
 def test_lock_entries_are_checked_without_a_scan_per_entry() -> None:
@@ -554,7 +554,7 @@ def test_lock_entries_are_checked_without_a_scan_per_entry() -> None:
     }
     start = time.perf_counter()
     assert len(lockfile._entries(document, text, "bindimg.lock")) == 20_000
-    assert time.perf_counter() - start < 1.0
+    assert time.perf_counter() - start < budget(1.0)
 
 
 # --- 6. references built to make a backtracking regex explode --------------------------------
@@ -589,7 +589,7 @@ def test_regex_bait_is_refused_in_milliseconds(value: str) -> None:
         with pytest.raises(reference.ReferenceError):
             reference.parse(value)
         times.append(time.perf_counter() - start)
-    assert min(times) < PARSE_BUDGET
+    assert min(times) < budget(PARSE_BUDGET)
 
 
 @pytest.mark.parametrize(
@@ -609,7 +609,7 @@ def test_regex_bait_is_refused_in_milliseconds(value: str) -> None:
 def test_regex_bait_through_the_cli(tree: Tree, value: str, needle: str) -> None:
     unit = write(tree.qdir, "app.container", f"[Container]\nImage={value}\n")
     run = tree.refused(unit, named=unit, line=2, needle=needle)
-    assert run.seconds < CLI_BUDGET
+    assert run.seconds < budget(CLI_BUDGET)
     assert len(run.err) < 600
 
 
@@ -728,7 +728,7 @@ def test_1000_units_on_one_command_line(tree: Tree) -> None:
     units = [pinned_unit(tree, f"u{i}.container", f"Image=quay.io/o/u{i}@{D1}\n") for i in range(1000)]
     run = tree.accepted(*units)
     assert run.out.count("\nchanged ") == 999
-    assert run.seconds < 30
+    assert run.seconds < budget(30)
     assert len(os.listdir(tree.root / BOUND)) == 1000
 
 
@@ -736,4 +736,4 @@ def test_1000_units_and_one_bad_one_write_nothing(tree: Tree) -> None:
     units = [pinned_unit(tree, f"u{i}.container", f"Image=quay.io/o/u{i}@{D1}\n") for i in range(1000)]
     bad = pinned_unit(tree, "zz.container", "Image=quay.io/o/zz:1\n")
     run = tree.refused("--frozen", *units, bad, named=bad, line=2, needle="is neither pinned nor in the lock")
-    assert run.seconds < 30
+    assert run.seconds < budget(30)

@@ -11,19 +11,20 @@ from __future__ import annotations
 
 import os
 import posixpath
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import replace
 from typing import Optional
 
 import bindimg.linkrules  # importing a rule module registers its rules
 import bindimg.unitrules  # noqa: F401
-from bindimg import reference
+from bindimg import reference, storageconf
 from bindimg.boundimages import Entry, scan
 from bindimg.composefs import find_uki
 from bindimg.coverage import adds_embedded_store, quadlet_units
 from bindimg.errors import InputError
-from bindimg.findings import Finding, sort_findings
+from bindimg.findings import Finding, finding, sort_findings
 from bindimg.platforms import Platform
+from bindimg.podmanversion import NEWEST_RULES, Version
 from bindimg.quadlet import (
     CONTAINER,
     IMAGE,
@@ -36,6 +37,7 @@ from bindimg.reference import ValueKind
 from bindimg.rootfs import Display, Root, cwd_display, root_display
 from bindimg.rules import (
     LINK_RULES,
+    REPORTED_BY,
     RUN_RULES,
     UNIT_RULES,
     Context,
@@ -44,7 +46,7 @@ from bindimg.rules import (
     UnitView,
     parse_error,
 )
-from bindimg.store import store_images
+from bindimg.store import DEFAULT_STORE, store_images
 from bindimg.units import UnitProblem, image_reference, image_setting
 from bindimg.unitset import (
     UnitSet,
@@ -87,7 +89,9 @@ class _Linter:
         self.views: list[UnitView] = []
         self.findings: list[Finding] = []
 
-    def view(self, path: str, *, bound: bool = False, source_tree: bool = False) -> Optional[UnitView]:
+    def view(
+        self, path: str, *, name: Optional[str] = None, bound: bool = False, source_tree: bool = False
+    ) -> Optional[UnitView]:
         """Parse a unit and its drop-ins (each failure a parse-error, as Quadlet reports it)."""
         try:
             source = self.units.load(path)
@@ -96,7 +100,7 @@ class _Linter:
                 raise
             self.findings.append(parse_error(error, path))
             return None
-        name = os.path.basename(path)
+        name = name or os.path.basename(path)
         dropins, errors = parsed_dropins(self.units, name)
         for failure in errors:
             if not _is_parse_failure(failure):
@@ -138,14 +142,16 @@ def lint(
     lock_path: Optional[str] = None,
     remote: Optional[Remote] = None,
     targets: Sequence[Platform] = (),
+    podman: Version = NEWEST_RULES,
 ) -> list[Finding]:
     """`bindimg lint`: the image root `root`, or else the units under `paths` (checked against
-    the lock file `lock_path` if given); `targets`: the platforms the OS image is built for
-    (`--platform`). Raises InputError for what cannot be read at all."""
+    the lock file `lock_path` if given), read as the podman of version `podman` reads them;
+    `targets`: the platforms the OS image is built for (`--platform`). Raises InputError for
+    what cannot be read at all."""
     if root is not None:
-        return lint_root(Root(root), root, remote, targets)
+        return lint_root(Root(root), root, remote, targets, podman)
     lock = LockView.load(lock_path) if lock_path is not None else None
-    return lint_sources(paths, lock, remote, targets)
+    return lint_sources(paths, lock, remote, targets, podman)
 
 
 def lint_sources(
@@ -153,10 +159,11 @@ def lint_sources(
     lock: Optional[LockView] = None,
     remote: Optional[Remote] = None,
     targets: Sequence[Platform] = (),
+    podman: Version = NEWEST_RULES,
 ) -> list[Finding]:
     """Lint the units under PATHs (files or directories; a drop-in `.conf` means its units)."""
     expanded = _units_of_dropins(paths)
-    units, files = source_units(expanded)
+    units, files = source_units(expanded, podman)
     named = {os.path.abspath(p) for p in expanded}
     linter = _Linter(units, Root("/"))
     for path in files:
@@ -185,11 +192,15 @@ def _units_of_dropins(paths: list[str]) -> list[str]:
 
 
 def lint_root(
-    root: Root, shown: Optional[str] = None, remote: Optional[Remote] = None, targets: Sequence[Platform] = ()
+    root: Root,
+    shown: Optional[str] = None,
+    remote: Optional[Remote] = None,
+    targets: Sequence[Platform] = (),
+    podman: Version = NEWEST_RULES,
 ) -> list[Finding]:
-    """Lint an image root as bootc and Podman Quadlet will read it (`shown`: the root as the
-    user wrote it, for the paths in findings)."""
-    units = UnitSet(search_dirs(root), root)
+    """Lint an image root as bootc and the Podman Quadlet of version `podman` will read it
+    (`shown`: the root as the user wrote it, for the paths in findings)."""
+    units = UnitSet(search_dirs(root, podman=podman), root, podman)
     linter = _Linter(units, root)
     runs, failures = quadlet_units(root, units)
     linter.findings.extend(parse_error(error, error.path or "") for error in failures)
@@ -201,14 +212,43 @@ def lint_root(
             linter.findings.extend(link_rule(entry, links))
         if entry.target is not None and os.path.isfile(entry.target):
             linked.setdefault(entry.target, []).append(entry)
-    paths = [path for name, path in runs.items() if _is_unit_name(name)]
-    paths.extend(t for t in linked if t not in paths and _is_unit_name(t))
-    for path in paths:
-        linter.view(path, bound=path in linked)
+    # Every name Quadlet runs a file by (an instance or alias symlink is a unit of its own, with
+    # its own drop-ins) is held to what bootc reads from that file.
+    for name, path in runs.items():
+        if _is_unit_name(name):
+            linter.view(path, name=name, bound=path in linked)
+    named_files = set(runs.values())
+    for path in linked:
+        if path not in named_files and _is_unit_name(path):
+            linter.view(path, bound=True)
     for u in linter.views:
         named = units.find(u.value) if reference.classify(u.value) is ValueKind.UNIT_REFERENCE else None
         u.companion = u.group == CONTAINER and named in linked
-    stored = set(store_images(root))
+        u.unbound = not (u.bound or u.embedded or u.companion)
+    embedded = [u for u in linter.views if u.embedded]
+    stored = set(store_images(root)) if embedded else set()
     ctx = Context(units, root, remote=remote, stored=stored, runs=runs, entries=entries, targets=targets)
+    if embedded:
+        linter.findings.extend(_storage_conf_without_store(root))
     bound_views = [u for u in linter.views if u.bound or u.embedded]
     return linter.check(ctx, bound_views, root_display(root, shown or root.host))
+
+
+def _storage_conf_without_store(root: Root) -> Iterator[Finding]:
+    """`storage-conf-without-store`: Podman <= 5 reads only the first storage.conf found, so
+    one in /etc hides the vendor's (and Podman 6 reads it before the drop-ins: a list it sets
+    is the base they append to)."""
+    listed = storageconf.main_lists(root, DEFAULT_STORE)
+    if listed is not None and not listed[0]:
+        yield finding(
+            "storage-conf-without-store",
+            root.resolve(storageconf.MAIN),
+            listed[1],
+            f"does not list the embedded store {DEFAULT_STORE} in additionalimagestores: podman "
+            "outside the units (whose GlobalArgs= name it) will not see its images; add it there",
+        )
+
+
+# reported by the runner for the root as a whole
+REPORTED_BY["storage-conf-without-store"] = [_storage_conf_without_store.__name__]
+
