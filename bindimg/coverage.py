@@ -70,37 +70,17 @@ class Pulled:
 
 
 def quadlet_units(
-    root: Root, units: UnitSet, extensions: tuple[str, ...] = COVERED_EXTENSIONS
+    units: UnitSet, extensions: tuple[str, ...] = COVERED_EXTENSIONS
 ) -> tuple[dict[str, str], list[InputError]]:
-    """The unit Quadlet uses for each name (`extensions`): the first in search order that parses,
-    and the parse failures met on the way (as Quadlet, the next file of that name is used then).
-
-    Each candidate is resolved inside the root, so a unit that is a symlink reads the root's
-    file, never the host's.
-    """
-    chosen: dict[str, str] = {}
-    failures: list[InputError] = []
-    for directory in units.search_dirs:
-        try:
-            names = sorted(os.listdir(directory))
-        except OSError:
-            continue
-        for name in names:
-            inner = root.inner_path(os.path.join(directory, name))
-            if name in chosen or posixpath.splitext(name)[1] not in extensions or inner is None:
-                continue
-            path = root.resolve(inner)
-            if not os.path.isfile(path):
-                continue
-            try:
-                units.load(path)
-            except InputError as error:
-                if not isinstance(error, (QuadletParseError, UnitDecodeError)):
-                    raise
-                failures.append(error)
-                continue
-            chosen[name] = path
-    return chosen, failures
+    """The unit Quadlet generates for each name (`UnitSet.quadlet_units`) of the `extensions`,
+    resolved inside the root (a unit that is a symlink reads the root's file, never the
+    host's), and the parse failures met on the way; any other error of a unit is raised."""
+    chosen, errors = units.quadlet_units()
+    for error in errors:
+        if not isinstance(error, (QuadletParseError, UnitDecodeError)):
+            raise error
+    runs = {name: units.host(path) for name, path in chosen.items() if name.endswith(extensions)}
+    return runs, errors
 
 
 def message(pulled: Pulled) -> str:

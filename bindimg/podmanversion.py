@@ -28,6 +28,9 @@ Version = tuple[int, int, int]  # (major, minor, patch)
 # The rules of the newest podman bindimg knows; they apply when the version is unknown.
 NEWEST_RULES: Version = (6, 0, 0)
 
+# The patch number an X.Y option stands for: above every release of the series.
+ANY_PATCH = 1 << 30
+
 OPTION = "--podman-version"
 DEFAULT = "default"  # the source when no version is known: the newest rules apply
 # rpm's sqlite database: /usr/lib/sysimage/rpm on Fedora and CentOS Stream 10 bootc images,
@@ -84,11 +87,18 @@ def parse_version(text: str) -> Optional[tuple[Version, str]]:
 
 
 def from_option(text: str) -> Podman:
-    """`--podman-version X.Y[.Z]`; an InputError (exit 2) for anything else."""
+    """`--podman-version X.Y[.Z]`; an InputError (exit 2) for anything else.
+
+    X.Y stands for the newest release of that series (`ANY_PATCH`): a rule that changed in a
+    patch release (the 5.8.2 quote rule) applies as it does on an up-to-date X.Y podman.
+    """
     parsed = parse_version(text)
     if parsed is None or parsed[1] != text.strip():
         raise InputError(f"{OPTION} {text!r}: give MAJOR.MINOR or MAJOR.MINOR.PATCH, e.g. 5.6")
-    return Podman(parsed[0], parsed[1], OPTION)
+    (major, minor, patch), shown = parsed
+    if shown.count(".") == 1:
+        patch = ANY_PATCH
+    return Podman((major, minor, patch), shown, OPTION)
 
 
 def choose(option: Optional[str], root: Optional[Root]) -> Podman:

@@ -3,8 +3,10 @@
 Quadlet has its own line parser (podman ``pkg/systemd/parser``), which is neither systemd's nor
 a generic INI reader: continuations join with nothing, blank and comment lines inside a
 continuation are skipped, there are no inline comments, and ``Lookup`` strips one ``"…"`` pair.
-We mirror podman >= 5.4 with the 5.8.2 ``Lookup`` quote rule so that bindimg pins the image
-systemd will really run.
+We mirror podman >= 5.4; where later releases read units differently, the rules of the podman
+version a unit is read for apply (`bindimg.podmanversion`, newest by default), so that bindimg pins the
+image systemd will really run. tests/test_generators.py proves this reading against the real
+generators of podman 5.4.2 and 5.8.x.
 The byte-exact edits of unit files are in `bindimg.pin`.
 """
 
@@ -15,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Optional, Sequence
 
 from bindimg.errors import InputError, excerpt
+from bindimg.podmanversion import NEWEST_RULES, Version
 
 # The vocabulary of Quadlet units, named once (podman pkg/systemd/quadlet/quadlet.go: the
 # groups and keys bindimg reads; every other module imports these, never spells them).
@@ -57,6 +60,10 @@ QUADLET_WS = (
 KV_WS = "\t\n\v\f\r "
 
 _BOM = b"\xef\xbb\xbf"
+
+# 5.8.2 (podman #28409): Lookup strips one surrounding "..." pair; before, every leading and
+# trailing '"' (strings.Trim), even unmatched ones.
+LOOKUP_QUOTE_PAIR: Version = (5, 8, 2)
 
 
 # A line Quadlet cannot read is echoed in its error, unless it may carry credentials (a
@@ -126,6 +133,7 @@ class UnitFile:
 
     path: str
     groups: dict[str, list[Assignment]] = field(default_factory=dict)
+    podman: Version = NEWEST_RULES  # whose Lookup rule applies
 
     def lookup_last(self, group: str, key: str) -> Optional[Assignment]:
         """The assignment Quadlet's LookupLast would read: the last one, exact-case match."""
@@ -137,12 +145,15 @@ class UnitFile:
     def lookup(self, group: str, key: str) -> Optional[str]:
         """Quadlet ``Lookup`` (used for ``Image=``): last value, right-trimmed, one ``"…"`` off.
 
-        This is the 5.8.2+ rule; 5.4-5.8.1 stripped every leading/trailing ``"``.
+        That is the 5.8.2+ rule; for an older `podman`, every leading/trailing ``"`` is stripped
+        (podman pkg/systemd/parser/unitfile.go ``Lookup``).
         """
         assignment = self.lookup_last(group, key)
         if assignment is None:
             return None
         value = assignment.value.rstrip(QUADLET_WS)
+        if self.podman < LOOKUP_QUOTE_PAIR:
+            return value.strip('"')
         if len(value) >= 2 and value[0] == '"' and value[-1] == '"':
             value = value[1:-1]
         return value
@@ -167,16 +178,17 @@ class UnitFile:
 
     def merged(self, dropins: Sequence[UnitFile]) -> UnitFile:
         """Quadlet ``Merge``: drop-ins' groups appended in order, so later drop-ins win lookups."""
-        result = UnitFile(self.path, {name: list(items) for name, items in self.groups.items()})
+        result = UnitFile(self.path, {name: list(items) for name, items in self.groups.items()}, self.podman)
         for dropin in dropins:
             for name, items in dropin.groups.items():
                 result.groups.setdefault(name, []).extend(items)
         return result
 
 
-def parse_quadlet(text: str, path: str) -> UnitFile:
-    """Parse like podman's ``UnitFile.Parse`` (v5.4+), including its continuation quirks."""
-    unit = UnitFile(path)
+def parse_quadlet(text: str, path: str, podman: Version = NEWEST_RULES) -> UnitFile:
+    """Parse like podman's ``UnitFile.Parse`` (v5.4+), including its continuation quirks;
+    `podman` chooses the ``Lookup`` rule of the result."""
+    unit = UnitFile(path, podman=podman)
     lines = text[:-1].split("\n") if text.endswith("\n") else text.split("\n")
     last = len(lines) - 1
     current: Optional[str] = None

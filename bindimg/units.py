@@ -7,6 +7,7 @@ functions and `image_reference` say why it cannot be bound, in the words `lint` 
 
 from __future__ import annotations
 
+import csv
 import posixpath
 from dataclasses import dataclass
 from typing import Optional
@@ -14,6 +15,7 @@ from typing import Optional
 from bindimg import pin, reference
 from bindimg.bootcini import BootcParseError, BootcValue, parse_bootc
 from bindimg.errors import InputError, excerpt
+from bindimg.podmanversion import Version
 from bindimg.quadlet import (
     CONTAINER,
     GROUP_OF_EXTENSION,
@@ -24,16 +26,21 @@ from bindimg.quadlet import (
     KEY_DRIVER,
     KEY_IMAGE,
     KEY_IMAGE_TAG,
+    KEY_MOUNT,
     KEY_ROOTFS,
     KEY_TLS_VERIFY,
     VOLUME,
     Assignment,
     UnitFile,
+    split_args,
 )
 from bindimg.reference import ReferenceError, ValueKind
 from bindimg.rootfs import Root
 from bindimg.skopeo import RegistryOptions
 from bindimg.unitset import Source, UnitSet, parsed_dropins
+
+# 5.6.0: a Mount= without type= is a volume mount; before, Quadlet rejected the unit.
+MOUNT_TYPE_DEFAULT: Version = (5, 6, 0)
 
 
 @dataclass(frozen=True)
@@ -261,26 +268,35 @@ def quadlet_image(units: UnitSet, setting: ImageSetting) -> Optional[tuple[str, 
         return None
     if setting.group == IMAGE or reference.classify(value) is not ValueKind.UNIT_REFERENCE:
         return value, assignment
+    return named_unit_image(units, value, assignment, KEY_IMAGE)
+
+
+def named_unit_image(units: UnitSet, value: str, assignment: Assignment, what: str) -> tuple[str, Assignment]:
+    """The image a `foo.image` or `foo.build` named by `value` stands for (podman quadlet.go
+    handleImageSource, handleStorageSource); `what` names the setting in messages."""
     path, line = assignment.path, assignment.line
-    found = units.find(value)
-    if found is None:
+    if units.find(value) is None:
         raise UnitProblem(
             "unit-reference",
-            f"Image={value} names a unit that is in no Quadlet directory; install {value} beside it",
+            f"{what}={value} names a unit that is in no Quadlet directory; install {value} beside it",
             path=path,
             line=line,
         )
-    try:
-        source = units.load(found)
-    except InputError:
+    # Quadlet follows the name to the unit it generates (a file that loads, in a directory
+    # where every unit loads), not merely to the first file of that name.
+    found = units.quadlet_units()[0].get(value)
+    if found is None:
         raise UnitProblem(
             "unit-reference",
-            f"Image={value} names a unit that Quadlet cannot parse; fix {value}",
+            f"{what}={value} names a unit that Quadlet cannot parse (or a unit file beside it); fix {value}",
             path=path,
             line=line,
-        ) from None
+        )
+    source = units.load(found)
     merged = source.unit.merged([d.unit for d in parsed_dropins(units, value)[0]])
-    if value.endswith(".image"):
+    # A .image without an Image= fails to convert and yields no name, even with an ImageTag=
+    # (podman quadlet.go ConvertImage sets ResourceName only on success).
+    if value.endswith(".image") and merged.lookup(IMAGE, KEY_IMAGE):
         for key in (KEY_IMAGE_TAG, KEY_IMAGE):
             named = merged.lookup(IMAGE, key)
             supplied = merged.lookup_last(IMAGE, key)
@@ -292,10 +308,63 @@ def quadlet_image(units: UnitSet, setting: ImageSetting) -> Optional[tuple[str, 
             return tags[0].value, tags[0]
     raise UnitProblem(
         "unit-reference",
-        f"Image={value} names a unit that sets no image; give {value} an Image= (or ImageTag=)",
+        f"{what}={value} names a unit that sets no image; give {value} an Image= (or ImageTag=)",
         path=path,
         line=line,
     )
+
+
+def image_mounts(units: UnitSet, setting: ImageSetting) -> list[tuple[str, Assignment]]:
+    """The images a `.container` mounts (`Mount=type=image,source=IMAGE,…`), in order, each
+    with the assignment supplying it; `source=foo.image` is followed like `Image=foo.image`.
+
+    Rules of podman quadlet.go resolveContainerMountParams and specgenutilexternal
+    FindMountType: each `Mount=` word is one CSV record; the first field that is exactly
+    `type=T` is the type (none: rejected before podman 5.6, `volume` since); the last
+    `source=`/`src=` field is the source. A mount Quadlet rejects is an InputError.
+    """
+    if setting.group != CONTAINER:
+        return []
+    found: list[tuple[str, Assignment]] = []
+    values: list[Assignment] = []
+    for item in setting.merged.groups.get(CONTAINER, []):
+        if item.key == KEY_MOUNT:
+            values = [] if item.value == "" else [*values, item]  # LookupAllArgs: empty resets
+    for item in values:
+        for word in split_args(item.value) or []:
+            mount = _image_mount_source(word, item, units.podman)
+            if mount is None:
+                continue
+            if mount.endswith(".image"):
+                found.append(named_unit_image(units, mount, item, KEY_MOUNT))
+            else:
+                found.append((mount, item))
+    return found
+
+
+def _image_mount_source(word: str, item: Assignment, podman: Version) -> Optional[str]:
+    """The source of one `--mount` value if it is an image mount (None for other types)."""
+
+    def refused(why: str) -> InputError:
+        message = f"Quadlet refuses Mount={excerpt(word)}: it {why}; fix it"
+        return InputError(message, path=item.path, line=item.line)
+
+    try:
+        records = list(csv.reader([word], strict=True))
+    except csv.Error:
+        raise refused("is not one comma-separated record") from None
+    if len(records) != 1:
+        raise refused("is not one comma-separated record")
+    fields = records[0]
+    types = [f.split("=")[1] for f in fields if len(f.split("=")) == 2 and f.split("=")[0] == "type"]
+    if not types and podman < MOUNT_TYPE_DEFAULT:
+        raise refused("has no type=")
+    if not types or types[0] != "image":
+        return None
+    sources = [f for f in fields if f.split("=", 1)[0] in ("source", "src")]
+    if not sources or "=" not in sources[-1] or sources[-1].split("=", 1)[1] == "":
+        raise refused("has no source=")
+    return sources[-1].split("=", 1)[1]
 
 
 def provenance_tag(units: UnitSet, path: str, line: int, ref: reference.Reference) -> Optional[str]:

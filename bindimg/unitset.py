@@ -36,6 +36,10 @@ ROOTLESS_DIRS: tuple[tuple[str, Version], ...] = (
 # 5.6.0 (podman#26555): drop-in directories are tried by name first (a unit's own
 # foo.container.d in any search directory beats container.d), before by search directory first.
 DROPIN_NAME_FIRST: Version = (5, 6, 0)
+# Files with these extensions are Quadlet units (podman SupportedExtensions); `.artifact`
+# since 5.7.0.
+QUADLET_EXTENSIONS = (".container", ".volume", ".kube", ".network", ".image", ".build", ".pod")
+ARTIFACT_UNITS: Version = (5, 7, 0)
 # Quadlet's own hard cap would be memory; a unit is a few hundred bytes. Refuse absurd files
 # before decoding them so that a stray disk image passed by mistake fails fast.
 MAX_UNIT_BYTES = 16 * 1024 * 1024
@@ -98,6 +102,7 @@ class UnitSet:
         self.root = root
         self.podman = podman  # whose Quadlet rules apply
         self._cache: dict[str, Source] = {}
+        self._units: Optional[tuple[dict[str, str], list[InputError]]] = None
         self._listings: dict[str, Optional[frozenset[str]]] = {}
 
     def _listed(self, directory: str, name: str) -> bool:
@@ -120,7 +125,7 @@ class UnitSet:
     def load(self, path: str, text: Optional[str] = None) -> Source:
         if path not in self._cache:
             body = read_text(self.host(path), path) if text is None else text
-            self._cache[path] = Source(path, body, parse_quadlet(body, path))
+            self._cache[path] = Source(path, body, parse_quadlet(body, path, self.podman))
         return self._cache[path]
 
     def find(self, filename: str) -> Optional[str]:
@@ -163,6 +168,45 @@ class UnitSet:
                     chosen[entry] = os.path.join(dropin_dir, entry)
         # Byte-wise order, as Quadlet sorts; fsencode keeps a non-UTF-8 name's own bytes.
         return [chosen[name] for name in sorted(chosen, key=os.fsencode)]
+
+    def quadlet_units(self) -> tuple[dict[str, str], list[InputError]]:
+        """The file Quadlet generates each unit from, and the errors of the files it cannot load.
+
+        Paths are in their search directory, symlinks unresolved: a unit is named by its link.
+        As podman's loadUnitsFromDir (cmd/quadlet/main.go): the first file of a name that loads
+        wins; one that does not load is passed over, and takes every other unit of its
+        directory down with it (those names still count as found, so a lower directory's file
+        of the same name is not used either).
+        """
+        if self._units is not None:
+            return self._units
+        extensions = QUADLET_EXTENSIONS + ((".artifact",) if self.podman >= ARTIFACT_UNITS else ())
+        chosen: dict[str, str] = {}
+        errors: list[InputError] = []
+        seen: set[str] = set()
+        for directory in self.search_dirs:
+            try:
+                names = sorted(os.listdir(directory), key=os.fsencode)
+            except OSError:
+                continue
+            loaded: dict[str, str] = {}
+            failed = False
+            for name in names:
+                if name in seen or not name.endswith(extensions):
+                    continue
+                path = os.path.join(directory, name)
+                try:
+                    self.load(path)
+                except InputError as error:
+                    errors.append(error)
+                    failed = True
+                    continue
+                seen.add(name)
+                loaded[name] = path
+            if not failed:
+                chosen.update(loaded)
+        self._units = chosen, errors
+        return self._units
 
 
 def rootless_dirs(root: Root, podman: Version) -> list[str]:

@@ -397,6 +397,16 @@ def test_shadowed_link_target_is_outside_search_path(root: Path) -> None:
     assert lint_r() == [("outside-search-path", E, f"{LINKS}/app.container", 1)]
 
 
+def test_a_unit_that_fails_to_parse_takes_its_directory_down(root: Path) -> None:
+    """As podman's generators do (tests/test_generators.py, broken-unit-drops-its-directory):
+    no service is generated from /etc's units, and their names hide /usr/share's too."""
+    write(root, "etc/containers/systemd/broken.container", "[Container]\nnot a key\n")
+    write(root, "etc/containers/systemd/loose.container", "[Container]\nImage=quay.io/o/l:1\n")
+    write(root, "etc/containers/systemd/app.container", GOOD)
+    bound(root, "app.container", GOOD)
+    assert lint_r() == [("parse-error", E, "r/etc/containers/systemd/broken.container", 2)]
+
+
 def test_etc_target(root: Path) -> None:
     write(root, "etc/containers/systemd/app.container", GOOD)
     link(root, "app.container", "/etc/containers/systemd/app.container")

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from bindimg.errors import InputError
-from bindimg.podmanversion import NEWEST, Podman, choose, detect, from_option
+from bindimg.podmanversion import ANY_PATCH, NEWEST, Podman, choose, detect, from_option
 from bindimg.rootfs import Root
 from tests.kit import snapshot, write
 
@@ -103,7 +103,9 @@ def test_damaged_or_hostile_databases_mean_newest_rules(tmp_path: Path) -> None:
 def test_the_option_wins_and_is_checked(tmp_path: Path) -> None:
     root = tmp_path / "r"
     dpkg_status(root, paragraph("podman", "5.4.2+ds1-2"))
-    assert choose("5.8", Root(str(root))) == Podman((5, 8, 0), "5.8", "--podman-version")
+    # X.Y: the newest release of the series (5.8.2's quote rule applies to `5.8`)
+    assert choose("5.8", Root(str(root))) == Podman((5, 8, ANY_PATCH), "5.8", "--podman-version")
+    assert choose("5.8.1", None) == Podman((5, 8, 1), "5.8.1", "--podman-version")
     assert choose(None, Root(str(root))).version == (5, 4, 2)
     assert choose(None, None) == NEWEST
     assert from_option("6.0.1").describe() == "podman 6.0.1 (--podman-version)"

@@ -118,7 +118,7 @@ class _Collector(Collected):
             unit = posixpath.join(INSTALL_DIR, name)
             dest = self.root.resolve(unit)  # a link there: its in-root target
             text = read_text(found, arg)
-            source = Source(arg, text, parse_quadlet(text, arg))
+            source = Source(arg, text, parse_quadlet(text, arg, self.units.podman))
         used = self.units.find(name)
         if used is not None and used != dest:
             raise InputError(
@@ -165,7 +165,7 @@ class _Collector(Collected):
         # (an earlier run's copy in the root is stale once the source changed).
         if installed and os.path.isfile(beside):
             text = read_text(beside)
-            image_source = Source(beside, text, parse_quadlet(text, beside))
+            image_source = Source(beside, text, parse_quadlet(text, beside, self.units.podman))
             image_unit = posixpath.join(INSTALL_DIR, value)
             if image_dest is not None and image_dest != self.root.resolve(image_unit):
                 raise InputError(

@@ -202,7 +202,7 @@ def lint_root(
     (`shown`: the root as the user wrote it, for the paths in findings)."""
     units = UnitSet(search_dirs(root, podman=podman), root, podman)
     linter = _Linter(units, root)
-    runs, failures = quadlet_units(root, units)
+    runs, failures = quadlet_units(units)
     linter.findings.extend(parse_error(error, error.path or "") for error in failures)
     entries = scan(root)
     links = Context(units, root, runs=runs, uki=find_uki(root))

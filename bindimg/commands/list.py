@@ -17,7 +17,7 @@ from bindimg import boundimages
 from bindimg.coverage import quadlet_units, unbound_in_root
 from bindimg.errors import InputError
 from bindimg.podmanversion import NEWEST_RULES, Version
-from bindimg.quadlet import SOURCE_EXTENSIONS
+from bindimg.quadlet import CONTAINER, KEY_ROOTFS, SOURCE_EXTENSIONS
 from bindimg.rootfs import Display, Root, cwd_display, root_display
 from bindimg.store import store_images
 from bindimg.units import image_setting, quadlet_image
@@ -60,7 +60,7 @@ def list_root(root: Root, display: Display) -> list[Listed]:
         listed.append(Listed("logical", entry.image.value, display(entry.target), entry.image.line))
     listed.extend(Listed("embedded", name, None, None) for name in store_images(root))
     units = UnitSet(search_dirs(root), root)
-    for pulled in unbound_in_root(root, units, quadlet_units(root, units)[0], entries):
+    for pulled in unbound_in_root(root, units, quadlet_units(units)[0], entries):
         listed.append(Listed("unbound", pulled.image, display(pulled.path), pulled.line))
     return listed
 
@@ -89,6 +89,9 @@ def unit_image(units: UnitSet, path: str) -> Optional[tuple[str, int]]:
         return None
     if setting.runs_rootfs:
         return None
+    if setting.group == CONTAINER and setting.merged.lookup(CONTAINER, KEY_ROOTFS):  # and an Image=
+        # podman quadlet.go ConvertContainer: the keys conflict
+        raise InputError("Quadlet refuses this unit: Image= and Rootfs= conflict; keep one", path=path)
     found = quadlet_image(units, setting)
     if found is None:
         raise InputError(f"Quadlet refuses this unit: no Image= in [{setting.group}]; add one", path=path)
