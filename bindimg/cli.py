@@ -20,7 +20,7 @@ from typing import Any, List, Optional, get_type_hints
 
 import typer
 
-from bindimg import __version__, lockfile, report, write
+from bindimg import __version__, interrupt, lockfile, report, write
 from bindimg.commands import add as add_cmd
 from bindimg.commands import lint as lint_cmd
 from bindimg.commands import list as list_cmd
@@ -380,4 +380,4 @@ def store_init(
 
 
 def main() -> None:
-    app()
+    interrupt.run(app)

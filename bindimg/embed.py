@@ -12,12 +12,11 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Optional
 
-from bindimg import flatten, skopeo
+from bindimg import flatten, fsutil, skopeo
 from bindimg.errors import ExternalError, InputError
 from bindimg.fetch import Fetched, fetch
 from bindimg.platforms import Platform
@@ -80,7 +79,7 @@ class Embedder:
         self.platform = Platform.parse(options.platform) if options.platform else Platform.host()
         self.settings = settings
         self.progress = progress
-        self._workdir: Optional[str] = None
+        self._workdir: Optional[fsutil.RunDir] = None
         self._prepared: dict[tuple[str, str, Optional[str]], Prepared] = {}
         self._stored: Optional[set[str]] = None
 
@@ -93,13 +92,14 @@ class Embedder:
     def close(self) -> None:
         """Remove the temporary directory (fetched and flattened images)."""
         if self._workdir is not None:
-            shutil.rmtree(self._workdir, ignore_errors=True)
+            self._workdir.close()
             self._workdir = None
 
     def _work(self, label: str) -> str:
         if self._workdir is None:
-            self._workdir = tempfile.mkdtemp(prefix="bindimg-embed-")
-        return os.path.join(self._workdir, f"{len(os.listdir(self._workdir))}-{label}")
+            self._workdir = fsutil.RunDir("embed")  # a killed run's is swept by the next
+        top = self._workdir.path
+        return os.path.join(top, f"{len(os.listdir(top))}-{label}")
 
     def stored(self) -> set[str]:
         if self._stored is None:
@@ -193,7 +193,7 @@ class Embedder:
         created = self.store.init()
         if not todo:
             return []
-        runroot = tempfile.mkdtemp(prefix="bindimg-runroot-")
+        runroot = fsutil.RunDir("runroot")
         added: list[str] = []
         try:
             for reference, item in todo.items():
@@ -202,7 +202,7 @@ class Embedder:
                 try:
                     self.registry.copy_local(
                         item.source,
-                        self.store.reference(runroot, reference),
+                        self.store.reference(runroot.path, reference),
                         platform=item.platform,
                         preserve_digests=True,
                     )
@@ -214,21 +214,21 @@ class Embedder:
                 added.append(reference)
             self.store.tidy()
         except BaseException:
-            self._undo(runroot, added, created)
+            self._undo(runroot.path, added, created)
             raise
         finally:
-            shutil.rmtree(runroot, ignore_errors=True)
+            runroot.close()
         if self._stored is not None:
             self._stored.update(added)
         return added
 
     def undo(self, added: list[str]) -> None:
         """Delete images `commit` added (when writing the units failed afterwards)."""
-        runroot = tempfile.mkdtemp(prefix="bindimg-runroot-")
+        runroot = fsutil.RunDir("runroot")
         try:
-            self._undo(runroot, added, [])
+            self._undo(runroot.path, added, [])
         finally:
-            shutil.rmtree(runroot, ignore_errors=True)
+            runroot.close()
 
     def _undo(self, runroot: str, added: list[str], created: list[str]) -> None:
         host = self.store.host

@@ -11,13 +11,12 @@ to look for whiteouts in and to flatten.
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Optional, TypeVar
 
-from bindimg import skopeo
+from bindimg import fsutil, skopeo
 from bindimg.errors import ExternalError, InputError
 from bindimg.platforms import Platform, choose
 from bindimg.registry import Registry
@@ -118,7 +117,7 @@ def _retrying(settings: Settings, reference: str, call: Callable[[], T]) -> T:
 
 def _json(data: bytes, reference: str) -> dict[str, Any]:
     try:
-        document = json.loads(data)
+        document = fsutil.load_json(data)
     except ValueError:
         document = None
     if not isinstance(document, dict):

@@ -1,7 +1,11 @@
 """The only place that runs skopeo: argument lists, never a shell, stderr kept in errors.
 
-Credentials given with `--creds` are written to a private temporary auth file instead of
-skopeo's command line, so that they never show in `ps`, in logs or in error messages.
+Credentials given with `--creds` reach skopeo as an auth file that exists only in memory
+(a memfd, named `/proc/self/fd/N` on skopeo's command line): never on its command line, so
+they do not show in `ps`, and never on disk, so no kill of bindimg can leave them behind. An
+auth file the user names (`--authfile`, a unit's `AuthFile=`, `REGISTRY_AUTH_FILE`) is read
+by bindimg, as a regular file of bounded size, and handed over the same way: a FIFO or
+/dev/zero in its place is refused instead of making skopeo read without end.
 """
 
 from __future__ import annotations
@@ -11,15 +15,20 @@ import json
 import os
 import re
 import subprocess
-import tempfile
+import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Optional
 
-from bindimg.errors import ExternalError
+from bindimg import fsutil
+from bindimg.errors import ExternalError, InputError
 
 SKOPEO = "skopeo"
+# An auth file holds a few entries; a certificate a few KB.
+MAX_AUTH_BYTES = 1024 * 1024
+MAX_CERT_BYTES = 1024 * 1024
+_CERT_SUFFIXES = (".crt", ".cert", ".key")  # what containers/image reads (pkg/tlsclientconfig)
 
 # Failures worth another try: the network or the registry had a bad moment. Anything else
 # (unknown manifest, denied, bad name) will fail the same way again.
@@ -71,18 +80,18 @@ def inspect_raw(
     reference: str, options: RegistryOptions, *, timeout: float, secrets: tuple[str, ...] = ()
 ) -> bytes:
     """The exact bytes of the top-level manifest of `docker://reference`."""
-    with _auth_args(reference, options) as auth:
+    with _auth_args(reference, options) as (auth, fds):
         argv = [SKOPEO, "inspect", "--raw", *auth, f"docker://{reference}"]
-        return _run(argv, timeout=timeout, secrets=secrets + _secrets(options), reference=reference)
+        return _run(argv, timeout=timeout, secrets=secrets + _secrets(options), reference=reference, fds=fds)
 
 
 def copy_from_registry(
     reference: str, dest: str, options: RegistryOptions, *, timeout: Optional[float] = None
 ) -> None:
     """`skopeo copy docker://reference DEST`: one image (never `--all`), blobs verified by digest."""
-    with _auth_args(reference, options, prefix="--src-") as auth:
+    with _auth_args(reference, options, prefix="--src-") as (auth, fds):
         argv = [SKOPEO, "copy", "--quiet", *auth, f"docker://{reference}", dest]
-        _run(argv, timeout=timeout, secrets=_secrets(options), reference=reference)
+        _run(argv, timeout=timeout, secrets=_secrets(options), reference=reference, fds=fds)
 
 
 def copy_local(
@@ -110,7 +119,7 @@ def copy_local(
 def delete_local(reference: str, *, timeout: Optional[float] = None) -> None:
     """`skopeo delete` of a local image, e.g. `containers-storage:[…]name@digest` (its unused
     layers go with it)."""
-    _run([SKOPEO, "delete", reference], timeout=timeout, secrets=())
+    _run([SKOPEO, "delete", reference], timeout=timeout, secrets=(), cleanup=True)
 
 
 def _platform_args(platform: Sequence[str]) -> list[str]:
@@ -118,22 +127,60 @@ def _platform_args(platform: Sequence[str]) -> list[str]:
     return [f"{flag}={value}" for flag, value in zip(names, platform) if value]
 
 
+# Every skopeo running now: a terminated bindimg kills them, none may outlive it.
+_children: set[subprocess.Popen[bytes]] = set()
+_children_lock = threading.Lock()
+_terminating = False
+
+
+def kill_children() -> None:
+    """Kill every running skopeo and start no other but for clean-up (`delete_local`):
+    bindimg is being terminated."""
+    global _terminating
+    with _children_lock:
+        _terminating = True
+        for child in _children:
+            child.kill()
+
+
 def _run(
-    argv: list[str], *, timeout: Optional[float], secrets: tuple[str, ...], reference: str = ""
+    argv: list[str],
+    *,
+    timeout: Optional[float],
+    secrets: tuple[str, ...],
+    reference: str = "",
+    fds: tuple[int, ...] = (),
+    cleanup: bool = False,
 ) -> bytes:
     try:
-        done = subprocess.run(argv, capture_output=True, timeout=timeout, check=False)
+        with _children_lock:
+            if _terminating and not cleanup:
+                raise SkopeoError("bindimg is being terminated")
+            child = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, pass_fds=fds)
+            _children.add(child)
     except FileNotFoundError:
         raise SkopeoError("skopeo is not installed; install skopeo >= 1.9") from None
     except OSError as error:
         raise SkopeoError(f"cannot run skopeo: {error.strerror}; check the skopeo on PATH") from None
-    except subprocess.TimeoutExpired:
-        raise SkopeoError(f"no answer within {timeout or 0:g} s", transient=True) from None
-    if done.returncode != 0:
-        stderr = _redact(done.stderr.decode("utf-8", "replace"), secrets)
+    try:
+        with child:
+            try:
+                stdout, stderr_bytes = child.communicate(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                child.kill()
+                child.communicate()
+                raise SkopeoError(f"no answer within {timeout or 0:g} s", transient=True) from None
+            except BaseException:  # interrupted: skopeo must not go on writing on its own
+                child.kill()
+                raise
+    finally:
+        with _children_lock:
+            _children.discard(child)
+    if child.returncode != 0:
+        stderr = _redact(stderr_bytes.decode("utf-8", "replace"), secrets)
         reason = _reason(stderr)
         raise SkopeoError(reason, stderr=stderr, transient=_transient(reason, reference))
-    return done.stdout
+    return stdout
 
 
 def _reason(stderr: str) -> str:
@@ -185,23 +232,54 @@ def _secrets(options: RegistryOptions) -> tuple[str, ...]:
 
 
 @contextmanager
-def _auth_args(reference: str, options: RegistryOptions, prefix: str = "--") -> Iterator[list[str]]:
-    """Flags for `options`; `prefix` is `--src-` for the source of `skopeo copy`."""
+def _auth_args(
+    reference: str, options: RegistryOptions, prefix: str = "--"
+) -> Iterator[tuple[list[str], tuple[int, ...]]]:
+    """Flags for `options` and the descriptors skopeo must inherit for them; `prefix` is
+    `--src-` for the source of `skopeo copy`."""
     args: list[str] = []
     if options.cert_dir is not None:
+        _check_cert_dir(options.cert_dir)
         args.append(f"{prefix}cert-dir={options.cert_dir}")
     if options.tls_verify is not None:
         args.append(f"{prefix}tls-verify={'true' if options.tls_verify else 'false'}")
-    if options.creds is None:
-        if options.authfile is not None:
-            args.append(f"{prefix}authfile={options.authfile}")
-        yield args
+    data = _auth_data(reference, options)
+    if data is None:
+        yield args, ()
         return
-    registry = reference.split("/", 1)[0]
-    auth = base64.b64encode(options.creds.encode()).decode()
-    with tempfile.TemporaryDirectory(prefix="bindimg-auth-") as directory:
-        path = os.path.join(directory, "auth.json")
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as handle:
-            json.dump({"auths": {registry: {"auth": auth}}}, handle)
-        yield [*args, f"{prefix}authfile={path}"]
+    fd = os.memfd_create("bindimg-auth", os.MFD_CLOEXEC)
+    try:
+        fsutil.write_all(fd, data)
+        # skopeo opens the path afresh (offset 0); the memfd dies with the last descriptor.
+        yield [*args, f"{prefix}authfile=/proc/self/fd/{fd}"], (fd,)
+    finally:
+        os.close(fd)
+
+
+def _auth_data(reference: str, options: RegistryOptions) -> Optional[bytes]:
+    """The auth file's bytes for `options`: from `--creds`, else the file named, else None
+    (skopeo's own default look-up)."""
+    if options.creds is not None:
+        registry = reference.split("/", 1)[0]
+        auth = base64.b64encode(options.creds.encode()).decode()
+        return json.dumps({"auths": {registry: {"auth": auth}}}).encode()
+    path = options.authfile if options.authfile is not None else os.environ.get("REGISTRY_AUTH_FILE")
+    if not path:
+        return None
+    return fsutil.read_input(
+        path,
+        MAX_AUTH_BYTES,
+        what="registry auth file",
+        missing="no such registry auth file; fix the path or create it with `podman login`",
+    )
+
+
+def _check_cert_dir(path: str) -> None:
+    """The certificates skopeo would read from `path` must be regular files of bounded size."""
+    try:
+        names = sorted(os.listdir(path))
+    except OSError as error:
+        raise InputError(f"cannot read the certificate directory: {error.strerror}", path=path) from None
+    for name in names:
+        if name.endswith(_CERT_SUFFIXES):
+            fsutil.check_input(os.path.join(path, name), MAX_CERT_BYTES, what="certificate")

@@ -9,11 +9,12 @@ podman does not see a vfs store. bootc updates only `/usr`, hence the check on t
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import posixpath
+import re
 import shutil
 
+from bindimg import fsutil
 from bindimg.errors import InputError
 from bindimg.pin import STORAGE_KEYS
 from bindimg.rootfs import Root
@@ -28,12 +29,20 @@ VFS_KEYS = ("vfs.imagestore",)
 _OVERLAY_OPTIONS = ":overlay.mount_program=/bin/true,overlay.skip_mount_home=true"
 # What `containers-storage:[DRIVER@ROOT+RUNROOT:OPTIONS]` uses as separators.
 _SPEC_CHARACTERS = "[]:+@"
+# The only symlinks containers/storage makes in a store's own directories: overlay's short
+# layer names (drivers/overlay/overlay.go, linkDir). Layer contents are not looked at.
+_OWN_LINK = re.compile(r"overlay/l/[A-Z0-9]+ -> \.\./[0-9a-f]{64}/diff")
+_STRUCTURE_DEPTH = 3  # STORE/overlay/<layer>/diff: a layer's contents start below
+MAX_INDEX_BYTES = 256 * 1024 * 1024  # images.json: about 1 KiB per image
 
 
 class Store:
     """A store at `inner` (a path inside `root`) for `driver`."""
 
-    def __init__(self, root: Root, inner: str = DEFAULT_STORE, driver: str = "overlay") -> None:
+    def __init__(
+        self, root: Root, inner: str = DEFAULT_STORE, driver: str = "overlay", *, reading: bool = False
+    ) -> None:
+        """`reading`: only its index is read (list, lint), so it need not lie under /usr."""
         if driver not in DRIVERS:
             raise InputError(
                 f"--driver {driver}: choose overlay or vfs (the driver of the podman that reads it)"
@@ -47,7 +56,10 @@ class Store:
         self.root = root
         self.inner = normal
         self.driver = driver
-        self.host = root.resolve(normal)
+        # A store reached through a link out of /usr would not be replaced by bootc on upgrade.
+        self.host = (
+            root.resolve(normal) if reading else root.resolve_within(normal, "/usr", "the image store")
+        )
         if any(c in self.host for c in _SPEC_CHARACTERS):
             raise InputError(
                 f"the image store's path on this machine has one of {_SPEC_CHARACTERS}, which skopeo's "
@@ -66,7 +78,22 @@ class Store:
         return f"--storage-opt={self.storage_keys[0]}={self.inner}"
 
     def _path(self, *parts: str) -> str:
-        return os.path.join(self.host, *parts)
+        """A path in the store, its links resolved inside the root: never out of the store."""
+        name = posixpath.join(*parts)
+        inner = posixpath.join(self.inner, name)
+        return self.root.resolve_within(inner, self.inner, f"{name} in the image store")
+
+    def check_confined(self) -> None:
+        """Refuse a symlink in the store's own directories that containers/storage did not make:
+        skopeo follows it on the host, out of the root (SPEC invariant 6)."""
+        for path, target in self.root.symlinks_below(self.inner, _STRUCTURE_DEPTH):
+            relative = os.path.relpath(path, self.host)
+            if not _OWN_LINK.fullmatch(f"{relative} -> {target}"):
+                raise InputError(
+                    f"is a symlink to {target} in the image store, which skopeo would follow on the host "
+                    "(out of the store); remove it",
+                    path=path,
+                )
 
     @property
     def lock_files(self) -> tuple[str, str]:
@@ -88,6 +115,7 @@ class Store:
             path = os.path.dirname(path)
         if not os.path.isdir(path):
             raise InputError("is in the way of the image store; it is not a directory", path=path)
+        self.check_confined()
         try:
             for directory in reversed(missing):
                 os.mkdir(directory, 0o755)
@@ -102,6 +130,7 @@ class Store:
                         pass
                     created.append(lock)
         except OSError as error:
+            self.remove_created(created)  # all or nothing: no half store (e.g. out of space)
             raise InputError(
                 f"cannot create the image store: {error.strerror}", path=error.filename
             ) from None
@@ -111,10 +140,11 @@ class Store:
         """Every image name in the store's own index (`<driver>-images/images.json`)."""
         path = self._path(f"{self.driver}-images", "images.json")
         try:
-            with open(path, "rb") as handle:
-                document = json.loads(handle.read())
+            document = fsutil.load_json(fsutil.read_regular(path, MAX_INDEX_BYTES))
         except (FileNotFoundError, NotADirectoryError):
             return set()
+        except (fsutil.NotRegularFileError, fsutil.FileTooLargeError) as error:
+            raise InputError(f"is not the image store index ({error}); remove it", path=path) from None
         except OSError as error:
             raise InputError(f"cannot read the image store index: {error.strerror}", path=path) from None
         except ValueError:
@@ -149,4 +179,5 @@ class Store:
 
 def store_images(root: Root) -> list[str]:
     """Every image name in the embedded store, overlay's then vfs's (either driver may be used)."""
-    return [name for driver in DRIVERS for name in sorted(Store(root, DEFAULT_STORE, driver).names())]
+    stores = [Store(root, DEFAULT_STORE, driver, reading=True) for driver in DRIVERS]
+    return [name for store in stores for name in sorted(store.names())]

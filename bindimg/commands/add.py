@@ -343,8 +343,9 @@ def run(
     `lock_path`: take the digests of tags from this lock file instead of the registry.
     """
     locked = {tag: entry.digest for tag, entry in lockfile.load(lock_path).items()} if lock_path else {}
+    image_root = Root(root)
     options = AddOptions(
-        root=Root(root),
+        root=image_root,
         registry=registry,
         settings=settings,
         storage_args=storage_args,
@@ -352,12 +353,13 @@ def run(
         frozen=frozen,
         embed=embed,
     )
-    planned = plan(quadlets, options, progress)
-    try:
-        if not dry_run:
-            apply(planned)
-    finally:
-        planned.close()
+    with image_root.locked(progress):  # one run at a time on a root
+        planned = plan(quadlets, options, progress)
+        try:
+            if not dry_run:
+                apply(planned)
+        finally:
+            planned.close()
     return planned
 
 
