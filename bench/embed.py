@@ -1,4 +1,4 @@
-"""Embedding benchmark: what `bindimg add --embed` costs in time and bytes, flattened or not.
+"""Embedding benchmark: `bindimg add --embed` against a plain `skopeo copy` into a store.
 
 Images (pushed to the test registry container, gzip layers as skopeo writes them):
 
@@ -6,16 +6,19 @@ Images (pushed to the test registry container, gzip layers as skopeo writes them
   app    base + one small layer (shares base's layer)
   slim   base + a layer deleting /usr/share/doc and /usr/share/locale (whiteouts: flattened)
 
-Each is embedded with `bindimg add --embed --root ROOT` on this machine (a staging root, as in
-the multi-stage flow), the phases timed from bindimg's progress lines; `du -sb` of the store
-after each step. Then the same unflattened `slim` is copied into a store with skopeo alone,
-to show what flattening costs in bytes. Finally one `podman build` whose RUN step embeds
-`base` on the build's own overlayfs (the store is then committed as an image layer).
-Run it with `./scripts/bench`.
+For each image in turn (then `slim` once more), in one run: the plain
+`skopeo copy docker://REF containers-storage:[overlay@S/…]REF` into root S, then
+`bindimg add --embed --root B` of a unit naming REF into root B; both stores hold the same
+layers before each step (except after the flattened `slim`), so the ratio is bindimg's cost
+over skopeo's for the same copy, interpreter start-up and tag look-up included (and, in the
+next column, with the start-up measured by `bindimg --version` taken out). `du -sb`
+of each store gives the growth. `--build` also times a `podman build` whose RUN step embeds
+`base` on the build's own overlayfs. Run it with `./scripts/bench`.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import subprocess
@@ -29,6 +32,8 @@ REPO = Path(__file__).resolve().parent.parent
 REGISTRY_IMAGE = os.environ.get("BINDIMG_TEST_REGISTRY_IMAGE", "localhost/bindimg-test-registry:latest")
 BASE_IMAGE = os.environ.get("BINDIMG_TEST_BASE_IMAGE", "localhost/bindimg-test-base:latest")
 BINDIMG = [str(REPO / ".venv/bin/python"), "-m", "bindimg"]
+IMAGES = ("base", "app", "slim")
+RECIPES = {"app": "RUN echo app > /etc/bench-app", "slim": "RUN rm -rf /usr/share/doc /usr/share/locale"}
 
 
 def run(*argv: str, **kwargs: object) -> subprocess.CompletedProcess[str]:
@@ -43,27 +48,19 @@ def mb(size: float) -> str:
     return f"{size / 1e6:.1f} MB"
 
 
-def timed_embed(root: Path, unit: Path, *extra: str) -> dict[str, float]:
-    """Wall time of `bindimg add --embed`, and of each phase (from its progress lines)."""
+def timed(argv: list[str]) -> float:
     started = time.monotonic()
-    marks: list[tuple[float, str]] = []
-    proc = subprocess.Popen(
-        [*BINDIMG, "add", "--embed", "--root", str(root), "--no-tls-verify", *extra, str(unit)],
-        stderr=subprocess.PIPE,
-        stdout=subprocess.DEVNULL,
-        text=True,
+    done = subprocess.run(argv, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise SystemExit(f"{argv} failed: {done.stderr}")
+    return time.monotonic() - started
+
+
+def store_spec(root: Path, runroot: Path) -> str:
+    return (
+        f"containers-storage:[overlay@{root}/usr/lib/containers/storage+{runroot}:"
+        "overlay.mount_program=/bin/true,overlay.skip_mount_home=true]"
     )
-    assert proc.stderr is not None
-    for line in proc.stderr:
-        marks.append((time.monotonic() - started, line.split(" ", 1)[0]))
-    if proc.wait() != 0:
-        raise SystemExit(f"bindimg add --embed {unit} failed: {marks}")
-    total = time.monotonic() - started
-    phases: dict[str, float] = {"total": total}
-    ends = [t for t, _ in marks[1:]] + [total]
-    for (start, word), end in zip(marks, ends):
-        phases[word] = phases.get(word, 0.0) + end - start
-    return phases
 
 
 def image_sizes(ref: str) -> tuple[int, int]:
@@ -78,6 +75,11 @@ def image_sizes(ref: str) -> tuple[int, int]:
 
 
 def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--build", action="store_true", help="also time a podman build that embeds `base`")
+    args = parser.parse_args()
     name = f"bindimg-bench-embed-{os.getpid()}"
     run("podman", "run", "-d", "--rm", "--name", name, "-p", "127.0.0.1::5000", REGISTRY_IMAGE)
     built: list[str] = []
@@ -92,111 +94,116 @@ def main() -> None:
                 time.sleep(0.1)
         with tempfile.TemporaryDirectory(prefix="bindimg-bench-") as tmp_name:
             tmp = Path(tmp_name)
-            recipes = {
-                "app": "RUN echo app > /etc/bench-app",
-                "slim": "RUN rm -rf /usr/share/doc /usr/share/locale",
-            }
-            started = time.monotonic()
-            run(
-                "skopeo",
-                "copy",
-                "-q",
-                "--dest-tls-verify=false",
-                f"containers-storage:{BASE_IMAGE}",
-                f"docker://{host}/bench/base:1",
-            )
-            for image, step in recipes.items():
-                tag = f"localhost/bindimg-bench-{image}:{os.getpid()}"
-                (tmp / "Containerfile").write_text(f"FROM {BASE_IMAGE}\n{step}\n")
-                run("podman", "build", "-q", "--pull=never", "--layers=false", "-t", tag, str(tmp))
-                built.append(tag)
-                run(
-                    "skopeo",
-                    "copy",
-                    "-q",
-                    "--dest-tls-verify=false",
-                    f"containers-storage:{tag}",
-                    f"docker://{host}/bench/{image}:1",
-                )
-            print(f"(pushing the images took {time.monotonic() - started:.1f} s)")
-
+            push_images(host, tmp, built)
             print("\nimage   layers  compressed   uncompressed")
-            for image in ("base", "app", "slim"):
+            for image in IMAGES:
                 ref = f"{host}/bench/{image}:1"
-                layers = len(
-                    json.loads(
-                        run("skopeo", "inspect", "--raw", "--tls-verify=false", f"docker://{ref}").stdout
-                    )["layers"]
-                )
+                raw = run("skopeo", "inspect", "--raw", "--tls-verify=false", f"docker://{ref}").stdout
                 compressed, plain = image_sizes(ref)
-                print(f"{image:6} {layers:6}  {mb(compressed):>11}  {mb(plain):>12}")
+                print(f"{image:6} {len(json.loads(raw)['layers']):6}  {mb(compressed):>11}  {mb(plain):>12}")
 
             units = tmp / "units"
             units.mkdir()
-            for image in ("base", "app", "slim"):
+            for image in IMAGES:
                 (units / f"{image}.container").write_text(f"[Container]\nImage={host}/bench/{image}:1\n")
-            print("\nbindimg add --embed --root ROOT (this machine, one root, in this order)")
-            print("step              total   fetch  flatten   copy   store after  store growth")
-            root = tmp / "root"
-            root.mkdir()
-            store = root / "usr/lib/containers/storage"
-            before = 0
-            for image in ("base", "app", "slim"):
-                phases = timed_embed(root, units / f"{image}.container")
-                after = du(store)
+            startup = min(timed([*BINDIMG, "--version"]) for _ in range(3))
+            print(f"\nbindimg start-up (`bindimg --version`, best of 3): {startup:.2f} s")
+            print("each step: `skopeo copy docker://REF containers-storage:[overlay@S/…]REF`")
+            print("into root S, then `bindimg add --embed --root B` into root B (S and B hold the same")
+            print("layers before each step), this machine, in this order:")
+            print("step              skopeo   bindimg   ratio   without start-up  S growth  B growth")
+            plain_root, embed_root = tmp / "skopeo", tmp / "bindimg"
+            plain_root.mkdir()
+            embed_root.mkdir()
+            sizes = {"S": 0, "B": 0}
+            for image in (*IMAGES, "slim"):
+                label = image
+                ref = f"{host}/bench/{image}:1"
+                plain = timed(
+                    [
+                        "skopeo", "copy", "-q", "--src-tls-verify=false", f"docker://{ref}",
+                        f"{store_spec(plain_root, tmp / 'run-s')}{ref}",
+                    ]
+                )  # fmt: skip
+                embed = timed(
+                    [*BINDIMG, "add", "-q", "--embed", "--root", str(embed_root), "--no-tls-verify",
+                     str(units / f"{image}.container")]
+                )  # fmt: skip
+                grown = {}
+                for key, root in (("S", plain_root), ("B", embed_root)):
+                    after = du(root / "usr/lib/containers/storage")
+                    grown[key], sizes[key] = after - sizes[key], after
+                if (plain_root / "done-slim").exists():
+                    label = "slim again"
+                elif image == "slim":
+                    (plain_root / "done-slim").touch()
+                    label = "slim (flattened)"
                 print(
-                    f"{image:14} {phases['total']:7.1f}s {phases.get('fetching', 0):6.1f}s "
-                    f"{phases.get('flattening', 0):7.1f}s {phases.get('copying', 0):5.1f}s "
-                    f"{mb(after):>12}  {mb(after - before):>11}"
+                    f"{label:16} {plain:6.2f}s  {embed:6.2f}s  {embed / plain:5.2f}x  "
+                    f"{(embed - startup) / plain:13.2f}x  {mb(grown['S']):>13}  {mb(grown['B']):>13}"
                 )
-                before = after
-            again = timed_embed(root, units / "slim.container")
-            print(f"{'slim again':14} {again['total']:7.1f}s  (already in the store: nothing fetched)")
-
-            plain_root = tmp / "unflattened"
-            started = time.monotonic()
-            run(
-                "skopeo", "copy", "-q", "--src-tls-verify=false", f"docker://{host}/bench/slim:1",
-                f"containers-storage:[overlay@{plain_root}+{tmp}/run:overlay.mount_program=/bin/true,"
-                "overlay.skip_mount_home=true]bench/slim",
-            )  # fmt: skip
-            print(
-                f"\nslim unflattened, skopeo alone: {time.monotonic() - started:.1f}s, "
-                f"store {mb(du(plain_root))} (base layer + whiteout layer; unusable nested in an image)"
-            )
-
-            context = tmp / "context"
-            context.mkdir()
-            run("cp", str(REPO / "dist/bindimg.pyz"), str(context / "bindimg.pyz"))
-            run("cp", str(units / "base.container"), str(context / "base.container"))
-            for mode in ("logical", "embed"):
-                flag = "--embed" if mode == "embed" else ""
-                (context / "Containerfile").write_text(
-                    f"FROM {BASE_IMAGE}\nCOPY bindimg.pyz base.container /src/\n"
-                    f"RUN python3 /src/bindimg.pyz add -q {flag} --no-tls-verify /src/base.container\n"
-                )
-                tag = f"localhost/bindimg-bench-build-{mode}:{os.getpid()}"
-                started = time.monotonic()
-                run(
-                    "podman",
-                    "build",
-                    "-q",
-                    "--network=host",
-                    "--pull=never",
-                    "--layers=false",
-                    "-t",
-                    tag,
-                    str(context),
-                )
-                seconds = time.monotonic() - started
-                built.append(tag)
-                size = int(run("podman", "image", "inspect", "--format", "{{.Size}}", tag).stdout)
-                label = flag or "(logical)"
-                print(f"podman build, RUN bindimg add {label:9}: {seconds:5.1f}s, OS image {mb(size)}")
+            if args.build:
+                time_builds(units, tmp, built)
     finally:
         subprocess.run(["podman", "rm", "-f", name], capture_output=True, check=False)
         for tag in built:
             subprocess.run(["podman", "rmi", "-f", tag], capture_output=True, check=False)
+
+
+def push_images(host: str, tmp: Path, built: list[str]) -> None:
+    started = time.monotonic()
+    run(
+        "skopeo",
+        "copy",
+        "-q",
+        "--dest-tls-verify=false",
+        f"containers-storage:{BASE_IMAGE}",
+        f"docker://{host}/bench/base:1",
+    )
+    for image, step in RECIPES.items():
+        tag = f"localhost/bindimg-bench-{image}:{os.getpid()}"
+        (tmp / "Containerfile").write_text(f"FROM {BASE_IMAGE}\n{step}\n")
+        run("podman", "build", "-q", "--pull=never", "--layers=false", "-t", tag, str(tmp))
+        built.append(tag)
+        run(
+            "skopeo",
+            "copy",
+            "-q",
+            "--dest-tls-verify=false",
+            f"containers-storage:{tag}",
+            f"docker://{host}/bench/{image}:1",
+        )
+    print(f"(pushing the images took {time.monotonic() - started:.1f} s)")
+
+
+def time_builds(units: Path, tmp: Path, built: list[str]) -> None:
+    context = tmp / "context"
+    context.mkdir()
+    run("cp", str(REPO / "dist/bindimg.pyz"), str(context / "bindimg.pyz"))
+    run("cp", str(units / "base.container"), str(context / "base.container"))
+    for mode in ("logical", "embed"):
+        flag = "--embed" if mode == "embed" else ""
+        (context / "Containerfile").write_text(
+            f"FROM {BASE_IMAGE}\nCOPY bindimg.pyz base.container /src/\n"
+            f"RUN python3 /src/bindimg.pyz add -q {flag} --no-tls-verify /src/base.container\n"
+        )
+        tag = f"localhost/bindimg-bench-build-{mode}:{os.getpid()}"
+        started = time.monotonic()
+        run(
+            "podman",
+            "build",
+            "-q",
+            "--network=host",
+            "--pull=never",
+            "--layers=false",
+            "-t",
+            tag,
+            str(context),
+        )
+        seconds = time.monotonic() - started
+        built.append(tag)
+        size = int(run("podman", "image", "inspect", "--format", "{{.Size}}", tag).stdout)
+        print(f"podman build, RUN bindimg add {flag or '(logical)':9}: {seconds:5.1f}s, OS image {mb(size)}")
 
 
 if __name__ == "__main__":

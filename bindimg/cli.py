@@ -12,6 +12,7 @@ import enum
 import functools
 import inspect
 import json
+import os
 import sys
 import traceback
 from collections.abc import Callable, Iterator
@@ -20,15 +21,18 @@ from typing import Any, List, Optional, get_type_hints
 
 import typer
 
-from bindimg import __version__, interrupt, lockfile, report, write
+from bindimg import __version__, interrupt, lockfile, podmanversion, report, write
 from bindimg.commands import add as add_cmd
+from bindimg.commands import export as export_cmd
 from bindimg.commands import lint as lint_cmd
 from bindimg.commands import list as list_cmd
 from bindimg.commands import lock as lock_cmd
 from bindimg.commands import store as store_cmd
+from bindimg.destinations import TRANSPORTS
 from bindimg.embed import FLATTEN_MODES, EmbedOptions
 from bindimg.errors import EXIT_FINDINGS, EXIT_INTERNAL, BindimgError, one_line
 from bindimg.resolve import DEFAULT_JOBS, DEFAULT_RETRY, DEFAULT_TIMEOUT, Settings
+from bindimg.rootfs import Root
 from bindimg.rules import Remote
 from bindimg.skopeo import RegistryOptions
 from bindimg.store import DEFAULT_STORE, DRIVERS
@@ -74,6 +78,17 @@ class Output:
         if not self.quiet:
             typer.echo(message, err=True)
 
+    def detail(self, message: str) -> None:
+        """A line only -v shows (on stderr): how bindimg decided."""
+        if self.verbose and not self.quiet:
+            typer.echo(message, err=True)
+
+    def podman(self, option: Optional[str], root: Optional[str]) -> podmanversion.Podman:
+        """Whose Quadlet rules apply (`--podman-version`, else the root's podman), said with -v."""
+        chosen = podmanversion.choose(option, Root(root) if root is not None else None)
+        self.detail(chosen.describe())
+        return chosen
+
     @contextlib.contextmanager
     def errors(self) -> Iterator[None]:
         """The one error boundary: a BindimgError is one line and its documented exit code;
@@ -118,6 +133,12 @@ JOBS = typer.Option(DEFAULT_JOBS, "--jobs", min=1, help="Parallel registry look-
 RETRY = typer.Option(DEFAULT_RETRY, "--retry", min=0, help="Retries of transient failures.")
 TIMEOUT = typer.Option(DEFAULT_TIMEOUT, "--timeout", min=1, help="Seconds per registry request.")
 STORE = typer.Option(DEFAULT_STORE, "--store", help="The embedded image store, inside the root.")
+PODMAN_VERSION = typer.Option(
+    None,
+    "--podman-version",
+    metavar="X.Y",
+    help="Read units as this podman's Quadlet does (default: the root's podman package, else the newest).",
+)
 DRIVER = typer.Option(
     Driver("overlay"), "--driver", help="The storage driver of the podman that reads the store."
 )
@@ -231,25 +252,46 @@ def add(
     image_policy: Optional[str] = typer.Option(
         None, "--image-policy", help="--embed: `missing` sets Policy=missing in .image units (podman >= 5.6)."
     ),
+    rootless: bool = typer.Option(
+        False,
+        "--rootless",
+        help="--embed: also register the store for rootless podman (storage.conf.d, podman >= 6).",
+    ),
+    podman_version: Optional[str] = PODMAN_VERSION,
     registry: RegistryOptions = REGISTRY,
     settings: Settings = SETTINGS,
     out: Output = OUTPUT,
 ) -> None:
     """Pin each unit's Image= to a digest and link it into bound-images.d (or --embed it)."""
+    # A root that is no directory is refused by `add` itself, after the lock file is read.
+    podman = out.podman(podman_version, root if os.path.isdir(root) else None)
     plan = add_cmd.run(
         quadlets,
         root=root,
         lock_path=lock,
         frozen=frozen,
         storage_args=not no_storage_args,
-        embed=EmbedOptions(store, driver.value, platform, flatten.value, image_policy) if embed else None,
+        embed=EmbedOptions(
+            store,
+            driver.value,
+            platform,
+            flatten.value,
+            image_policy,
+            dry_run,
+            live=sys.stderr.isatty() and not out.quiet,
+            rootless=rootless,
+        )
+        if embed
+        else None,
         registry=registry,
         settings=settings,
         dry_run=dry_run,
         progress=out.progress,
+        podman=podman,
     )
     if as_json:
-        typer.echo(json.dumps({"images": [e.as_json() for e in plan.entries]}, indent=2))
+        document = {"images": [e.as_json() for e in plan.entries], "podman": podman.as_json()}
+        typer.echo(json.dumps(document, indent=2))
     elif dry_run:
         sys.stdout.write(write.diff(plan))
     else:
@@ -272,11 +314,13 @@ def lock(
     ),
     check: bool = typer.Option(False, "--check", help="Exit 1 if the lock is missing or stale; offline."),
     rewrite: bool = typer.Option(False, "--rewrite", help="Also pin the source units in place."),
+    podman_version: Optional[str] = PODMAN_VERSION,
     registry: RegistryOptions = REGISTRY,
     settings: Settings = SETTINGS,
     out: Output = OUTPUT,
 ) -> None:
     """Freeze the tags that units use into a lock file for reproducible builds."""
+    podman = out.podman(podman_version, None)
     result = lock_cmd.run(
         list(paths or []),
         lock_file,
@@ -286,6 +330,7 @@ def lock(
         check=check,
         rewrite=rewrite,
         progress=out.progress,
+        podman=podman.rules,
     )
     if check:
         for problem in result.problems:
@@ -319,14 +364,20 @@ def lint(
     lock: Optional[str] = typer.Option(None, "--lock", help="Check the sources against this lock file."),
     remote: bool = typer.Option(False, "--remote", help="Check that each pinned digest still resolves."),
     strict: bool = typer.Option(False, "--strict", help="Warnings fail too."),
+    podman_version: Optional[str] = PODMAN_VERSION,
 ) -> None:
     """Check units or an image root: exit 1 on an error finding (any finding with --strict)."""
     sources = _sources_or_root(paths, root)
     if lock is not None and root is not None:
         raise typer.BadParameter("--lock checks source units; drop --root", param_hint="--lock")
     checker = Remote(registry, settings, out.progress) if remote else None
-    findings = lint_cmd.lint(sources, root=root, lock_path=lock, remote=checker)
-    sys.stdout.write(report.render(findings, fmt.value))
+    podman = out.podman(podman_version, root)
+    findings = lint_cmd.lint(sources, root=root, lock_path=lock, remote=checker, podman=podman.rules)
+    if fmt.value == "json":
+        document = {**report.as_json(findings), "podman": podman.as_json()}
+        sys.stdout.write(json.dumps(document, indent=2) + "\n")
+    else:
+        sys.stdout.write(report.FORMATS[fmt.value](findings))
     counts = report.summary(findings)
     if not out.quiet:
         errors, warnings = _count(counts["errors"], "error"), _count(counts["warnings"], "warning")
@@ -345,16 +396,77 @@ def list_(
     paths: Optional[List[str]] = _paths("Unit files or directories (default: .)."),
     root: Optional[str] = _root("What bootc binds from this image root, and its embedded store."),
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
+    podman_version: Optional[str] = PODMAN_VERSION,
     out: Output = OUTPUT,
 ) -> None:
     """List images: bootc's logical ones and the embedded store (--root), or each unit's."""
-    items = list_cmd.list_images(_sources_or_root(paths, root), root)
+    podman = out.podman(podman_version, root)
+    items = list_cmd.list_images(_sources_or_root(paths, root), root, podman.rules)
     if as_json:
         typer.echo(json.dumps([asdict(item) for item in items], indent=2))
         return
     for item in items:
         where = f"{item.quadlet}:{item.line}" if item.quadlet is not None else "-"
         typer.echo(f"{item.image}\t{item.type}\t{where}")
+
+
+@app.command()
+@output_command
+@registry_command
+def export(
+    units: Optional[List[str]] = typer.Argument(
+        None, metavar="UNIT-OR-DIR", help="Units or directories of units."
+    ),
+    root: Optional[str] = typer.Option(None, "--root", help="What bootc binds from this image root."),
+    lock: Optional[str] = typer.Option(None, "--lock", help="Every image of this lock file."),
+    to: str = typer.Option(..., "--to", metavar="DEST", help=TRANSPORTS),
+    include_embedded: bool = typer.Option(
+        False, "--include-embedded", help="--root: also the embedded store's images."
+    ),
+    platform: Optional[List[str]] = typer.Option(
+        None, "--platform", metavar="OS/ARCH[/VARIANT]", help="Only these images of an index (repeatable)."
+    ),
+    registries_conf: Optional[str] = typer.Option(
+        None, "--registries-conf", metavar="FILE", help="docker:// DEST: write a registries.conf drop-in."
+    ),
+    dest_authfile: Optional[str] = typer.Option(None, "--dest-authfile", help="Auth file for DEST."),
+    dest_creds: Optional[str] = typer.Option(
+        None, "--dest-creds", metavar="USER[:PASS]", help="DEST credentials."
+    ),
+    dest_cert_dir: Optional[str] = typer.Option(None, "--dest-cert-dir", help="Certificates for DEST."),
+    dest_tls_verify: bool = typer.Option(
+        True, "--dest-tls-verify/--no-dest-tls-verify", help="Verify DEST's TLS."
+    ),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Say what would be copied; copy nothing."),
+    as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
+    registry: RegistryOptions = REGISTRY,
+    settings: Settings = SETTINGS,
+    out: Output = OUTPUT,
+) -> None:
+    """Copy the pinned images (of a root, a lock or units) to a container store, OCI layout or mirror."""
+    dest = RegistryOptions(dest_authfile, dest_creds, dest_cert_dir, None if dest_tls_verify else False)
+    result = export_cmd.run(
+        list(units or []),
+        root=root,
+        lock_path=lock,
+        include_embedded=include_embedded,
+        to=to,
+        dest_options=dest,
+        platforms=list(platform or []),
+        registries_conf=registries_conf,
+        registry=registry,
+        settings=settings,
+        dry_run=dry_run,
+        progress=out.progress,
+    )
+    if as_json:
+        typer.echo(json.dumps(result.as_json(), indent=2))
+    else:
+        for line in result.lines():
+            typer.echo(line)
+    failure = result.failure()
+    if failure is not None:
+        raise failure
 
 
 store_app = typer.Typer(

@@ -1,10 +1,17 @@
-"""`bindimg add --embed`: prepare each image (fetch, look for whiteouts, flatten), then copy.
+"""`bindimg add --embed`: copy each image from its registry straight into the store, look
+for whiteouts in the layers this copy added, flatten and replace only the images that have them.
 
-Preparing happens while `add` plans, in a private temporary directory and outside the
-store: the flattened digest must be known before any unit can be rendered, and nothing of
-the root may change before every image is ready. `commit` then copies into the store; if
-one copy fails, the images this run added are deleted again (and a store this run created
-is removed), so that the units, which are written only afterwards, and the store agree.
+The copy is skopeo's own (`docker://` to `containers-storage:`): layers the store already has
+are not downloaded again. Whiteouts are found in the tar-split record containers/storage
+keeps of every layer it applies (the tar headers, no file data), so nothing is downloaded
+or read twice; an image that has them is read back from the store as plain tars, flattened
+(flatten.py) and stored under its flattened digest, and its upstream copy deleted.
+
+Copying happens while `add` plans, since a flattened digest must be known before any unit
+is rendered: the store is this run's staging area. Until `commit` (called by `apply` before
+the units are written), `close` deletes every image this run added (and a store this run
+created), so a failed or abandoned run leaves the store as it was. `--dry-run` reads
+manifests only.
 """
 
 from __future__ import annotations
@@ -16,15 +23,17 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Optional
 
-from bindimg import flatten, fsutil, skopeo
+from bindimg import fetch, flatten, fsutil, skopeo
+from bindimg.distribution import Lookups
 from bindimg.errors import ExternalError, InputError
-from bindimg.fetch import Fetched, fetch
+from bindimg.fetch import Described
 from bindimg.platforms import Platform
+from bindimg.progress import Lines, Live, Meter, downloaded, megabytes
 from bindimg.registry import Registry
 from bindimg.resolve import Settings
 from bindimg.rootfs import Root
 from bindimg.skopeo import RegistryOptions, SkopeoError
-from bindimg.store import DEFAULT_STORE, Store
+from bindimg.store import DEFAULT_STORE, Layer, Store
 
 FLATTEN_MODES = ("auto", "always", "never")
 IMAGE_POLICIES = ("missing",)
@@ -37,6 +46,9 @@ class EmbedOptions:
     platform: Optional[str] = None  # OS/ARCH[/VARIANT]; default: this machine's
     flatten: str = "auto"
     image_policy: Optional[str] = None  # "missing": write Policy=missing into .image units
+    dry_run: bool = False  # manifests only: say what would be stored, store nothing
+    live: bool = False  # a live progress line per image (stderr is a terminal)
+    rootless: bool = False  # also register the store for rootless podman (storage.conf.d)
 
     def check(self) -> None:
         if self.flatten not in FLATTEN_MODES:
@@ -49,14 +61,13 @@ class EmbedOptions:
 
 @dataclass(frozen=True)
 class Prepared:
-    """One image ready to embed: what the unit pins and where its bits are."""
+    """One embedded image: what the unit pins, and whether this run stores it."""
 
     name: str  # canonical repository name
     digest: str  # what the unit is pinned to (the flattened digest when flattened)
     upstream: str  # the registry's digest it comes from
     flattened: bool
-    source: Optional[str]  # local skopeo source to copy from; None when the store has it
-    platform: tuple[str, ...] = ()  # which image of an index `source` holds, for skopeo
+    source: Optional[str]  # where this run takes it from (docker://…); None when the store had it
 
     @property
     def reference(self) -> str:
@@ -79,9 +90,18 @@ class Embedder:
         self.platform = Platform.parse(options.platform) if options.platform else Platform.host()
         self.settings = settings
         self.progress = progress
+        self.meter: Meter = Live() if options.live else Lines(progress)
         self._workdir: Optional[fsutil.RunDir] = None
+        self._run: Optional[str] = None
         self._prepared: dict[tuple[str, str, Optional[str]], Prepared] = {}
         self._stored: Optional[set[str]] = None
+        self._added: list[str] = []  # references this run put into the store, in order
+        self._created: Optional[list[str]] = None  # what initialising the store created
+        self._layers_before: dict[str, Layer] = {}
+        self._committed = False
+        self._described: set[str] = set()  # --dry-run: layers an earlier image would store
+        # manifests over kept connections (distribution.py); never around a fake registry
+        self._lookups = Lookups() if registry is skopeo else None
 
     def __enter__(self) -> Embedder:
         return self
@@ -90,10 +110,17 @@ class Embedder:
         self.close()
 
     def close(self) -> None:
-        """Remove the temporary directory (fetched and flattened images)."""
-        if self._workdir is not None:
-            self._workdir.close()
-            self._workdir = None
+        """Take this run's images out of the store again unless `commit` kept them, and
+        remove the temporary directory."""
+        try:
+            self.meter.close()
+            if not self._committed and (self._added or self._created):
+                self._undo(self._added, self._created or [])
+                self._added, self._created = [], None
+        finally:
+            if self._workdir is not None:
+                self._workdir.close()
+                self._workdir = None
 
     def _work(self, label: str) -> str:
         if self._workdir is None:
@@ -101,9 +128,24 @@ class Embedder:
         top = self._workdir.path
         return os.path.join(top, f"{len(os.listdir(top))}-{label}")
 
+    def _runroot(self) -> str:
+        """containers/storage's run directory for the copies (locks; nothing kept)."""
+        if self._run is None or not os.path.isdir(self._run):
+            self._run = self._work("run")
+            os.mkdir(self._run)
+        return self._run
+
     def stored(self) -> set[str]:
+        """The image names in the store; those an interrupted run left staged (its journal)
+        are taken out first (with --dry-run only left out)."""
         if self._stored is None:
-            self._stored = self.store.names()
+            staged = self.store.staged()
+            if staged and not self.options.dry_run:
+                self.store.check_confined()  # skopeo deletes through the store's links
+                self.progress(f"removing {len(staged)} images an interrupted run left in the store")
+                self._undo(staged, [])
+                staged = []
+            self._stored = self.store.names() - set(staged)
         return self._stored
 
     def prepare(
@@ -115,12 +157,14 @@ class Embedder:
         unit: str,
         installed: Optional[tuple[str, str]] = None,
     ) -> Prepared:
-        """The image `name@digest` ready to copy (or already in the store).
+        """The image `name@digest`, stored (or already in the store; with `--dry-run`, described).
 
         `upstream` is set when `digest` is a flattened one (from the provenance comment):
-        the image is then fetched by `upstream` and must flatten to `digest` again.
+        the image is then copied by `upstream` and must flatten to `digest` again.
         `installed` is what an earlier run pinned the installed unit to: (flattened,
         upstream) digests; when its upstream is `digest` and the store has it, it is reused.
+        Raises InputError (whiteouts with --flatten never, a wrong platform, another
+        flattened digest) and ExternalError (registry or skopeo failures).
         """
         key = (name, digest, upstream)
         if key not in self._prepared:
@@ -133,111 +177,250 @@ class Embedder:
     def _prepare(
         self, name: str, digest: str, upstream: Optional[str], options: RegistryOptions, unit: str
     ) -> Prepared:
-        mode = self.options.flatten
         if upstream is not None:
             if f"{name}@{digest}" in self.stored():
                 return Prepared(name, digest, upstream, True, None)
-            flat = self._flattened(name, upstream, options)
-            if flat.digest != digest:
-                raise InputError(
-                    f"{name}@{upstream} flattens to {flat.digest} for {self.platform}, not to the "
-                    f"pinned {digest} (another platform or bindimg version?); pin the unit to its tag "
-                    "again",
-                    path=unit,
-                )
-            return flat
-        if mode != "always" and f"{name}@{digest}" in self.stored():
+            if self.options.dry_run:
+                return self._describe(name, upstream, options, flattened_to=digest)
+            return self._copy(name, upstream, options, unit, "always", expected=digest)
+        if self.options.flatten != "always" and f"{name}@{digest}" in self.stored():
             return Prepared(name, digest, digest, False, None)
-        self.progress(f"fetching {name}@{digest}")
-        work = self._work("image")
-        fetched = fetch(name, digest, options, self.platform, work, self.settings, self.registry)
-        found = flatten.markers(fetched.layers)
+        if self.options.dry_run:
+            return self._describe(name, digest, options)
+        return self._copy(name, digest, options, unit, self.options.flatten)
+
+    def _new_layers(self, described: Described) -> list[fetch.Blob]:
+        """The layers of `described` the store does not have (by blob digest)."""
+        known: set[Optional[str]] = set(self._described)
+        for layer in self.store.layers().values():
+            known.update((layer.compressed_digest, layer.diff_digest))
+        return [blob for blob in described.layers if blob.digest not in known]
+
+    def _describe(
+        self, name: str, digest: str, options: RegistryOptions, flattened_to: Optional[str] = None
+    ) -> Prepared:
+        """--dry-run: what copying `name@digest` would store, from its manifests alone."""
+        described = fetch.describe(
+            name, digest, options, self.platform, self.settings, self._lookups, self.registry
+        )
+        new = self._new_layers(described)
+        self._described.update(blob.digest for blob in new)  # an image after it shares them
+        size = described.config.size + sum(blob.size for blob in new)
+        then = (
+            f"; then flattened to {flattened_to}"
+            if flattened_to
+            else "; flattened to one layer if its layers hold whiteouts (seen once downloaded)"
+            if self.options.flatten != "always"
+            else "; then flattened to one layer (--flatten always)"
+        )
+        self.progress(
+            f"would store {name}@{digest}: {len(new)} of {len(described.layers)} layers new, "
+            f"{megabytes(size)} to fetch{then}"
+        )
+        flattened = flattened_to is not None
+        return Prepared(name, flattened_to or digest, digest, flattened, f"docker://{name}@{digest}")
+
+    def _init_store(self) -> None:
+        if self._created is None:
+            self._created = self.store.init()
+            self._layers_before = self.store.layers()
+
+    def _copy(
+        self,
+        name: str,
+        digest: str,
+        options: RegistryOptions,
+        unit: str,
+        mode: str,
+        expected: Optional[str] = None,
+    ) -> Prepared:
+        """Copy `name@digest` into the store; flatten it there when `mode` (or its whiteouts)
+        says so. `expected`: the flattened digest it must give."""
+        reference = f"{name}@{digest}"
+        described = fetch.describe(
+            name, digest, options, self.platform, self.settings, self._lookups, self.registry
+        )
+        self._init_store()
+        new = self._new_layers(described)
+        before = set(self.store.layers())
+        present = reference in self.stored()
+        self.meter.start(
+            reference, described.config.size + sum(b.size for b in new), len(described.layers), len(new)
+        )
+        platform = described.platform.skopeo_args if described.platform else ()
+        dest = self.store.reference(self._runroot(), reference)
+        watch = self._watch if self.options.live else None
+        if not present:  # noted before the copy: a killed copy leaves a partial image
+            self._stage(reference)
+        fetch.retried(
+            self.settings,
+            reference,
+            lambda: self.registry.copy_from_registry(
+                reference, dest, options, platform=platform, watch=watch
+            ),
+        )
+        if not present:
+            self.stored().add(reference)
+        image = self.store.image(reference)
+        if image is None:
+            raise ExternalError(f"{reference} is not in the image store after skopeo copied it; try again")
+        image_id, chain = image
+        if described.platform is None:
+            self._check_platform(reference, self.store.big_data(image_id, described.config.digest))
+        added = [layer for layer in chain if layer not in before]
+        found = self._markers(chain, added)
+        unpacked = None
+        if found is None:  # storage kept no tar-split record: read the layers themselves
+            unpacked = self._unpack(reference, image_id)
+            found = flatten.markers(unpacked.layers)
         if mode == "always" or (mode == "auto" and found):
             why = f"whiteouts ({found[0]})" if found else "--flatten always"
-            return self._flatten(name, digest, fetched, why)
-        _discard(*fetched.layers)  # looked at; the copy into the store takes the served blobs
+            result = self._flatten(name, digest, image_id, why, unpacked)
+            if expected is not None and result.digest != expected:
+                raise InputError(
+                    f"{reference} flattens to {result.digest} for {self.platform}, not to the "
+                    f"pinned {expected} (another platform or bindimg version?); pin the unit to its "
+                    "tag again",
+                    path=unit,
+                )
+            if not present:  # only the flattened image is kept
+                self._delete(reference)
+            self.meter.end(f"flattened to {result.digest} ({why})")
+            return result
         if found:
+            self.meter.end("refused")
             raise InputError(
-                f"{name}@{digest} has whiteouts or opaque-directory markers ({found[0]}), which do "
+                f"{reference} has whiteouts or opaque-directory markers ({found[0]}), which do "
                 "not survive in an image store inside an image layer; embed it with --flatten auto",
                 path=unit,
             )
-        platform = fetched.platform.skopeo_args if fetched.platform else ()
-        return Prepared(name, digest, digest, False, fetched.source, platform)
+        self.meter.end(f"{len(added)} new layers, {megabytes(self._size(added))} unpacked")
+        return Prepared(name, digest, digest, False, None if present else f"docker://{reference}")
 
-    def _flattened(self, name: str, upstream: str, options: RegistryOptions) -> Prepared:
-        self.progress(f"fetching {name}@{upstream}")
-        work = self._work("image")
-        fetched = fetch(name, upstream, options, self.platform, work, self.settings, self.registry)
-        return self._flatten(name, upstream, fetched, "pinned flattened")
+    def _watch(self, pid: int) -> None:
+        self.meter.advance(downloaded(pid))
 
-    def _flatten(self, name: str, upstream: str, fetched: Fetched, why: str) -> Prepared:
-        self.progress(f"flattening {name}@{upstream} ({len(fetched.layers)} layers; {why})")
+    def _check_platform(self, reference: str, config: Optional[bytes]) -> None:
+        declared = Platform.of(fetch.json_object(config, reference)) if config is not None else None
+        if declared is not None and not self.platform.accepts(declared):
+            raise InputError(
+                f"{reference} is a {declared} image, not {self.platform}; "
+                f"choose --platform {declared} or another image"
+            )
+
+    def _markers(self, chain: list[str], added: list[str], limit: int = 3) -> Optional[list[str]]:
+        """Up to `limit` whiteout or opaque markers in the layers this copy `added` (of the
+        image's `chain`), as `layer N: path`; None when a layer's tar-split record is missing.
+        Layers the store had before come from images embedded without markers."""
+        found: list[str] = []
+        for number, layer in enumerate(chain, 1):
+            if layer not in added:
+                continue
+            names = self.store.layer_paths(layer)
+            if names is None:
+                return None
+            for path in names:
+                if flatten.is_marker(path):
+                    found.append(f"layer {number}: {path}")
+                    if len(found) >= limit:
+                        return found
+        return found
+
+    def _size(self, layers: list[str]) -> int:
+        known = self.store.layers()
+        return sum(known[layer].diff_size for layer in layers if layer in known)
+
+    def _unpack(self, reference: str, image_id: str) -> fetch.Unpacked:
+        """The stored image's config and plain layer tars (storage rebuilds them exactly)."""
+        directory = self._work("layers")
+        try:
+            self.registry.copy_local(
+                self.store.reference(self._runroot(), f"@{image_id}"), f"dir:{directory}", decompress=True
+            )
+        except SkopeoError as error:
+            raise ExternalError(
+                f"cannot read {reference} back from the image store: {error.message}", path=self.store.host
+            ) from None
+        return fetch.unpacked(directory, reference)
+
+    def _flatten(
+        self, name: str, upstream: str, image_id: str, why: str, unpacked: Optional[fetch.Unpacked]
+    ) -> Prepared:
+        reference = f"{name}@{upstream}"
+        if unpacked is None:
+            unpacked = self._unpack(reference, image_id)
+        self.progress(f"flattening {reference} ({len(unpacked.layers)} layers; {why})")
         layout = self._work("flat")
-        result = flatten.flatten(fetched.layers, fetched.config, upstream, layout)
-        _discard(*fetched.layers)  # free the space: only the flattened image is copied
-        shutil.rmtree(fetched.directory, ignore_errors=True)
-        source = None if f"{name}@{result.digest}" in self.stored() else f"oci:{layout}:flattened"
-        return Prepared(name, result.digest, upstream, True, source)
+        result = flatten.flatten(unpacked.layers, unpacked.config, upstream, layout)
+        for path in unpacked.layers:
+            _discard(path)  # free the space before the flattened copy is stored
+        flat = f"{name}@{result.digest}"
+        if flat not in self.stored():
+            self._store_local(f"oci:{layout}:flattened", flat)
+        shutil.rmtree(layout, ignore_errors=True)
+        return Prepared(name, result.digest, upstream, True, f"docker://{reference}")
+
+    def _stage(self, reference: str) -> None:
+        """Note `reference` as this run's, in memory and in the store's journal."""
+        self._added.append(reference)
+        self.store.stage(self._added)
+
+    def _store_local(self, source: str, reference: str) -> None:
+        self._stage(reference)
+        try:
+            self.registry.copy_local(
+                source, self.store.reference(self._runroot(), reference), preserve_digests=True
+            )
+        except SkopeoError as error:
+            raise ExternalError(
+                f"cannot copy {reference} into the image store: {error.message}", path=self.store.host
+            ) from None
+        self.stored().add(reference)
+
+    def _delete(self, reference: str) -> None:
+        try:
+            self.registry.delete_local(self.store.reference(self._runroot(), reference))
+        except SkopeoError as error:
+            raise ExternalError(
+                f"cannot delete {reference} from the image store: {error.message}", path=self.store.host
+            ) from None
+        self._added.remove(reference)
+        self.store.stage(self._added)
+        self.stored().discard(reference)
 
     def commit(self, prepared: list[Prepared]) -> list[str]:
-        """Copy every prepared image that the store lacks into it; all or none.
+        """Keep what `prepare` stored (the units are written next); returns those references.
 
-        Returns the references copied. The store's lock files are created even when nothing
-        is copied, so that podman accepts it read-only.
+        The store's lock files are created even when nothing was copied, so that podman
+        accepts it read-only; a closing line says how much the store grew.
         """
-        todo: dict[str, Prepared] = {}
-        for item in prepared:
-            if item.source is not None:
-                todo.setdefault(item.reference, item)
-        created = self.store.init()
-        if not todo:
-            return []
-        runroot = fsutil.RunDir("runroot")
-        added: list[str] = []
-        try:
-            for reference, item in todo.items():
-                assert item.source is not None
-                self.progress(f"copying {reference} into {self.store.inner}")
-                try:
-                    self.registry.copy_local(
-                        item.source,
-                        self.store.reference(runroot.path, reference),
-                        platform=item.platform,
-                        preserve_digests=True,
-                    )
-                except SkopeoError as error:
-                    raise ExternalError(
-                        f"cannot copy {reference} into the image store: {error.message}",
-                        path=self.store.host,
-                    ) from None
-                added.append(reference)
-            self.store.tidy()
-        except BaseException:
-            self._undo(runroot.path, added, created)
-            raise
-        finally:
-            runroot.close()
-        if self._stored is not None:
-            self._stored.update(added)
-        return added
+        del prepared  # every image was stored while preparing
+        self._init_store()
+        self.store.tidy()
+        self.store.stage([])
+        self._committed = True
+        self.meter.close()
+        if self._added:
+            growth = self._size([layer for layer in self.store.layers() if layer not in self._layers_before])
+            self.progress(
+                f"image store {self.store.inner}: {len(self._added)} images added, "
+                f"+{megabytes(growth)} of layers"
+            )
+        return list(self._added)
 
     def undo(self, added: list[str]) -> None:
-        """Delete images `commit` added (when writing the units failed afterwards)."""
-        runroot = fsutil.RunDir("runroot")
-        try:
-            self._undo(runroot.path, added, [])
-        finally:
-            runroot.close()
+        """Delete images `commit` kept (when writing the units failed afterwards)."""
+        self._undo(added, [])
 
-    def _undo(self, runroot: str, added: list[str], created: list[str]) -> None:
+    def _undo(self, added: list[str], created: list[str]) -> None:
         host = self.store.host
         if any(host == path or host.startswith(path + os.sep) for path in created):
             Store.remove_created(created)  # the whole store is this run's: remove it all
             return
         for reference in reversed(added):
             with contextlib.suppress(SkopeoError):
-                self.registry.delete_local(self.store.reference(runroot, reference))
+                self.registry.delete_local(self.store.reference(self._runroot(), reference))
+        self.store.stage([])
         self.store.tidy()
 
 

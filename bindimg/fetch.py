@@ -1,12 +1,10 @@
-"""Fetch one image of a pinned reference into a temporary directory, once, for three uses.
+"""What an embedded image is made of, from its manifests alone, and its layers once stored.
 
-`skopeo copy docker://NAME@DIGEST dir:DIR` keeps the registry's manifest bytes and blobs
-as they are, so the same directory can be copied into the store under the pinned digest.
-For an index, only the chosen platform's image is fetched and the directory is then given
-the index as its top-level manifest (the `dir:` transport's own layout for lists), so the
-store records the index digest too and `podman run NAME@INDEX-DIGEST` finds the image.
-A second, local copy with `--dest-decompress` gives plain tar layers (gzip or zstd alike)
-to look for whiteouts in and to flatten.
+`describe` reads the pinned manifest (and, for an index, the chosen platform's manifest):
+no layer blob is downloaded, so `--dry-run` can say what would be stored, and the copy
+knows how many bytes it is waiting for. The copy itself goes straight from the registry
+into the store (skopeo skips every layer the store already has); `unpacked` then reads
+the plain layer tars of a stored image back (for flattening).
 """
 
 from __future__ import annotations
@@ -17,10 +15,11 @@ from dataclasses import dataclass
 from typing import Any, Optional, TypeVar
 
 from bindimg import fsutil, skopeo
-from bindimg.errors import ExternalError, InputError
+from bindimg.distribution import Lookups
+from bindimg.errors import ExternalError
 from bindimg.platforms import Platform, choose
 from bindimg.registry import Registry
-from bindimg.resolve import Settings, digest_of, media_type_of, retrying
+from bindimg.resolve import Settings, digest_of, manifest, media_type_of, retrying
 from bindimg.skopeo import RegistryOptions, SkopeoError
 
 _LISTS = (
@@ -31,37 +30,45 @@ T = TypeVar("T")
 
 
 @dataclass(frozen=True)
-class Fetched:
+class Blob:
+    digest: str
+    size: int  # bytes as served (compressed)
+
+
+@dataclass(frozen=True)
+class Described:
     reference: str  # NAME@DIGEST as pinned
-    directory: str  # `dir:` layout as served (compressed), top-level manifest = the pinned one
+    instance: str  # digest of the image manifest copied (== the pinned one unless an index)
     platform: Optional[Platform]  # the image chosen from an index; None for a plain image
-    config: bytes
-    layers: tuple[str, ...]  # paths of the uncompressed layer tars, bottom first
+    config: Blob
+    layers: tuple[Blob, ...]  # bottom first
 
     @property
-    def source(self) -> str:
-        return f"dir:{self.directory}"
+    def size(self) -> int:
+        return self.config.size + sum(layer.size for layer in self.layers)
 
 
-def fetch(
+def describe(
     name: str,
     digest: str,
     options: RegistryOptions,
     wanted: Platform,
-    workdir: str,
     settings: Settings,
+    fast: Optional[Lookups] = None,
     registry: Registry = skopeo,
-) -> Fetched:
-    """The image `name@digest` for `wanted` in `workdir` (which must not exist yet)."""
+) -> Described:
+    """The manifests of `name@digest` for `wanted`: one look-up, two for an index.
+
+    Raises ExternalError when the registry fails (after the retries) or serves another
+    digest or a malformed manifest; InputError (from `choose`) when an index lacks `wanted`.
+    """
     reference = f"{name}@{digest}"
-    raw = _retrying(
-        settings, reference, lambda: registry.inspect_raw(reference, options, timeout=settings.timeout)
-    )
+    raw = _manifest(reference, options, settings, fast, registry)
     if digest_of(raw) != digest:
         raise ExternalError(f"{reference}: the registry served a manifest with another digest; try again")
     media_type = media_type_of(raw, reference)
-    top = _json(raw, reference)
-    instance, platform = digest, None
+    top = json_object(raw, reference)
+    instance, platform, manifest = digest, None, top
     if media_type in _LISTS or "manifests" in top:
         manifests = top.get("manifests")
         if not isinstance(manifests, list) or not all(isinstance(m, dict) for m in manifests):
@@ -69,53 +76,66 @@ def fetch(
         entry = choose(manifests, wanted, reference)
         instance = str(entry.get("digest", ""))
         platform = Platform.of(entry.get("platform") or {})
-    served = os.path.join(workdir, "served")
-    plain = os.path.join(workdir, "plain")
-    os.makedirs(workdir)
-    _retrying(
-        settings,
-        reference,
-        lambda: registry.copy_from_registry(f"{name}@{instance}", f"dir:{served}", options),
-    )
-    try:
-        registry.copy_local(f"dir:{served}", f"dir:{plain}", decompress=True)
-    except SkopeoError as error:
-        raise ExternalError(f"{reference}: cannot unpack its layers: {error.message}") from None
-    if instance != digest:
-        hexdigest = instance.split(":", 1)[1]
-        os.replace(os.path.join(served, "manifest.json"), os.path.join(served, f"{hexdigest}.manifest.json"))
-        with open(os.path.join(served, "manifest.json"), "wb") as handle:
-            handle.write(raw)
-    with open(os.path.join(plain, "manifest.json"), "rb") as handle:
-        manifest = _json(handle.read(), reference)
+        raw_instance = _manifest(f"{name}@{instance}", options, settings, fast, registry)
+        if digest_of(raw_instance) != instance:
+            raise ExternalError(f"{reference}: the registry served a manifest with another digest; try again")
+        manifest = json_object(raw_instance, reference)
+    layers = manifest.get("layers")
+    if not isinstance(layers, list) or not all(isinstance(layer, dict) for layer in layers):
+        raise ExternalError(f"{reference}: the image manifest has no valid layer list")
+    return Described(
+        reference, instance, platform, _descriptor(manifest.get("config"), reference),
+        tuple(_descriptor(layer, reference) for layer in layers),
+    )  # fmt: skip
+
+
+def _manifest(
+    reference: str, options: RegistryOptions, settings: Settings, fast: Optional[Lookups], registry: Registry
+) -> bytes:
+    return manifest(reference, options, settings, _failure(reference), fast, registry=registry)
+
+
+def _descriptor(value: object, reference: str) -> Blob:
+    if isinstance(value, dict):
+        digest, size = value.get("digest"), value.get("size")
+        if isinstance(digest, str) and isinstance(size, int) and size >= 0:
+            return Blob(digest, size)
+    raise ExternalError(f"{reference}: the image manifest has a malformed blob descriptor")
+
+
+@dataclass(frozen=True)
+class Unpacked:
+    config: bytes
+    layers: tuple[str, ...]  # paths of the plain layer tars, bottom first
+
+
+def unpacked(directory: str, reference: str) -> Unpacked:
+    """The config and plain layer tars of a `dir:` layout written with `--dest-decompress`."""
+    with open(os.path.join(directory, "manifest.json"), "rb") as handle:
+        manifest = json_object(handle.read(), reference)
     config_digest = str((manifest.get("config") or {}).get("digest", ""))
-    with open(_blob(plain, config_digest, reference), "rb") as handle:
+    with open(_blob(directory, config_digest, reference), "rb") as handle:
         config = handle.read()
     layers = tuple(
-        _blob(plain, str(layer.get("digest", "")), reference) for layer in manifest.get("layers") or []
+        _blob(directory, str(layer.get("digest", "")), reference) for layer in manifest.get("layers") or []
     )
-    if platform is None:
-        declared = Platform.of(_json(config, reference))
-        if declared is not None and not wanted.accepts(declared):
-            raise InputError(
-                f"{reference} is a {declared} image, not {wanted}; "
-                f"choose --platform {declared} or another image"
-            )
-    return Fetched(reference, served, platform, config, layers)
+    return Unpacked(config, layers)
 
 
-def _retrying(settings: Settings, reference: str, call: Callable[[], T]) -> T:
-    """`call`, retried on transient failures with the same back-off as the look-ups."""
-    return retrying(
-        settings,
-        call,
-        lambda error, tries: ExternalError(
-            f"cannot fetch {reference}: {error.message}{tries}; check the registry and its credentials"
-        ),
+def retried(settings: Settings, reference: str, call: Callable[[], T]) -> T:
+    """`call` (a transfer of `reference`), retried on transient failures with the same
+    back-off as the look-ups; a failure for good is an ExternalError naming it."""
+    return retrying(settings, call, _failure(reference))
+
+
+def _failure(reference: str) -> Callable[[SkopeoError, str], Exception]:
+    return lambda error, tries: ExternalError(
+        f"cannot fetch {reference}: {error.message}{tries}; check the registry and its credentials"
     )
 
 
-def _json(data: bytes, reference: str) -> dict[str, Any]:
+def json_object(data: bytes, reference: str) -> dict[str, Any]:
+    """`data` (a manifest or config of `reference`) as a JSON object, else ExternalError."""
     try:
         document = fsutil.load_json(data)
     except ValueError:
@@ -133,3 +153,6 @@ def _blob(directory: str, digest: str, reference: str) -> str:
     if algorithm != "sha256" or not hexdigest or not os.path.isfile(path):
         raise ExternalError(f"{reference}: blob {digest or '(none)'} is missing after the copy; try again")
     return path
+
+
+__all__ = ["Blob", "Described", "Unpacked", "describe", "json_object", "retried", "unpacked"]

@@ -47,11 +47,15 @@ RULES: dict[str, Rule] = {
     "missing-storage-args": Rule(WARNING, "A bound .container without the bootc-storage GlobalArgs"),
     "embedded-missing": Rule(ERROR, "An embedded unit's image is not in the embedded store"),
     "embedded-may-pull": Rule(WARNING, "An embedded unit can still pull from the network (Pull=/Policy=)"),
+    "storage-conf-without-store": Rule(
+        WARNING, "/etc/containers/storage.conf exists and does not list the embedded store"
+    ),
     "lock-missing": Rule(ERROR, "A tag the sources use is not in the lock"),
     "lock-mismatch": Rule(ERROR, "A source is pinned to another digest than the lock's"),
     "lock-stale": Rule(ERROR, "A lock entry that no source uses"),
     "duplicate-image": Rule(WARNING, "One repository bound at two digests"),
     "digest-gone": Rule(ERROR, "A pinned digest no longer resolves in its registry"),
+    "unbound-image": Rule(WARNING, "A unit in the root runs an image that is neither bound nor embedded"),
 }
 
 

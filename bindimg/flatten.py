@@ -51,13 +51,18 @@ _ENCODING = "utf-8"
 _ERRORS = "surrogateescape"  # names and values that are not UTF-8 keep their bytes
 
 
+def is_marker(name: str) -> bool:
+    """Whether a layer tar entry named `name` is a whiteout or opaque-directory marker."""
+    return posixpath.basename(name.rstrip("/")).startswith(WHITEOUT_PREFIX)
+
+
 def markers(layers: Sequence[str], limit: int = 3) -> list[str]:
     """Up to `limit` whiteout or opaque markers found in the layers, as `layer N: path`."""
     found: list[str] = []
     for number, path in enumerate(layers, 1):
         with _open_layer(path, number) as tar:
             for info in tar:
-                if posixpath.basename(_normalise(info.name, number)).startswith(WHITEOUT_PREFIX):
+                if is_marker(_normalise(info.name, number)):
                     found.append(f"layer {number}: {info.name}")
                     if len(found) >= limit:
                         return found

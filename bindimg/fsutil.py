@@ -158,10 +158,16 @@ def sweep(directory: str) -> None:
     except (FileNotFoundError, NotADirectoryError):
         return
     for name in names:
-        match = _LEFTOVER.fullmatch(name)
-        if match is not None and not _running(int(match.group(1))):
+        if is_leftover(name):
             with contextlib.suppress(FileNotFoundError, IsADirectoryError):
                 os.unlink(os.path.join(directory, name))
+
+
+def is_leftover(name: str) -> bool:
+    """Whether `name` is a file `commit` names for an instant, of a process no longer running
+    (what `sweep` removes)."""
+    match = _LEFTOVER.fullmatch(name)
+    return match is not None and not _running(int(match.group(1)))
 
 
 def _running(pid: int) -> bool:

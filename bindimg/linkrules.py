@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import os
+import posixpath
 from collections.abc import Iterator
 
-from bindimg.boundimages import Entry, rust_extension
-from bindimg.findings import Finding, finding
+from bindimg.boundimages import BOUND_DIR, Entry, rust_extension
+from bindimg.errors import InputError
+from bindimg.findings import ERROR, Finding, finding
+from bindimg.rootfs import Root
 from bindimg.rules import Context, link_rule
+from bindimg.unitset import in_rootless_dir, rootless_dirs
 
 # What to do about each way bootc fails on a bound unit (bootc's own reason comes first).
 _BOOTC_ADVICE = {
@@ -90,13 +94,46 @@ def bootc_refusal(entry: Entry, ctx: Context) -> Iterator[Finding]:
     )
 
 
+def _named_target(root: Root, entry: Entry) -> str:
+    """The host path a bound-images.d link names, its directories resolved in the root but
+    not its last component: an instance or alias symlink stays the unit Quadlet runs."""
+    target = os.readlink(entry.link)
+    inner = target if target.startswith("/") else posixpath.join(BOUND_DIR, target)
+    try:
+        return root.resolve(inner, follow_last=False)
+    except InputError:
+        return entry.target or entry.link
+
+
 @link_rule("outside-search-path")
 def outside_search_path(entry: Entry, ctx: Context) -> Iterator[Finding]:
+    """An error when systemd runs the unit's image from another place than bootc reads: a unit
+    shadowed by one of the same name (invariant 1) or a rootless one (bootc pulls into its
+    rootful store only); a warning when nothing runs it at all."""
     root, units = ctx.root, ctx.units
     if entry.target is None or not os.path.isfile(entry.target):
         return
     inner = root.inner_path(entry.target)
-    if os.path.dirname(entry.target) not in units.search_dirs:
+    named = _named_target(root, entry)  # the unit as the link names it (a symlink kept)
+    rootless = rootless_dirs(root, units.podman)
+    if in_rootless_dir(entry.target, rootless) or in_rootless_dir(os.path.dirname(named), rootless):
+        yield finding(
+            "outside-search-path",
+            entry.link,
+            None,
+            f"points to {inner}, a rootless Quadlet unit: its user's podman runs the image from "
+            "its own store, bootc pulls it into the rootful one; bind only rootful units "
+            "(/usr/share/containers/systemd)",
+            ERROR,
+        )
+        return
+    if os.path.dirname(named) in units.search_dirs:
+        used = ctx.runs.get(os.path.basename(named))
+    elif os.path.dirname(entry.target) in units.search_dirs:
+        used = ctx.runs.get(os.path.basename(entry.target))
+    elif entry.target in ctx.runs.values():
+        return  # named from outside, but Quadlet runs this very file under a name of its own
+    else:
         yield finding(
             "outside-search-path",
             entry.link,
@@ -105,14 +142,14 @@ def outside_search_path(entry: Entry, ctx: Context) -> Iterator[Finding]:
             "image bootc pulls; move the unit to /usr/share/containers/systemd",
         )
         return
-    used = ctx.runs.get(os.path.basename(entry.target))
-    if used is not None and used != entry.target:
+    if used is not None and used != entry.target:  # None: a name Quadlet skips (cannot parse, no unit)
         yield finding(
             "outside-search-path",
             entry.link,
             None,
             f"points to {inner}, but Quadlet runs {root.inner_path(used)} (same name, higher "
             "precedence), so bootc binds another unit than systemd runs; remove one of them",
+            ERROR,
         )
 
 

@@ -116,7 +116,8 @@ def dumps(entries: Lock) -> str:
         entry = entries[key]
         table = tomlkit.table()
         table.add("digest", entry.digest)
-        table.add("media-type", entry.media_type)
+        if entry.media_type:  # unknown for a digest taken from a pinned source, offline
+            table.add("media-type", entry.media_type)
         used_by = tomlkit.array()
         used_by.extend(sorted(entry.used_by))
         table.add("used-by", used_by)

@@ -1,13 +1,13 @@
 """The one interface to registries and local image copies, which `bindimg.skopeo` implements.
 
-`resolve`, `fetch` and `embed` take a `Registry` (default: the skopeo module), so that a unit
-test passes a fake object instead of patching skopeo or subprocess (pip-audit's `Auditor`
-takes its vulnerability service the same way).
+`resolve`, `fetch`, `embed` and export's destinations take a `Registry` (default: the skopeo
+module), so that a unit test passes a fake object instead of patching skopeo or subprocess
+(pip-audit's `Auditor` takes its vulnerability service the same way).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Optional, Protocol
 
 from bindimg.skopeo import RegistryOptions
@@ -24,9 +24,18 @@ class Registry(Protocol):
         ...
 
     def copy_from_registry(
-        self, reference: str, dest: str, options: RegistryOptions, *, timeout: Optional[float] = None
+        self,
+        reference: str,
+        dest: str,
+        options: RegistryOptions,
+        *,
+        platform: Sequence[str] = (),
+        timeout: Optional[float] = None,
+        watch: Optional[Callable[[int], None]] = None,
     ) -> None:
-        """One image from `docker://reference` to the local transport `dest`, blobs verified."""
+        """One image from `docker://reference` (of an index: `platform` = (os, arch[, variant]))
+        to the local transport `dest`, blobs verified, digests kept; `watch(pid)` is called
+        about every 0.2 s while the copy runs."""
         ...
 
     def copy_local(
@@ -34,6 +43,18 @@ class Registry(Protocol):
         preserve_digests: bool = False, timeout: Optional[float] = None,
     ) -> None:
         """A copy between local transports (`dir:`, `oci:`, `containers-storage:`)."""
+        ...
+
+    def copy_image(
+        self, source: str, dest: str, *, src_options: RegistryOptions = RegistryOptions(),
+        dest_options: RegistryOptions = RegistryOptions(), reference: str = "", multi_arch: str = "system",
+        platform: Sequence[str] = (), timeout: Optional[float] = None,
+    ) -> None:
+        """One image (or index, per `multi_arch`) from `source` to `dest`, any transports, by digest."""
+        ...
+
+    def inspect_local_raw(self, transport_ref: str, *, timeout: Optional[float] = None) -> bytes:
+        """The top-level manifest bytes of a local image (e.g. `containers-storage:[…]NAME@DIGEST`)."""
         ...
 
     def delete_local(self, reference: str, *, timeout: Optional[float] = None) -> None:

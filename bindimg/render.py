@@ -13,10 +13,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Optional
 
-from bindimg import pin, reference
+from bindimg import pin, reference, storageconf
 from bindimg.bootcini import parse_bootc
 from bindimg.boundimages import Link, plan_link
 from bindimg.embed import Prepared
+from bindimg.podmanversion import NEWEST_RULES, Version
 from bindimg.quadlet import (
     CONTAINER,
     IMAGE,
@@ -40,6 +41,7 @@ class Bound:
     """One image to pin and link: the unit that carries it and where its digest comes from."""
 
     dest: str  # host path the pinned unit is written to
+    unit: str  # the unit as Quadlet names it, inside the root (an instance or alias symlink): the link
     source: Source  # the text that is pinned (the installed source, or dest itself)
     line: int  # physical line of Image=
     value: str  # Image= as found
@@ -56,9 +58,9 @@ class Bound:
 class Collected:
     """The units `add` read: each bound image by destination, and the sources to write."""
 
-    def __init__(self, root: Root) -> None:
+    def __init__(self, root: Root, podman: Version = NEWEST_RULES) -> None:
         self.root = root
-        self.units = UnitSet(search_dirs(root), root)
+        self.units = UnitSet(search_dirs(root, podman=podman), root, podman)
         self.bound: dict[str, Bound] = {}
         self.writes: dict[str, Source] = {}  # dest -> source text to write (containers edited)
 
@@ -72,10 +74,13 @@ class Collected:
 class Renderer:
     """New bytes for collected units; `image_policy` is `--image-policy` (embedded units)."""
 
-    def __init__(self, collected: Collected, storage_args: bool, image_policy: Optional[str]) -> None:
+    def __init__(
+        self, collected: Collected, storage_args: bool, image_policy: Optional[str], rootless: bool = False
+    ) -> None:
         self.collected = collected
         self.storage_args = storage_args
         self.image_policy = image_policy
+        self.rootless = rootless  # also register the embedded store for rootless podman
 
     def render(
         self,
@@ -114,18 +119,18 @@ class Renderer:
         files = changed_files(texts)
         links: list[Link] = []
         entries: list[Entry] = []
+        kept: set[str] = set(files)
         for bound, pinned in entries_src:
-            inner = self.collected.root.inner_path(bound.dest)
-            assert inner is not None
-            link = plan_link(self.collected.root, inner)
+            link = plan_link(self.collected.root, bound.unit)
             if not link.exists:
                 links.append(link)
             touched = [bound.dest, *(self.collected.dest_of(c) for c in bound.companions)]
+            kept.update((*touched, link.path))
             changed = not link.exists or any(path in files for path in touched)
             entries.append(
                 Entry(bound.dest, bound.value, pinned, pinned.split("@", 1)[1], "logical", changed)
             )
-        return Plan(files, links, entries)
+        return Plan(files, links, entries, touched=kept)
 
     def render_embedded(
         self,
@@ -150,6 +155,9 @@ class Renderer:
             key, value = (KEY_PULL, "never") if group == CONTAINER else (KEY_POLICY, policy)
             if value is not None and (merged.lookup(group, key) or "").lower() != value:
                 texts[dest] = pin.set_key(texts[dest], dest, group, key, value, anchor)
+        if store.driver == "overlay":  # vfs reads no additionalimagestores
+            for path, data in storageconf.registration(store.root, store.inner, self.rootless).items():
+                texts[path] = data.decode()
         files = changed_files(texts)
         entries: list[Entry] = []
         for bound, pinned in entries_src:
@@ -168,7 +176,7 @@ class Renderer:
                     upstream_digest=image.upstream,
                 )
             )
-        return Plan(files, [], entries)
+        return Plan(files, [], entries, touched={*files, *(b.dest for b, _ in entries_src)})
 
     @staticmethod
     def check_pinned(text: str, bound: Bound, pinned: str) -> None:

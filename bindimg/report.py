@@ -7,14 +7,13 @@ switch formats without changing what fails.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 from urllib.parse import quote
 
 from bindimg import __version__
 from bindimg.findings import ERROR, RULES, WARNING, Finding
 
-FORMATS = ("text", "json", "github", "sarif")
 SARIF_SCHEMA = "https://docs.oasis-open.org/sarif/sarif/v2.1.0/errata01/os/schemas/sarif-schema-2.1.0.json"
 
 
@@ -25,17 +24,9 @@ def summary(findings: Sequence[Finding]) -> dict[str, int]:
     }
 
 
-def render(findings: Sequence[Finding], fmt: str) -> str:
-    """The whole report; empty text when there is nothing to say in a line format."""
-    if fmt == "text":
-        return "".join(f"{f.path}:{f.line}: {f.severity}: {f.id}: {f.message}\n" for f in findings)
-    if fmt == "json":
-        return json.dumps(as_json(findings), indent=2) + "\n"
-    if fmt == "github":
-        return "".join(github_command(f) + "\n" for f in findings)
-    if fmt == "sarif":
-        return json.dumps(sarif(findings), indent=2) + "\n"
-    raise ValueError(f"unknown format {fmt!r}")
+def as_text(findings: Sequence[Finding]) -> str:
+    """`PATH:LINE: SEVERITY: ID: MESSAGE`, one line per finding."""
+    return "".join(f"{f.path}:{f.line}: {f.severity}: {f.id}: {f.message}\n" for f in findings)
 
 
 def as_json(findings: Sequence[Finding]) -> dict[str, Any]:
@@ -108,3 +99,13 @@ def sarif(findings: Sequence[Finding]) -> dict[str, Any]:
         "version": "2.1.0",
         "runs": [{"tool": {"driver": driver}, "results": results}],
     }
+
+
+FORMATS: dict[str, Callable[[Sequence[Finding]], str]] = {
+    "text": as_text,
+    "json": lambda findings: json.dumps(as_json(findings), indent=2) + "\n",
+    "github": lambda findings: "".join(github_command(f) + "\n" for f in findings),
+    "sarif": lambda findings: json.dumps(sarif(findings), indent=2) + "\n",
+}
+"""Each report format by name (`--format`'s choices, in this order): findings -> the whole
+report, empty in a line format when there is nothing to say."""

@@ -11,9 +11,10 @@ import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import Optional, TypeVar
 
 from bindimg import fsutil, skopeo
+from bindimg.distribution import Lookups, Transient, Unsupported
 from bindimg.errors import ExternalError
 from bindimg.registry import Registry
 from bindimg.skopeo import RegistryOptions, SkopeoError
@@ -61,9 +62,7 @@ def media_type_of(manifest: bytes, reference: str) -> str:
     try:
         document = fsutil.load_json(manifest)
     except ValueError:
-        raise ExternalError(
-            f"{reference}: the registry returned a manifest that is not JSON"
-        ) from None
+        raise ExternalError(f"{reference}: the registry returned a manifest that is not JSON") from None
     if not isinstance(document, dict):
         raise ExternalError(f"{reference}: the registry returned a manifest that is not an object")
     if document.get("schemaVersion") == 1:
@@ -111,39 +110,78 @@ def retrying(
             raise failure(error, f" (after {attempt + 1} attempts)" if attempt else "") from None
 
 
+def manifest(
+    reference: str,
+    options: RegistryOptions,
+    settings: Settings,
+    failure: Callable[[SkopeoError, str], Exception],
+    fast: Optional[Lookups] = None,
+    sleep: Callable[[float], None] = time.sleep,
+    registry: Registry = skopeo,
+) -> bytes:
+    """The exact bytes of `reference`'s top-level manifest, retried with back-off.
+
+    With `fast`, the first attempt is a direct HTTP request (distribution.py); a case it does
+    not cover, and every later attempt, is skopeo's (`skopeo inspect --raw`), which also words
+    the failure. A transient failure of the direct request counts as an attempt, except when
+    no retry is left: skopeo then makes the attempt, so the error is always skopeo's.
+    """
+    tried = fast is None
+
+    def attempt() -> bytes:
+        nonlocal tried
+        if fast is not None and not tried:
+            tried = True
+            try:
+                return fast.manifest(reference, options, settings.timeout)
+            except Unsupported:
+                pass
+            except Transient as error:
+                if settings.retry > 0:
+                    raise SkopeoError(str(error), transient=True) from None
+        return registry.inspect_raw(reference, options, timeout=settings.timeout)
+
+    return retrying(settings, attempt, failure, sleep)
+
+
 def resolve_one(
     request: Request,
     settings: Settings,
     sleep: Callable[[float], None] = time.sleep,
     registry: Registry = skopeo,
+    fast: Optional[Lookups] = None,
 ) -> Resolved:
     """Ask the registry, retrying transient failures with exponential back-off.
 
     The digest of the tag's manifest is then fetched by that digest: a registry (or a proxy)
     that serves bytes for the tag which it does not hold by their digest would otherwise get
-    a digest pinned that nobody can pull. One more request per image.
+    a digest pinned that nobody can pull. One more request per image (`fast`'s direct look-up
+    checks the digest of what it gets by digest, as skopeo does).
     """
 
     def lookup(reference: str, what: str) -> bytes:
-        return retrying(
+        return manifest(
+            reference,
+            request.options,
             settings,
-            lambda: registry.inspect_raw(reference, request.options, timeout=settings.timeout),
             lambda error, tries: ResolveError(
                 f"cannot resolve {request.reference}: {what}{error.message}{tries}; "
                 "check the reference, the registry and its credentials",
                 transient=error.transient,
             ),
+            fast,
             sleep,
+            registry,
         )
 
     raw = lookup(request.reference, "")
     digest = digest_of(raw)
     media_type = media_type_of(raw, request.reference)
-    if "@" in request.reference:  # asked by digest already (lint --remote): skopeo checked it
+    if "@" in request.reference:  # asked by digest already (lint --remote): its digest is checked
         return Resolved(request.reference, digest, media_type)
     name = request.reference.rpartition(":")[0]  # a canonical tag reference always has a tag
     served = lookup(f"{name}@{digest}", f"the tag's manifest {digest} is not served by digest: ")
-    if served != raw:  # skopeo checks the digest of what it gets by digest; this is for sure
+    if served != raw:  # the digest of what comes by digest is checked; this is for sure
         raise ResolveError(
             f"cannot resolve {request.reference}: the tag's manifest {digest} is not served by digest; "
             "check the registry or the proxy in front of it",
@@ -163,10 +201,13 @@ def resolve_each(
     if not unique:
         return {}
 
+    # one ping and token per registry, one connection per thread (never around a fake registry)
+    fast = Lookups() if registry is skopeo else None
+
     def work(request: Request) -> Resolved | ExternalError:
         progress(f"resolving {request.reference}")
         try:
-            return resolve_one(request, settings, registry=registry)
+            return resolve_one(request, settings, registry=registry, fast=fast)
         except ExternalError as error:
             return error
 

@@ -73,6 +73,7 @@ class UnitView:
     candidate: bool = False  # a source `add` would bind: held to bootc's reading too
     embedded: bool = False  # its GlobalArgs add the embedded store
     companion: bool = False  # a .container whose Image= names a linked .image
+    unbound: bool = False  # in a root, neither linked, embedded nor a companion: bootc never reads it
     ref: Optional[Reference] = None  # its own Image=, when that is a bindable reference
     ref_problem: Optional[UnitProblem] = None  # why its own Image= is not one
 

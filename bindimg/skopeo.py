@@ -16,8 +16,9 @@ import os
 import re
 import subprocess
 import threading
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from typing import Optional
 
@@ -86,12 +87,24 @@ def inspect_raw(
 
 
 def copy_from_registry(
-    reference: str, dest: str, options: RegistryOptions, *, timeout: Optional[float] = None
+    reference: str,
+    dest: str,
+    options: RegistryOptions,
+    *,
+    platform: Sequence[str] = (),
+    timeout: Optional[float] = None,
+    watch: Optional[Callable[[int], None]] = None,
 ) -> None:
-    """`skopeo copy docker://reference DEST`: one image (never `--all`), blobs verified by digest."""
+    """`skopeo copy --preserve-digests docker://reference DEST`: one image (never `--all`;
+    `platform` = (os, arch[, variant]) picks it from an index), blobs verified by digest.
+
+    `watch(pid)` is called about every 0.2 s while skopeo runs (to show its progress).
+    """
     with _auth_args(reference, options, prefix="--src-") as (auth, fds):
-        argv = [SKOPEO, "copy", "--quiet", *auth, f"docker://{reference}", dest]
-        _run(argv, timeout=timeout, secrets=_secrets(options), reference=reference, fds=fds)
+        argv = [SKOPEO, *_platform_args(platform), "copy", "--quiet", "--preserve-digests", *auth]
+        argv += [f"docker://{reference}", dest]
+        secrets = _secrets(options)
+        _run(argv, timeout=timeout, secrets=secrets, reference=reference, fds=fds, watch=watch)
 
 
 def copy_local(
@@ -114,6 +127,46 @@ def copy_local(
     if preserve_digests:
         argv.append("--preserve-digests")
     _run([*argv, source, dest], timeout=timeout, secrets=())
+
+
+def copy_image(
+    source: str,
+    dest: str,
+    *,
+    src_options: RegistryOptions = RegistryOptions(),
+    dest_options: RegistryOptions = RegistryOptions(),
+    reference: str = "",
+    multi_arch: str = "system",
+    platform: Sequence[str] = (),
+    timeout: Optional[float] = None,
+) -> None:
+    """`skopeo copy --preserve-digests SOURCE DEST`, any transports, registry options per side.
+
+    `multi_arch` is skopeo's `--multi-arch`: `system` (one image of a list, chosen by
+    `platform` or the host), `all` (the list and every image) or `index-only`. A manifest is
+    never converted: skopeo fails instead, so the destination holds the digests pinned.
+    `reference` (the image's own name) keeps a tag or repository such as `503` from being
+    taken for a transient failure.
+    """
+    with ExitStack() as stack:
+        auth: list[str] = []
+        fds: tuple[int, ...] = ()
+        for side, options, ref in (("--src-", src_options, source), ("--dest-", dest_options, dest)):
+            if ref.startswith("docker://"):
+                side_auth = _auth_args(ref[len("docker://") :], options, prefix=side)
+                args, side_fds = stack.enter_context(side_auth)
+                auth += args
+                fds += side_fds
+        argv = [SKOPEO, *_platform_args(platform), "copy", "--quiet", "--preserve-digests"]
+        argv += [f"--multi-arch={multi_arch}", *auth, source, dest]
+        secrets = _secrets(src_options) + _secrets(dest_options)
+        _run(argv, timeout=timeout, secrets=secrets, reference=reference, fds=fds)
+
+
+def inspect_local_raw(transport_ref: str, *, timeout: Optional[float] = None) -> bytes:
+    """The top-level manifest bytes of a local image, e.g. `containers-storage:[…]NAME@DIGEST`;
+    a SkopeoError when it is not there."""
+    return _run([SKOPEO, "inspect", "--raw", transport_ref], timeout=timeout, secrets=())
 
 
 def delete_local(reference: str, *, timeout: Optional[float] = None) -> None:
@@ -151,6 +204,7 @@ def _run(
     reference: str = "",
     fds: tuple[int, ...] = (),
     cleanup: bool = False,
+    watch: Optional[Callable[[int], None]] = None,
 ) -> bytes:
     try:
         with _children_lock:
@@ -165,7 +219,7 @@ def _run(
     try:
         with child:
             try:
-                stdout, stderr_bytes = child.communicate(timeout=timeout)
+                stdout, stderr_bytes = _communicate(child, timeout, watch)
             except subprocess.TimeoutExpired:
                 child.kill()
                 child.communicate()
@@ -181,6 +235,22 @@ def _run(
         reason = _reason(stderr)
         raise SkopeoError(reason, stderr=stderr, transient=_transient(reason, reference))
     return stdout
+
+
+def _communicate(
+    child: subprocess.Popen[bytes], timeout: Optional[float], watch: Optional[Callable[[int], None]]
+) -> tuple[bytes, bytes]:
+    """child.communicate, calling `watch(pid)` every 0.2 s while the process runs."""
+    if watch is None:
+        return child.communicate(timeout=timeout)
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while True:
+        try:
+            return child.communicate(timeout=0.2)
+        except subprocess.TimeoutExpired:
+            if deadline is not None and time.monotonic() > deadline:
+                raise
+            watch(child.pid)
 
 
 def _reason(stderr: str) -> str:

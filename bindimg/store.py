@@ -8,11 +8,18 @@ podman does not see a vfs store. bootc updates only `/usr`, hence the check on t
 
 from __future__ import annotations
 
+import base64
 import contextlib
+import gzip
+import json
 import os
 import posixpath
 import re
 import shutil
+import zlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any, Optional
 
 from bindimg import fsutil
 from bindimg.errors import InputError
@@ -34,6 +41,19 @@ _SPEC_CHARACTERS = "[]:+@"
 _OWN_LINK = re.compile(r"overlay/l/[A-Z0-9]+ -> \.\./[0-9a-f]{64}/diff")
 _STRUCTURE_DEPTH = 3  # STORE/overlay/<layer>/diff: a layer's contents start below
 MAX_INDEX_BYTES = 256 * 1024 * 1024  # images.json: about 1 KiB per image
+# The images a run has copied in but not kept yet (embed.py); absent between runs.
+_JOURNAL = "bindimg-staging.json"
+
+
+@dataclass(frozen=True)
+class Layer:
+    """One entry of containers/storage's `<driver>-layers/layers.json`."""
+
+    id: str
+    parent: Optional[str]
+    compressed_digest: Optional[str]  # the blob it was stored from
+    diff_digest: Optional[str]  # its plain tar's digest (the config's diff_id)
+    diff_size: int  # bytes of its plain tar
 
 
 class Store:
@@ -136,29 +156,105 @@ class Store:
             ) from None
         return created
 
-    def names(self) -> set[str]:
-        """Every image name in the store's own index (`<driver>-images/images.json`)."""
-        path = self._path(f"{self.driver}-images", "images.json")
+    def _index(self, kind: str) -> list[dict[str, Any]]:
+        """The records of `<driver>-KIND/KIND.json` (images or layers); [] without a store."""
+        path = self._path(f"{self.driver}-{kind}", f"{kind}.json")
         try:
             document = fsutil.load_json(fsutil.read_regular(path, MAX_INDEX_BYTES))
         except (FileNotFoundError, NotADirectoryError):
-            return set()
+            return []
         except (fsutil.NotRegularFileError, fsutil.FileTooLargeError) as error:
             raise InputError(f"is not the image store index ({error}); remove it", path=path) from None
         except OSError as error:
             raise InputError(f"cannot read the image store index: {error.strerror}", path=path) from None
         except ValueError:
             raise InputError("is not valid JSON; remove the image store and embed again", path=path) from None
+        return [r for r in document if isinstance(r, dict)] if isinstance(document, list) else []
+
+    def names(self) -> set[str]:
+        """Every image name in the store's own index (`<driver>-images/images.json`)."""
         names: set[str] = set()
-        for image in document if isinstance(document, list) else []:
-            found = image.get("names") if isinstance(image, dict) else None
-            names.update(n for n in found or [] if isinstance(n, str))
+        for image in self._index("images"):
+            names.update(n for n in image.get("names") or [] if isinstance(n, str))
         return names
+
+    def layers(self) -> dict[str, Layer]:
+        """The store's layers by id (`<driver>-layers/layers.json`)."""
+        found: dict[str, Layer] = {}
+        for record in self._index("layers"):
+            layer_id = record.get("id")
+            if isinstance(layer_id, str):
+                size = record.get("diff-size")
+                found[layer_id] = Layer(
+                    layer_id,
+                    _text(record.get("parent")),
+                    _text(record.get("compressed-diff-digest")),
+                    _text(record.get("diff-digest")),
+                    size if isinstance(size, int) else 0,
+                )
+        return found
+
+    def image(self, name: str) -> Optional[tuple[str, list[str]]]:
+        """The image named `name`: (its id, its layer ids bottom first); None if absent."""
+        layers = self.layers()
+        for record in self._index("images"):
+            if name in (record.get("names") or []) and isinstance(record.get("id"), str):
+                chain: list[str] = []
+                top = _text(record.get("layer"))
+                while top is not None and top in layers and top not in chain:
+                    chain.append(top)
+                    top = layers[top].parent
+                return str(record["id"]), chain[::-1]
+        return None
+
+    def big_data(self, image_id: str, key: str) -> Optional[bytes]:
+        """A piece of an image's data as containers/storage keeps it (e.g. its config under
+        the config digest): `<driver>-images/ID/=BASE64(KEY)` (storage's images.go)."""
+        name = "=" + base64.b64encode(key.encode()).decode()
+        try:
+            with open(self._path(f"{self.driver}-images", image_id, name), "rb") as handle:
+                return handle.read()
+        except OSError:
+            return None
+
+    def layer_paths(self, layer_id: str) -> Optional[Iterator[str]]:
+        """Every entry name of a layer's tar, from the tar-split record storage keeps of it
+        (`<driver>-layers/ID.tar-split.gz`, JSON lines; type 1 = a file entry, its name in
+        `name` or, when not UTF-8, base64 in `name_raw`: vbatts/tar-split storage/entry.go);
+        None when storage kept no such record (then only the layer itself can tell)."""
+        path = self._path(f"{self.driver}-layers", f"{layer_id}.tar-split.gz")
+        return _tar_split_names(path) if os.path.isfile(path) else None
 
     def reference(self, runroot: str, name: str) -> str:
         """skopeo's `containers-storage:[DRIVER@ROOT+RUNROOT:OPTIONS]NAME` for this store."""
         options = _OVERLAY_OPTIONS if self.driver == "overlay" else ""
         return f"containers-storage:[{self.driver}@{self.host}+{runroot}{options}]{name}"
+
+    @property
+    def _journal(self) -> str:
+        return self._path(_JOURNAL)
+
+    def stage(self, references: list[str]) -> None:
+        """Record the images a run has put into the store but not kept yet (none: remove the
+        record), so that a run killed before it kept or removed them is undone by the next."""
+        if not references:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self._journal)
+            return
+        try:
+            fsutil.write_atomic(self._journal, json.dumps(references).encode())
+        except OSError as error:
+            raise InputError(
+                f"cannot write to the image store: {error.strerror}", path=self._journal
+            ) from None
+
+    def staged(self) -> list[str]:
+        """The images an interrupted run left staged (see `stage`)."""
+        try:
+            found = fsutil.load_json(fsutil.read_regular(self._journal, MAX_INDEX_BYTES))
+        except (OSError, ValueError):
+            return []
+        return [r for r in found if isinstance(r, str)] if isinstance(found, list) else []
 
     def tidy(self) -> None:
         """Drop what must not be in an image: the overlay driver's block device node (ostree
@@ -181,3 +277,27 @@ def store_images(root: Root) -> list[str]:
     """Every image name in the embedded store, overlay's then vfs's (either driver may be used)."""
     stores = [Store(root, DEFAULT_STORE, driver, reading=True) for driver in DRIVERS]
     return [name for store in stores for name in sorted(store.names())]
+
+
+def _text(value: object) -> Optional[str]:
+    return value if isinstance(value, str) and value else None
+
+
+def _tar_split_names(path: str) -> Iterator[str]:
+    try:
+        with gzip.open(path, "rb") as handle:
+            for line in handle:
+                entry = json.loads(line)
+                if not isinstance(entry, dict) or entry.get("type") != 1:
+                    continue
+                name = entry.get("name")
+                raw = entry.get("name_raw")
+                if isinstance(raw, str) and raw:
+                    name = base64.b64decode(raw).decode("utf-8", "surrogateescape")
+                if isinstance(name, str):
+                    yield name
+    except (OSError, EOFError, ValueError, zlib.error):
+        raise InputError(
+            "is damaged (not the gzip JSON lines containers/storage writes); embed into a new store",
+            path=path,
+        ) from None

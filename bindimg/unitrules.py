@@ -40,6 +40,9 @@ from bindimg.units import (
 )
 from bindimg.unitset import UnitSet
 
+# Why a unit bootc never reads cannot be bound as it is: no fault until someone binds it.
+_BINDING_ONLY = frozenset({"specifier", "short-name", "non-canonical-name"})
+
 
 def _from_problem(problem: UnitProblem) -> Finding:
     return finding(problem.kind, problem.path or "", problem.line, problem.message)
@@ -50,8 +53,9 @@ def _from_problem(problem: UnitProblem) -> Finding:
 
 @unit_rule("invalid-reference", "short-name", "specifier", "unit-reference")
 def reference_problem(u: UnitView, ctx: Context) -> Iterator[Finding]:
-    """Why the unit's own Image= is not a bindable reference (parsed once, in `UnitView.ref`)."""
-    if u.ref_problem is not None:
+    """Why the unit's own Image= is not a bindable reference (parsed once, in `UnitView.ref`);
+    for a unit bootc never reads, only what podman cannot pull either."""
+    if u.ref_problem is not None and not (u.unbound and u.ref_problem.kind in _BINDING_ONLY):
         yield _from_problem(u.ref_problem)
 
 
@@ -106,7 +110,7 @@ def unit_reference(u: UnitView, ctx: Context) -> Iterator[Finding]:
 def pinned_form(u: UnitView, ctx: Context) -> Iterator[Finding]:
     """A pin is `DOMAIN/PATH@sha256:...` alone: no tag beside the digest, the canonical name."""
     ref = u.ref
-    if ref is None or ref.digest is None:
+    if ref is None or ref.digest is None or u.unbound:
         return
     if ref.tag is not None:
         yield u.at(
@@ -128,7 +132,7 @@ def floating_tag(u: UnitView, ctx: Context) -> Iterator[Finding]:
     tree checked without a lock; nothing for a tag the lock holds."""
     lock = ctx.lock
     severity = _floating_severity(u, lock)
-    if u.ref is None or u.ref.digest is not None or severity is None:
+    if u.ref is None or u.ref.digest is not None or severity is None or u.unbound:
         return
     if u.bound or u.embedded:
         why = "; the image bound depends on when it is pulled: pin it with `bindimg add`"
@@ -257,11 +261,25 @@ def embedded_may_pull(u: UnitView, ctx: Context) -> Iterator[Finding]:
             )
 
 
+@unit_rule("unbound-image")
+def unbound_image(u: UnitView, ctx: Context) -> Iterator[Finding]:
+    """A unit in the root whose registry image bootc does not pull: podman pulls it at first start."""
+    kind = reference.classify(u.value)
+    if u.unbound and kind in (ValueKind.REGISTRY, ValueKind.SPECIFIER):
+        yield u.at(
+            "unbound-image",
+            f"Image={u.value} is neither bound nor embedded: podman pulls it when {u.name} first "
+            "starts (network needed, a tag may move, not part of the OS update); bind it with "
+            "`bindimg add` or embed it with `bindimg add --embed`",
+        )
+
+
 @run_rule("duplicate-image")
 def duplicate_image(views: Sequence[UnitView], ctx: Context) -> Iterator[Finding]:
     pinned: dict[str, list[UnitView]] = {}
     for u in views:
-        if u.ref is not None and u.ref.digest is not None:
+        # a drop-in's value is no second binding but a parser-disagreement
+        if u.ref is not None and u.ref.digest is not None and not u.setting.from_dropin:
             pinned.setdefault(u.ref.canonical_name, []).append(u)
     for name, users in sorted(pinned.items()):
         digests = sorted({u.ref.digest for u in users if u.ref is not None and u.ref.digest})
@@ -290,6 +308,8 @@ def lock_findings(views: Sequence[UnitView], ctx: Context) -> Iterator[Finding]:
         if ref is None or where is None:
             continue
         tag = ref.tag_reference if ref.digest is None else provenance_tag(units, where.path, where.line, ref)
+        if tag is None and ref.tag is not None:
+            tag = ref.tag_reference  # `name:tag@digest`: the tag is in the value
         if tag is None:
             continue
         used.add(tag)
@@ -301,8 +321,8 @@ def lock_findings(views: Sequence[UnitView], ctx: Context) -> Iterator[Finding]:
         if pinned is not None and pinned != locked:
             yield u.at(
                 "lock-mismatch",
-                f"pinned to {pinned}, but {lock.path} locks {tag} to {locked}; "
-                f"run `bindimg lock --rewrite` (or `bindimg lock --update {tag}`)",
+                f"pinned to {pinned}, but {lock.path} locks {tag} to {locked}; run `bindimg lock` "
+                f"to lock the pinned digest, or `bindimg lock --update --rewrite {tag}` to move the pin",
             )
     for tag in sorted(set(lock.digests) - used):
         yield finding(

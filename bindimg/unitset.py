@@ -15,6 +15,7 @@ from typing import Optional
 
 from bindimg import fsutil
 from bindimg.errors import InputError
+from bindimg.podmanversion import NEWEST_RULES, Version
 from bindimg.quadlet import SOURCE_EXTENSIONS, UnitFile, decode_unit, parse_quadlet
 from bindimg.rootfs import Root
 
@@ -25,9 +26,20 @@ ROOTFUL_DIRS = (
     "/usr/share/containers/systemd",
 )
 INSTALL_DIR = "/usr/share/containers/systemd"
+# Rootless units: Quadlet's rootful walk skips /etc/containers/systemd/users (unitdirs.go
+# GetUserLevelFilter); podman 6.0 made /usr/share/containers/systemd/users rootless too (commit
+# 1aadae04af). bootc pulls bound images into its rootful store only.
+ROOTLESS_DIRS: tuple[tuple[str, Version], ...] = (
+    ("/etc/containers/systemd/users", (0, 0, 0)),
+    ("/usr/share/containers/systemd/users", (6, 0, 0)),
+)
+# 5.6.0 (podman#26555): drop-in directories are tried by name first (a unit's own
+# foo.container.d in any search directory beats container.d), before by search directory first.
+DROPIN_NAME_FIRST: Version = (5, 6, 0)
 # Quadlet's own hard cap would be memory; a unit is a few hundred bytes. Refuse absurd files
 # before decoding them so that a stray disk image passed by mistake fails fast.
 MAX_UNIT_BYTES = 16 * 1024 * 1024
+
 
 def dropin_dir_names(filename: str) -> list[str]:
     """Drop-in directory names for a unit, most specific first (podman GetUnitDropinPaths)."""
@@ -79,9 +91,12 @@ class UnitSet:
     `../../..` means that path *in the image*, never the host's file.
     """
 
-    def __init__(self, search_dirs: list[str], root: Optional[Root] = None) -> None:
+    def __init__(
+        self, search_dirs: list[str], root: Optional[Root] = None, podman: Version = NEWEST_RULES
+    ) -> None:
         self.search_dirs = search_dirs
         self.root = root
+        self.podman = podman  # whose Quadlet rules apply
         self._cache: dict[str, Source] = {}
         self._listings: dict[str, Optional[frozenset[str]]] = {}
 
@@ -121,35 +136,68 @@ class UnitSet:
         return [self.load(path) for path in self.dropin_paths(filename)]
 
     def dropin_paths(self, filename: str) -> list[str]:
-        """Host paths of those drop-ins, unparsed: a caller can then skip one that fails, as Quadlet does."""
+        """Host paths of those drop-ins, unparsed: a caller can then skip one that fails, as Quadlet does.
+
+        The first drop-in of a file name found wins; the podman version decides the order in
+        which directories are tried (cmd/quadlet/main.go loadUnitDropins).
+        """
+        names = dropin_dir_names(filename)
+        if self.podman >= DROPIN_NAME_FIRST:
+            tried = [(directory, name) for name in names for directory in self.search_dirs]
+        else:
+            tried = [(directory, name) for directory in self.search_dirs for name in names]
         chosen: dict[str, str] = {}
-        for directory in self.search_dirs:
-            for name in dropin_dir_names(filename):
-                if not self._listed(directory, name):
-                    continue
-                dropin_dir = self.host(os.path.join(directory, name))
-                try:
-                    entries = sorted(os.listdir(dropin_dir))
-                except (FileNotFoundError, NotADirectoryError):
-                    continue
-                except OSError as error:  # e.g. EACCES: its drop-ins could change Image=
-                    reason = f"cannot read: {error.strerror}; fix its permissions"
-                    raise InputError(reason, path=dropin_dir) from None
-                for entry in entries:
-                    if entry.endswith(".conf") and entry not in chosen:
-                        chosen[entry] = os.path.join(dropin_dir, entry)
+        for directory, name in tried:
+            if not self._listed(directory, name):
+                continue
+            dropin_dir = self.host(os.path.join(directory, name))
+            try:
+                entries = sorted(os.listdir(dropin_dir))
+            except (FileNotFoundError, NotADirectoryError):
+                continue
+            except OSError as error:  # e.g. EACCES: its drop-ins could change Image=
+                reason = f"cannot read: {error.strerror}; fix its permissions"
+                raise InputError(reason, path=dropin_dir) from None
+            for entry in entries:
+                if entry.endswith(".conf") and entry not in chosen:
+                    chosen[entry] = os.path.join(dropin_dir, entry)
         # Byte-wise order, as Quadlet sorts; fsencode keeps a non-UTF-8 name's own bytes.
         return [chosen[name] for name in sorted(chosen, key=os.fsencode)]
 
 
-def search_dirs(root: Root, inner_dirs: tuple[str, ...] = ROOTFUL_DIRS) -> list[str]:
-    """Each directory then its subdirectories, depth first, skipping `*.d` (AppendSubPaths)."""
+def rootless_dirs(root: Root, podman: Version) -> list[str]:
+    """Host paths (resolved in the root) of the directories whose units run rootless (one
+    that cannot be resolved, a link loop, holds no unit: the walk reports the loop)."""
+    found: list[str] = []
+    for inner, since in ROOTLESS_DIRS:
+        if podman >= since:
+            try:
+                found.append(root.resolve(inner))
+            except InputError:
+                continue
+    return found
+
+
+def in_rootless_dir(path: str, rootless: list[str]) -> bool:
+    real = os.path.realpath(path)
+    return any(real.startswith(d) for d in rootless)  # a plain prefix, as Quadlet compares
+
+
+def search_dirs(
+    root: Root, inner_dirs: tuple[str, ...] = ROOTFUL_DIRS, podman: Version = NEWEST_RULES
+) -> list[str]:
+    """Each directory then its subdirectories, depth first, skipping `*.d` (AppendSubPaths).
+
+    The rootful directories skip the rootless ones (`ROOTLESS_DIRS`); a source tree (other
+    `inner_dirs`) is searched whole, as QUADLET_UNIT_DIRS is.
+    """
     found: list[str] = []
     seen: set[str] = set()
+    rootless = rootless_dirs(root, podman) if inner_dirs == ROOTFUL_DIRS else []
 
     def walk(path: str) -> None:
         real = os.path.realpath(path)
-        if real in seen or not os.path.isdir(path):
+        if real in seen or not os.path.isdir(path) or in_rootless_dir(real, rootless):
             return
         seen.add(real)
         found.append(path)
@@ -172,7 +220,7 @@ def search_dirs(root: Root, inner_dirs: tuple[str, ...] = ROOTFUL_DIRS) -> list[
     return found
 
 
-def source_units(paths: list[str]) -> tuple[UnitSet, list[str]]:
+def source_units(paths: list[str], podman: Version = NEWEST_RULES) -> tuple[UnitSet, list[str]]:
     """Units named by PATHs (files, or directories searched recursively) in a source tree.
 
     Directories are searched as Quadlet searches its own (subdirectories, `*.d` skipped), so
@@ -199,7 +247,7 @@ def source_units(paths: list[str]) -> tuple[UnitSet, list[str]]:
             candidate = os.path.join(directory, name)
             if name.endswith(SOURCE_EXTENSIONS) and os.path.isfile(candidate):
                 files.add(candidate)
-    return UnitSet(dirs), sorted(files)
+    return UnitSet(dirs, podman=podman), sorted(files)
 
 
 def parsed_dropins(units: UnitSet, filename: str) -> tuple[list[Source], list[InputError]]:

@@ -54,9 +54,11 @@ class Plan:
     entries: list[Entry]
     embedded: list[Prepared] = field(default_factory=list)
     embedder: Optional[Embedder] = None
+    touched: set[str] = field(default_factory=set)  # host paths of the units and links of this run
 
     def close(self) -> None:
-        """Remove the temporary copies of embedded images (after `apply`, or instead of it)."""
+        """Take the embedded images out of the store again unless `apply` kept them; remove
+        the temporary files (after `apply`, or instead of it)."""
         if self.embedder is not None:
             self.embedder.close()
 
@@ -131,5 +133,3 @@ def _terminated(lines: Iterable[str]) -> list[str]:
             line += "\n\\ No newline at end of file\n"
         out.append(line)
     return out
-
-

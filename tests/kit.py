@@ -137,13 +137,17 @@ class FakeRegistry:
         self.asked.append(reference)
         return self.answer(reference)
 
-    def copy_from_registry(
-        self, reference: str, dest: str, options: RegistryOptions, *, timeout: Optional[float] = None
-    ) -> None:
+    def copy_from_registry(self, reference: str, dest: str, options: RegistryOptions, **more: Any) -> None:
         raise AssertionError(f"unexpected copy of {reference}")
 
     def copy_local(self, source: str, dest: str, **options: Any) -> None:
         raise AssertionError(f"unexpected copy of {source}")
+
+    def copy_image(self, source: str, dest: str, **options: Any) -> None:
+        raise AssertionError(f"unexpected copy of {source}")
+
+    def inspect_local_raw(self, transport_ref: str, *, timeout: Optional[float] = None) -> bytes:
+        raise AssertionError(f"unexpected look-up of {transport_ref}")
 
     def delete_local(self, reference: str, *, timeout: Optional[float] = None) -> None:
         raise AssertionError(f"unexpected delete of {reference}")

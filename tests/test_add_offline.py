@@ -86,7 +86,8 @@ def test_second_run_is_unchanged_to_the_byte_and_mtime(root: Path) -> None:
                 "mode": "logical",
                 "changed": False,
             }
-        ]
+        ],
+        "podman": {"version": None, "source": "default"},  # no podman package in this root
     }
     assert snapshot(root) == first
     assert unit.read_text() == (

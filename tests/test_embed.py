@@ -13,6 +13,8 @@ store init, determinism) is checked against a staging root on this machine.
 from __future__ import annotations
 
 import ast
+import dataclasses
+import errno
 import io
 import json
 import os
@@ -29,15 +31,16 @@ from typing import Any
 
 import pytest
 
+from bindimg import fsutil, write
 from bindimg import skopeo as skopeo_mod
-from bindimg import write
 from bindimg.commands import add as add_mod
 from bindimg.embed import EmbedOptions
-from bindimg.errors import ExternalError
+from bindimg.errors import ExternalError, InputError
 from bindimg.rootfs import Root
 from bindimg.skopeo import RegistryOptions
 from bindimg.store import Store
 from tests import buildimage, ociimage
+from tests.faultproxy import fault_proxy
 from tests.kit import QDIR, STORE, run_bindimg
 from tests.registry import PushedImage, Registry
 
@@ -619,12 +622,11 @@ def test_a_failed_copy_leaves_the_root_untouched(
         def __getattr__(self, name: str) -> Any:
             return getattr(skopeo_mod, name)
 
-        def copy_local(self, source: str, dest: str, **kwargs: Any) -> None:
-            if dest.startswith("containers-storage:"):
-                copies.append(dest)
-                if len(copies) == 2:
-                    raise skopeo_mod.SkopeoError("no space left on device (simulated)")
-            skopeo_mod.copy_local(source, dest, **kwargs)
+        def copy_from_registry(self, reference: str, dest: str, *args: Any, **kwargs: Any) -> None:
+            copies.append(dest)
+            if len(copies) == 2:
+                raise skopeo_mod.SkopeoError("no space left on device (simulated)")
+            skopeo_mod.copy_from_registry(reference, dest, *args, **kwargs)
 
     options = add_mod.AddOptions(
         root=Root(str(root)),
@@ -632,13 +634,13 @@ def test_a_failed_copy_leaves_the_root_untouched(
         embed=EmbedOptions(),
         client=FailingSecondCopy(),
     )
-    plan = add_mod.plan([str(u) for u in units], options)
-    try:
-        with pytest.raises(ExternalError, match="no space left on device"):
-            write.apply(plan)
-    finally:
-        plan.close()
-    assert len(copies) == 2
+    with pytest.raises(ExternalError, match="no space left on device"):
+        add_mod.plan([str(u) for u in units], options)
+    assert len(copies) == 2 and all(c.startswith("containers-storage:") for c in copies)
+    assert_store_as_before(root, before, keep)
+
+
+def assert_store_as_before(root: Path, before: dict[str, bytes], keep: PushedImage) -> None:
     after = snapshot(root)
     changed = {p for p in set(before) | set(after) if before.get(p) != after.get(p)}
     # c/storage rewrites its own index and lock files in place; the images are as before
@@ -646,6 +648,83 @@ def test_a_failed_copy_leaves_the_root_untouched(
     assert json.loads((root / STORE / "overlay-images/images.json").read_text())[0]["names"] == [
         pinned(keep, keep.digest)
     ]
+    assert len(json.loads((root / STORE / "overlay-layers/layers.json").read_text())) == len(
+        json.loads(before[f"{STORE}/overlay-layers/layers.json"])
+    )
+
+
+def test_a_failed_write_takes_the_images_out_of_the_store_again(
+    tmp_path: Path, small_images: dict[str, PushedImage], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = tmp_path / "root"
+    (root / QDIR).mkdir(parents=True)
+    keep = small_images["plain"]
+    units = write_units(tmp_path, {"plain": keep})
+    assert run_bindimg("add", "--embed", "--root", str(root), "--no-tls-verify", *units).code == 0
+    before = snapshot(root)
+
+    def full_disk(path: str, data: bytes) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device (simulated)", path)
+
+    options = add_mod.AddOptions(
+        root=Root(str(root)), registry=RegistryOptions(tls_verify=False), embed=EmbedOptions()
+    )
+    plan = add_mod.plan(write_units(tmp_path, {"whiteout": small_images["whiteout"]}), options)
+    try:
+        assert [e.flattened for e in plan.entries] == [True]  # stored flattened while planning
+        monkeypatch.setattr(fsutil, "stage", full_disk)  # the units' write (planning wrote the journal)
+        with pytest.raises(InputError, match="No space left on device"):
+            write.apply(plan)
+    finally:
+        plan.close()
+    assert_store_as_before(root, before, keep)
+
+
+def test_a_second_image_on_a_stored_base_fetches_only_its_own_layers(
+    tmp_path: Path, registry: Registry, unique_repo: str
+) -> None:
+    base_layer: ociimage.LayerSpec = {"usr/lib/base/data": "base " * 50_000, "etc/base": unique_repo}
+    base = registry.push_image(ociimage.image([base_layer]), f"{unique_repo}/base", "1")
+    app = registry.push_image(ociimage.image([base_layer, {"etc/app": "app\n"}]), f"{unique_repo}/app", "1")
+    root = tmp_path / "root"
+    root.mkdir()
+    with fault_proxy(registry.host) as proxy:
+        units = write_units(tmp_path, {"base": dataclasses.replace(base, host=proxy.host)})
+        assert run_bindimg("add", "--embed", "--root", str(root), "--no-tls-verify", *units).code == 0
+        first = {s.path.rsplit("/", 1)[1] for s in proxy.requests(r"/blobs/")}
+        proxy.seen.clear()
+        units = write_units(tmp_path, {"app": dataclasses.replace(app, host=proxy.host)})
+        done = run_bindimg("add", "--embed", "--root", str(root), "--no-tls-verify", *units)
+        assert done.code == 0, done.err
+        second = [s.path.rsplit("/", 1)[1] for s in proxy.requests(r"/blobs/")]
+    manifest = json.loads(registry.raw_manifest(app.repo, app.digest))
+    base_digest, own_digest = (layer["digest"] for layer in manifest["layers"])
+    assert base_digest in first
+    assert sorted(second) == sorted([manifest["config"]["digest"], own_digest])  # the base: not again
+    assert "1 of 2 layers new" in done.err
+
+
+def test_dry_run_reads_manifests_only_and_says_what_would_be_stored(
+    tmp_path: Path, registry: Registry, small_images: dict[str, PushedImage]
+) -> None:
+    root = tmp_path / "root"
+    root.mkdir()
+    plain = small_images["plain"]
+    with fault_proxy(registry.host) as proxy:
+        units = write_units(tmp_path, {"plain": dataclasses.replace(plain, host=proxy.host)})
+        done = run_bindimg("add", "--embed", "--dry-run", "--root", str(root), "--no-tls-verify", *units)
+        blobs = proxy.requests(r"/blobs/")
+    assert done.code == 0, done.err
+    assert blobs == []
+    manifest = json.loads(registry.raw_manifest(plain.repo, plain.digest))
+    size = manifest["config"]["size"] + sum(layer["size"] for layer in manifest["layers"])
+    layers = len(manifest["layers"])
+    assert (
+        f"would store {proxy.host}/{plain.repo}@{plain.digest}: {layers} of {layers} layers new, "
+        f"{size / 1e6:.1f} MB to fetch;"
+    ) in done.err
+    assert f"+Image={proxy.host}/{plain.repo}@{plain.digest}\n" in done.out
+    assert snapshot(root) == {}
 
 
 def test_store_init_makes_an_empty_store_podman_reads_read_only(tmp_path: Path) -> None:
@@ -729,3 +808,78 @@ def test_a_drop_in_that_pulls_is_refused_before_any_network(tmp_path: Path) -> N
     assert "pull.conf:2: Pull=always in this drop-in lets podman pull" in done.err
     assert "resolving" not in done.err
     assert snapshot(root) == before
+
+
+def test_a_podman_6_root_gets_a_storage_conf_d_drop_in_and_keeps_global_args(
+    tmp_path: Path, small_images: dict[str, PushedImage]
+) -> None:
+    root = tmp_path / "root"
+    vendor = root / "usr/share/containers/storage.rootful.conf.d/00-vendor-additional-store.conf"
+    vendor.parent.mkdir(parents=True)
+    vendor.write_text('[storage.options]\nadditionalimagestores = ["/usr/lib/containers/storage"]\n')
+    (root / "etc/containers").mkdir(parents=True)
+    units = write_units(tmp_path, {"plain": small_images["plain"]})
+    dry = run_bindimg(
+        "add", "--embed", "--rootless", "--dry-run", "--root", str(root), "--no-tls-verify", *units
+    )
+    dropin = "usr/share/containers/storage.rootless.conf.d/50-bindimg-usr-lib-containers-storage.conf"
+    assert dry.code == 0, dry.err
+    assert f"+++ {root}/{dropin}\n" in dry.out
+    assert "storage.rootful.conf.d/50-bindimg" not in dry.out  # the vendor's lists the store
+    done = run_bindimg("add", "--embed", "--rootless", "--root", str(root), "--no-tls-verify", *units)
+    assert done.code == 0, done.err
+    assert (
+        (root / dropin)
+        .read_text()
+        .endswith(
+            '[storage.options]\nadditionalimagestores = ["/usr/lib/containers/storage", {append = true}]\n'
+        )
+    )
+    assert STORE_ARG in (root / QDIR / "plain.container").read_text()
+    assert not (root / "etc/containers/storage.conf").exists()
+    again = run_bindimg("add", "--embed", "--rootless", "--root", str(root), "--no-tls-verify", *units)
+    assert again.code == 0 and again.out.startswith("unchanged"), again.out
+
+
+def test_images_a_killed_run_left_staged_are_taken_out_by_the_next_run(
+    tmp_path: Path, small_images: dict[str, PushedImage]
+) -> None:
+    root = tmp_path / "root"
+    root.mkdir()
+    plain, whiteout = small_images["plain"], small_images["whiteout"]
+    assert (
+        run_bindimg(
+            "add", "--embed", "--root", str(root), "--no-tls-verify", *write_units(tmp_path, {"plain": plain})
+        ).code
+        == 0
+    )
+    # as a run killed after copying it, before the units were written, leaves it
+    journal = root / STORE / "bindimg-staging.json"
+    journal.write_text(json.dumps([pinned(plain, plain.digest)]))
+    dry = run_bindimg(
+        "add",
+        "--embed",
+        "--dry-run",
+        "--root",
+        str(root),
+        "--no-tls-verify",
+        *write_units(tmp_path, {"whiteout": whiteout}),
+    )
+    assert dry.code == 0 and journal.exists()  # --dry-run changes nothing
+    done = run_bindimg(
+        "add",
+        "--embed",
+        "--root",
+        str(root),
+        "--no-tls-verify",
+        *write_units(tmp_path, {"whiteout": whiteout}),
+    )
+    assert done.code == 0, done.err
+    assert "removing 1 images an interrupted run left in the store" in done.err
+    assert not journal.exists()
+    names = [
+        n
+        for image in json.loads((root / STORE / "overlay-images/images.json").read_text())
+        for n in image["names"]
+    ]
+    assert len(names) == 1 and names[0].startswith(f"{whiteout.host}/{whiteout.repo}@")  # flattened only

@@ -81,11 +81,13 @@ def test_every_spec_id_has_a_rule() -> None:
             "missing-storage-args",
             "embedded-missing",
             "embedded-may-pull",
+            "storage-conf-without-store",
             "lock-missing",
             "lock-mismatch",
             "lock-stale",
             "duplicate-image",
             "digest-gone",
+            "unbound-image",
         ]
     )
 
@@ -337,13 +339,17 @@ def test_root_bound_units_clean(root: Path) -> None:
     bound(root, "db.image", f"[Image]\nImage=quay.io/o/db@{D2}\n")
     write(root, f"{QDIR}/web.container", f"[Container]\nImage=db.image\n{STORAGE}\n")
     write(root, "etc/containers/systemd/loose.container", "[Container]\nImage=quay.io/o/l:1\n")
-    assert lint_r() == [("floating-tag", W, "r/etc/containers/systemd/loose.container", 2)]
+    # bootc never reads the loose unit: no binding rule, one coverage warning
+    assert lint_r() == [("unbound-image", W, "r/etc/containers/systemd/loose.container", 2)]
 
 
 def test_not_a_symlink(root: Path) -> None:
     write(root, f"{QDIR}/app.container", GOOD)
     write(root, f"{BOUND}/app.container", GOOD)
-    assert lint_r() == [("not-a-symlink", E, f"{LINKS}/app.container", 1)]
+    assert lint_r() == [
+        ("not-a-symlink", E, f"{LINKS}/app.container", 1),
+        ("unbound-image", W, f"{QP}/app.container", 2),  # bootc binds nothing from a regular file
+    ]
 
 
 def test_dangling_link(root: Path) -> None:
@@ -385,7 +391,10 @@ def test_outside_search_path(root: Path) -> None:
 def test_shadowed_link_target_is_outside_search_path(root: Path) -> None:
     write(root, "etc/containers/systemd/app.container", GOOD)
     bound(root, "app.container", GOOD)
-    assert lint_r() == [("outside-search-path", W, f"{LINKS}/app.container", 1)]
+    assert lint_r() == [
+        ("unbound-image", W, "r/etc/containers/systemd/app.container", 2),  # what systemd runs
+        ("outside-search-path", E, f"{LINKS}/app.container", 1),  # bootc reads another file
+    ]
 
 
 def test_etc_target(root: Path) -> None:
@@ -398,7 +407,10 @@ def test_authfile_unsupported(root: Path) -> None:
     bound(root, "a.image", f"[Image]\nImage=quay.io/o/a@{D1}\nAuthFile=/etc/a.json\n")
     write(root, f"{QDIR}/b.image", f"[Image]\nImage=quay.io/o/b@{D1}\nAuthFile=/etc/a.json\n")
     bound(root, "c.container", f"{GOOD}AuthFile=/etc/a.json\n")
-    assert lint_r() == [("authfile-unsupported", E, f"{QP}/a.image", 3)]
+    assert lint_r() == [
+        ("authfile-unsupported", E, f"{QP}/a.image", 3),
+        ("unbound-image", W, f"{QP}/b.image", 2),
+    ]
 
 
 def test_authfile_reported_even_when_bootc_stops_earlier(root: Path) -> None:
@@ -417,7 +429,10 @@ def test_bound_floating_tag_is_an_error(root: Path) -> None:
 def test_linked_container_naming_a_unit(root: Path) -> None:
     write(root, f"{QDIR}/db.image", f"[Image]\nImage=quay.io/o/db@{D2}\n")
     bound(root, "web.container", f"[Container]\nImage=db.image\n{STORAGE}\n")
-    assert lint_r() == [("unit-reference", E, f"{QP}/web.container", 2)]
+    assert lint_r() == [
+        ("unbound-image", W, f"{QP}/db.image", 2),
+        ("unit-reference", E, f"{QP}/web.container", 2),
+    ]
 
 
 def test_bound_specifier_and_bootc_parse_error(root: Path) -> None:
@@ -436,6 +451,7 @@ def test_missing_storage_args(root: Path) -> None:
     write(root, f"{QDIR}/free.container", f"[Container]\nImage=quay.io/o/f@{D1}\n")
     assert lint_r() == [
         ("missing-storage-args", W, f"{QP}/app.container", 2),
+        ("unbound-image", W, f"{QP}/free.container", 2),
         ("missing-storage-args", W, f"{QP}/web.container", 2),
     ]
 
@@ -450,6 +466,27 @@ def test_embedded_missing(root: Path) -> None:
     write(root, f"{QDIR}/e.container", f"[Container]\nImage=quay.io/o/e@{D1}\n{EMBED}\nPull=never\n")
     store(root, f"quay.io/o/e@{D2}")
     assert lint_r() == [("embedded-missing", E, f"{QP}/e.container", 2)]
+
+
+def test_storage_conf_without_store(root: Path) -> None:
+    write(root, f"{QDIR}/e.container", f"[Container]\nImage=quay.io/o/e@{D1}\n{EMBED}\nPull=never\n")
+    store(root, f"quay.io/o/e@{D1}")
+    conf = '[storage]\ndriver = "overlay"\n[storage.options]\nadditionalimagestores = ["/usr/lib/other"]\n'
+    write(root, "etc/containers/storage.conf", conf)
+    assert lint_r() == [("storage-conf-without-store", W, "r/etc/containers/storage.conf", 4)]
+    write(root, "etc/containers/storage.conf", '[storage]\ndriver = "overlay"\n')
+    assert lint_r() == [("storage-conf-without-store", W, "r/etc/containers/storage.conf", 1)]
+
+
+def test_storage_conf_listing_the_store_or_no_embedded_unit(root: Path) -> None:
+    conf = '[storage.options]\nadditionalimagestores = ["/usr/lib/other", "/usr/lib/containers/storage"]\n'
+    write(root, "etc/containers/storage.conf", conf)
+    write(root, f"{QDIR}/e.container", f"[Container]\nImage=quay.io/o/e@{D1}\n{EMBED}\nPull=never\n")
+    store(root, f"quay.io/o/e@{D1}")
+    assert lint_r() == []
+    (root / QDIR / "e.container").unlink()
+    write(root, "etc/containers/storage.conf", "[storage]\n")
+    assert lint_r() == []  # nothing embedded: nothing to miss
 
 
 def test_embedded_unit_of_a_vfs_store(root: Path) -> None:
@@ -491,6 +528,7 @@ def test_duplicate_bound_image(root: Path) -> None:
     assert lint_r() == [
         ("duplicate-image", W, f"{QP}/a.container", 2),
         ("duplicate-image", W, f"{QP}/b.image", 2),
+        ("unbound-image", W, f"{QP}/c.container", 2),
     ]
 
 
@@ -505,7 +543,7 @@ def test_units_in_a_symlinked_quadlet_directory_stay_inside_the_root(root: Path,
     write(root, "opt/q/app.container", GOOD)
     (root / "etc/containers").mkdir(parents=True)
     (root / "etc/containers/systemd").symlink_to("/opt/q")
-    assert lint_r() == []
+    assert lint_r() == [("unbound-image", W, "r/opt/q/app.container", 2)]  # read, from the root's /opt/q
 
 
 def test_bound_unit_that_is_not_utf8(root: Path) -> None:

@@ -333,6 +333,7 @@ def test_a_creds_line_quadlet_cannot_read_is_not_echoed(tmp_path: Path) -> None:
     lint = run_bindimg("lint", "--format", "json", str(unit.parent))
     assert add.code == 2
     assert add.err == (
+        "podman version not found in the root: newest rules\n"  # what -v says first
         f"bindimg: error: {unit}:3: file contains line 3: \u201c(not shown: it may hold credentials)\u201d "
         "which is not a key-value pair, group, or comment\n"
     )

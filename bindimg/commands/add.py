@@ -4,10 +4,10 @@ The flow is one way: read and check every unit (nothing is written), collect the
 need the registry, resolve them concurrently, render the new bytes, and only then stage and
 rename the files. Any failure before the renames leaves the root exactly as it was.
 
-With `--embed` the images are also fetched (and flattened where whiteouts require it) while
-planning, in a temporary directory: the unit pins the flattened digest, so it must be known
-before rendering. `apply` copies them into the store first and writes the units only after
-every copy succeeded; a failed copy takes this run's images out of the store again.
+With `--embed` the images are also copied into the store (and flattened there where
+whiteouts require it) while planning: the unit pins the flattened digest, so it must be known
+before rendering. `apply` keeps them and writes the units; any failure before that, or in
+writing, takes this run's images out of the store again (embed.py).
 """
 
 from __future__ import annotations
@@ -18,11 +18,14 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Optional
 
-from bindimg import lockfile, pin, reference, skopeo
+from bindimg import fsutil, lockfile, pin, reference, skopeo
 from bindimg.bootcini import parse_bootc
-from bindimg.boundimages import BOUND_DIR
+from bindimg.boundimages import BOUND_DIR, scan
+from bindimg.commands.lint import lint_root
 from bindimg.embed import Embedder, EmbedOptions, Prepared
-from bindimg.errors import InputError
+from bindimg.errors import BindimgError, InputError
+from bindimg.findings import Finding
+from bindimg.podmanversion import NEWEST, NEWEST_RULES, Podman, Version
 from bindimg.quadlet import (
     CONTAINER,
     IMAGE,
@@ -37,6 +40,7 @@ from bindimg.quadlet import (
 from bindimg.reference import ValueKind
 from bindimg.registry import Registry
 from bindimg.render import Bound, Collected, Renderer
+from bindimg.report import as_text
 from bindimg.resolve import Request, Settings, resolve_all
 from bindimg.rootfs import Root
 from bindimg.skopeo import RegistryOptions
@@ -48,7 +52,7 @@ from bindimg.units import (
     image_unit_registry_options,
     is_true,
 )
-from bindimg.unitset import INSTALL_DIR, Source, read_text
+from bindimg.unitset import INSTALL_DIR, Source, in_rootless_dir, read_text, rootless_dirs
 from bindimg.write import Plan, apply
 
 UNIT_EXTENSIONS = (".container", ".image")
@@ -64,18 +68,22 @@ class AddOptions:
     frozen: bool = False
     embed: Optional[EmbedOptions] = None  # --embed: copy into the store instead of linking
     client: Registry = skopeo  # what asks the registries and copies images
+    podman: Version = NEWEST_RULES  # whose Quadlet rules the root's units are read by
 
 
 class _Collector(Collected):
     """The collecting step: read and check every unit given, and what it needs (no writes)."""
 
     def __init__(self, options: AddOptions) -> None:
-        super().__init__(options.root)
+        super().__init__(options.root, options.podman)
         self.options = options
         self.origins: dict[str, str] = {}  # command-line path -> the file it resolved to
+        self.rootless = rootless_dirs(self.root, options.podman)
+        self.names_by_file: Optional[dict[str, list[str]]] = None  # file -> names Quadlet runs it by
 
-    def locate(self, arg: str) -> tuple[str, Source]:
-        """Where a unit given on the command line lives in the root, and its text."""
+    def locate(self, arg: str) -> tuple[str, Source, str]:
+        """Where a unit given on the command line lives in the root, its text, and its inner
+        path as Quadlet names it (an instance or alias symlink keeps its own name)."""
         host = os.path.abspath(arg)
         name = os.path.basename(host)
         if posixpath.splitext(name)[1] not in UNIT_EXTENSIONS:
@@ -86,11 +94,24 @@ class _Collector(Collected):
         if not os.path.exists(found):  # a FIFO, device or directory: read_text says which
             raise InputError("no such unit file", path=arg)
         self.origins[os.path.abspath(arg)] = found
-        if inner is not None and os.path.dirname(found) in self.units.search_dirs:
+        # The directory the unit is named in: an instance or alias symlink is a unit of its own.
+        named_in = os.path.dirname(self.root.resolve(inner, follow_last=False)) if inner is not None else None
+        if named_in is not None and (
+            in_rootless_dir(named_in, self.rootless) or in_rootless_dir(found, self.rootless)
+        ):
+            raise InputError(
+                "is a rootless Quadlet unit (a users/ directory): its user's podman runs the image "
+                "from its own store, and bootc pulls bound images into the rootful one only; put it "
+                f"in {INSTALL_DIR} to bind it",
+                path=arg,
+            )
+        if named_in is not None and named_in in self.units.search_dirs:
             dest = found
             source = self.units.load(dest)
+            unit = self.root.inner_path(os.path.join(named_in, name)) or posixpath.join(INSTALL_DIR, name)
         else:
-            dest = self.root.resolve(posixpath.join(INSTALL_DIR, name))  # a link there: its in-root target
+            unit = posixpath.join(INSTALL_DIR, name)
+            dest = self.root.resolve(unit)  # a link there: its in-root target
             text = read_text(found, arg)
             source = Source(arg, text, parse_quadlet(text, arg))
         used = self.units.find(name)
@@ -100,11 +121,11 @@ class _Collector(Collected):
                 "bind that one or remove it",
                 path=arg,
             )
-        return dest, source
+        return dest, source, unit
 
     def add(self, arg: str) -> None:
-        dest, source = self.locate(arg)
-        name = os.path.basename(dest)
+        dest, source, unit = self.locate(arg)
+        name = posixpath.basename(unit)
         setting = image_setting(self.units, source, name)
         if (
             name.endswith(".container")
@@ -113,7 +134,7 @@ class _Collector(Collected):
         ):
             self.add_container_of_unit(arg, dest, source, setting)
             return
-        self.add_bound(dest, source, setting)
+        self.add_bound(dest, source, setting, unit)
 
     def add_container_of_unit(self, arg: str, dest: str, source: Source, setting: ImageSetting) -> None:
         """`Image=foo.image`: pin and link foo.image; the container itself is never linked."""
@@ -135,20 +156,30 @@ class _Collector(Collected):
         image_dest = self.units.find(value)
         installed = source.path != dest
         beside = self.sibling(self.origins[os.path.abspath(arg)], value)
-        if image_dest is not None:
-            image_source = self.units.load(image_dest)
-        else:
-            if not installed or not os.path.isfile(beside):
-                raise InputError(
-                    f"Image={value} names a unit that is in no Quadlet directory; install {value} too",
-                    path=source.path,
-                    line=line,
-                )
+        # A container installed from a source takes the .image beside that source, as it is now
+        # (an earlier run's copy in the root is stale once the source changed).
+        if installed and os.path.isfile(beside):
             text = read_text(beside)
             image_source = Source(beside, text, parse_quadlet(text, beside))
-            image_dest = self.root.resolve(posixpath.join(INSTALL_DIR, value))
+            image_unit = posixpath.join(INSTALL_DIR, value)
+            if image_dest is not None and image_dest != self.root.resolve(image_unit):
+                raise InputError(
+                    f"Quadlet would use {image_dest} instead of the {value} beside this unit (same "
+                    "name, higher precedence); bind that one or remove it",
+                    path=beside,
+                )
+            image_dest = self.root.resolve(image_unit)
+        elif image_dest is not None:
+            image_source = self.units.load(image_dest)
+            image_unit = self.named_inner(value)
+        else:
+            raise InputError(
+                f"Image={value} names a unit that is in no Quadlet directory; install {value} too",
+                path=source.path,
+                line=line,
+            )
         image_setting_ = image_setting(self.units, image_source, value)
-        bound = self.add_bound(image_dest, image_source, image_setting_)
+        bound = self.add_bound(image_dest, image_source, image_setting_, image_unit)
         if all(c.path != source.path for c in bound.companions):
             bound.companions.append(source)
         self.writes[dest] = source
@@ -160,10 +191,41 @@ class _Collector(Collected):
             return os.path.join(os.path.dirname(found), name)
         return self.root.resolve(posixpath.join(inner, name))
 
-    def add_bound(self, dest: str, source: Source, setting: ImageSetting) -> Bound:
+    def named_inner(self, filename: str) -> str:
+        """The inner path of the unit Quadlet uses for `filename`, as named (not resolved)."""
+        for directory in self.units.search_dirs:
+            if os.path.isfile(self.units.host(os.path.join(directory, filename))):
+                named = self.root.inner_path(os.path.join(directory, filename))
+                return named or posixpath.join(INSTALL_DIR, filename)
+        return posixpath.join(INSTALL_DIR, filename)
+
+    def run_names(self, dest: str) -> list[str]:
+        """Every name Quadlet runs the file `dest` by: its own and its instance and alias
+        symlinks (each a unit of its own, with its own drop-ins: cmd/quadlet/main.go)."""
+        if self.names_by_file is None:
+            self.names_by_file = {}
+            seen: set[str] = set()
+            for directory in self.units.search_dirs:
+                try:
+                    entries = sorted(os.listdir(directory))
+                except OSError:
+                    continue
+                for entry in entries:
+                    if posixpath.splitext(entry)[1] in UNIT_EXTENSIONS and entry not in seen:
+                        seen.add(entry)
+                        used = self.units.find(entry)
+                        if used is not None:
+                            self.names_by_file.setdefault(used, []).append(entry)
+        return self.names_by_file.get(dest, [])
+
+    def add_bound(self, dest: str, source: Source, setting: ImageSetting, unit: str) -> Bound:
         if dest in self.bound:
             return self.bound[dest]
         value = bound_value(setting)
+        name = posixpath.basename(unit)
+        for other in self.run_names(dest):
+            if other != name:  # bootc reads the one file; each name must run what it reads
+                bound_value(image_setting(self.units, source, other))
         assert setting.assignment is not None  # bound_value guarantees it
         line = setting.assignment.line
         embedded = self.options.embed is not None
@@ -195,7 +257,7 @@ class _Collector(Collected):
                         line=line,
                     )
                 request = Request(tagged, options)
-        bound = Bound(dest, source, line, value, ref, origin or value, request, digest, [], options)
+        bound = Bound(dest, unit, source, line, value, ref, origin or value, request, digest, [], options)
         bound.flattened_from, bound.installed = flattened_from, installed
         self.bound[dest] = bound
         self.writes[dest] = source
@@ -287,21 +349,41 @@ class _Collector(Collected):
                     line=assignment.line,
                 )
 
+    def check_bound_dir(self) -> None:
+        """bootc fails the whole install or upgrade on one bad bound-images.d entry: refuse to
+        add into such a directory (but for the links of this run's units, which it completes)."""
+        directory = self.root.resolve(BOUND_DIR)
+        owned = set()
+        if self.options.embed is None:
+            owned = {os.path.join(directory, posixpath.basename(b.unit)) for b in self.bound.values()}
+        for entry in scan(self.root):
+            leftover = fsutil.is_leftover(os.path.basename(entry.link))  # a killed run's: swept
+            if entry.failure is not None and entry.link not in owned and not leftover:
+                raise InputError(
+                    f"bootc fails on this entry ({entry.failure.reason}), and with it every install "
+                    "and upgrade of the image; fix or remove it first (`bindimg lint --root` says how)",
+                    path=entry.link,
+                )
+
+
 def plan(paths: list[str], options: AddOptions, progress: Callable[[str], None] = lambda _: None) -> Plan:
     """Everything `add` would do, without writing anything (registry look-ups included).
 
-    With `--embed` the images are fetched (and flattened) into a temporary directory that
-    lives until `Plan.close()`.
+    With `--embed` the images are copied into the store (and flattened there) while planning;
+    `Plan.close()` takes them out again unless `apply` succeeded (with `--dry-run` only their
+    manifests are read).
     """
     planner = _Collector(options)
     policy = options.embed.image_policy if options.embed else None
-    renderer = Renderer(planner, options.storage_args, policy)
+    rootless = options.embed is not None and options.embed.rootless
+    renderer = Renderer(planner, options.storage_args, policy, rootless)
     embedder = None
     if options.embed:
         embedder = Embedder(options.root, options.embed, options.settings, progress, options.client)
     for path in paths:
         planner.add(path)
     planner.check_embedded(progress)
+    planner.check_bound_dir()
     requests = [b.request for b in planner.bound.values() if b.request is not None]
     resolved = resolve_all(requests, options.settings, progress, options.client)
     digests = {request: result.digest for request, result in resolved.items()}
@@ -337,8 +419,10 @@ def run(
     settings: Settings,
     dry_run: bool = False,
     progress: Callable[[str], None] = lambda _: None,
+    podman: Podman = NEWEST,
 ) -> Plan:
     """`bindimg add`: plan, then (unless `dry_run`) apply; the plan, closed, says what changed.
+    After writing, the warnings `lint --root` gives on what it wrote go to `progress`.
 
     `lock_path`: take the digests of tags from this lock file instead of the registry.
     """
@@ -352,14 +436,26 @@ def run(
         locked=locked,
         frozen=frozen,
         embed=embed,
+        podman=podman.rules,
     )
-    with image_root.locked(progress):  # one run at a time on a root
-        planned = plan(quadlets, options, progress)
+    with image_root.locked(progress):  # one run at a time on a root, planning included
+        planned = plan(quadlets, options, progress)  # --embed copies into the store here
         try:
             if not dry_run:
                 apply(planned)
+                for found in findings_on(planned, options):
+                    progress(as_text([found]).rstrip("\n"))
         finally:
             planned.close()
     return planned
 
 
+def findings_on(plan_: Plan, options: AddOptions) -> list[Finding]:
+    """What `lint --root` says about the units and links this run wrote or kept (after
+    `apply`): its refusals leave no error there, but the warnings are the user's to see."""
+    root = options.root
+    try:
+        found = lint_root(root, root.host, podman=options.podman)
+    except BindimgError:  # something else in the root is unreadable: not this run's to report
+        return []
+    return [f for f in found if f.path in plan_.touched]

@@ -11,15 +11,17 @@ from __future__ import annotations
 
 import os
 import posixpath
+from collections.abc import Iterator
 from dataclasses import replace
 from typing import Optional
 
 import bindimg.linkrules  # importing a rule module registers its rules
 import bindimg.unitrules  # noqa: F401
-from bindimg import pin, reference
+from bindimg import pin, reference, storageconf
 from bindimg.boundimages import Entry, scan
 from bindimg.errors import InputError
-from bindimg.findings import Finding, sort_findings
+from bindimg.findings import Finding, finding, sort_findings
+from bindimg.podmanversion import NEWEST_RULES, Version
 from bindimg.quadlet import (
     CONTAINER,
     IMAGE,
@@ -32,6 +34,7 @@ from bindimg.reference import ValueKind
 from bindimg.rootfs import Display, Root, cwd_display, root_display
 from bindimg.rules import (
     LINK_RULES,
+    REPORTED_BY,
     RUN_RULES,
     UNIT_RULES,
     Context,
@@ -88,7 +91,9 @@ class _Linter:
         self.views: list[UnitView] = []
         self.findings: list[Finding] = []
 
-    def view(self, path: str, *, bound: bool = False, source_tree: bool = False) -> Optional[UnitView]:
+    def view(
+        self, path: str, *, name: Optional[str] = None, bound: bool = False, source_tree: bool = False
+    ) -> Optional[UnitView]:
         """Parse a unit and its drop-ins (each failure a parse-error, as Quadlet reports it)."""
         try:
             source = self.units.load(path)
@@ -97,7 +102,7 @@ class _Linter:
                 raise
             self.findings.append(parse_error(error, path))
             return None
-        name = os.path.basename(path)
+        name = name or os.path.basename(path)
         dropins, errors = parsed_dropins(self.units, name)
         for failure in errors:
             if not _is_parse_failure(failure):
@@ -138,21 +143,26 @@ def lint(
     root: Optional[str] = None,
     lock_path: Optional[str] = None,
     remote: Optional[Remote] = None,
+    podman: Version = NEWEST_RULES,
 ) -> list[Finding]:
     """`bindimg lint`: the image root `root`, or else the units under `paths` (checked against
-    the lock file `lock_path` if given). Raises InputError for what cannot be read at all."""
+    the lock file `lock_path` if given), read as the podman of version `podman` reads them.
+    Raises InputError for what cannot be read at all."""
     if root is not None:
-        return lint_root(Root(root), root, remote)
+        return lint_root(Root(root), root, remote, podman)
     lock = LockView.load(lock_path) if lock_path is not None else None
-    return lint_sources(paths, lock, remote)
+    return lint_sources(paths, lock, remote, podman)
 
 
 def lint_sources(
-    paths: list[str], lock: Optional[LockView] = None, remote: Optional[Remote] = None
+    paths: list[str],
+    lock: Optional[LockView] = None,
+    remote: Optional[Remote] = None,
+    podman: Version = NEWEST_RULES,
 ) -> list[Finding]:
     """Lint the units under PATHs (files or directories; a drop-in `.conf` means its units)."""
     expanded = _units_of_dropins(paths)
-    units, files = source_units(expanded)
+    units, files = source_units(expanded, podman)
     named = {os.path.abspath(p) for p in expanded}
     linter = _Linter(units, Root("/"))
     for path in files:
@@ -180,10 +190,12 @@ def _units_of_dropins(paths: list[str]) -> list[str]:
     return expanded
 
 
-def lint_root(root: Root, shown: Optional[str] = None, remote: Optional[Remote] = None) -> list[Finding]:
-    """Lint an image root as bootc and Podman Quadlet will read it (`shown`: the root as the
-    user wrote it, for the paths in findings)."""
-    units = UnitSet(search_dirs(root), root)
+def lint_root(
+    root: Root, shown: Optional[str] = None, remote: Optional[Remote] = None, podman: Version = NEWEST_RULES
+) -> list[Finding]:
+    """Lint an image root as bootc and the Podman Quadlet of version `podman` will read it
+    (`shown`: the root as the user wrote it, for the paths in findings)."""
+    units = UnitSet(search_dirs(root, podman=podman), root, podman)
     linter = _Linter(units, root)
     runs = _quadlet_units(root, linter)
     links = Context(units, root, runs=runs)
@@ -193,17 +205,43 @@ def lint_root(root: Root, shown: Optional[str] = None, remote: Optional[Remote] 
             linter.findings.extend(link_rule(entry, links))
         if entry.target is not None and os.path.isfile(entry.target):
             linked.setdefault(entry.target, []).append(entry)
-    paths = list(runs.values())
-    paths.extend(t for t in linked if t not in paths and _is_unit_name(t))
-    for path in paths:
-        linter.view(path, bound=path in linked)
+    # Every name Quadlet runs a file by (an instance or alias symlink is a unit of its own, with
+    # its own drop-ins) is held to what bootc reads from that file.
+    for name, path in runs.items():
+        linter.view(path, name=name, bound=path in linked)
+    named_files = set(runs.values())
+    for path in linked:
+        if path not in named_files and _is_unit_name(path):
+            linter.view(path, bound=True)
     for u in linter.views:
         named = units.find(u.value) if reference.classify(u.value) is ValueKind.UNIT_REFERENCE else None
         u.companion = u.group == CONTAINER and named in linked
+        u.unbound = not (u.bound or u.embedded or u.companion)
     embedded = [u for u in linter.views if u.embedded]
     ctx = Context(units, root, remote=remote, stored=set(store_images(root)) if embedded else set())
+    if embedded:
+        linter.findings.extend(_storage_conf_without_store(root))
     bound_views = [u for u in linter.views if u.bound or u.embedded]
     return linter.check(ctx, bound_views, root_display(root, shown or root.host))
+
+
+def _storage_conf_without_store(root: Root) -> Iterator[Finding]:
+    """`storage-conf-without-store`: Podman <= 5 reads only the first storage.conf found, so
+    one in /etc hides the vendor's (and Podman 6 reads it before the drop-ins: a list it sets
+    is the base they append to)."""
+    listed = storageconf.main_lists(root, DEFAULT_STORE)
+    if listed is not None and not listed[0]:
+        yield finding(
+            "storage-conf-without-store",
+            root.resolve(storageconf.MAIN),
+            listed[1],
+            f"does not list the embedded store {DEFAULT_STORE} in additionalimagestores: podman "
+            "outside the units (whose GlobalArgs= name it) will not see its images; add it there",
+        )
+
+
+# reported by the runner for the root as a whole
+REPORTED_BY["storage-conf-without-store"] = [_storage_conf_without_store.__name__]
 
 
 def _quadlet_units(root: Root, linter: _Linter) -> dict[str, str]:

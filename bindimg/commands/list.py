@@ -14,6 +14,7 @@ from typing import Optional
 
 from bindimg import boundimages
 from bindimg.errors import InputError
+from bindimg.podmanversion import NEWEST_RULES, Version
 from bindimg.quadlet import SOURCE_EXTENSIONS
 from bindimg.rootfs import Display, Root, cwd_display, root_display
 from bindimg.store import store_images
@@ -31,12 +32,13 @@ class Listed:
     line: Optional[int]
 
 
-def list_images(paths: list[str], root: Optional[str] = None) -> list[Listed]:
-    """`bindimg list`: what the image root `root` binds and embeds, or else each unit's image."""
+def list_images(paths: list[str], root: Optional[str] = None, podman: Version = NEWEST_RULES) -> list[Listed]:
+    """`bindimg list`: what the image root `root` binds and embeds, or else each unit's image
+    as the Quadlet of podman `podman` reads it."""
     if root is not None:
         image_root = Root(root)
         return list_root(image_root, root_display(image_root, root))
-    return list_units(paths)
+    return list_units(paths, podman=podman)
 
 
 def list_root(root: Root, display: Display) -> list[Listed]:
@@ -56,9 +58,11 @@ def list_root(root: Root, display: Display) -> list[Listed]:
     return listed
 
 
-def list_units(paths: list[str], display: Display = cwd_display) -> list[Listed]:
+def list_units(
+    paths: list[str], display: Display = cwd_display, podman: Version = NEWEST_RULES
+) -> list[Listed]:
     """Each unit's image as Podman Quadlet will run it; a unit Quadlet rejects is an InputError."""
-    units, files = source_units(paths)
+    units, files = source_units(paths, podman)
     listed: list[Listed] = []
     for path in files:
         name = os.path.basename(path)

@@ -2,7 +2,10 @@
 
 Entries already in the lock are reused without network, so locking twice in a row writes the
 same bytes and asks no registry. A source that is already pinned keeps its tag in the
-provenance comment `add` wrote, and that tag is what stays locked.
+provenance comment `add` wrote (or in its value, `name:tag@digest`), and that tag is what
+stays locked, to the digest the source is pinned to: a digest a source names is never
+replaced by a look-up. Only `--update` resolves such a tag again (and `--rewrite` then moves
+the pins).
 """
 
 from __future__ import annotations
@@ -17,9 +20,10 @@ from bindimg import fsutil, lockfile, pin, reference
 from bindimg.commands.lint import lint_sources
 from bindimg.errors import InputError
 from bindimg.lockfile import LockEntry
+from bindimg.podmanversion import NEWEST_RULES, Version
 from bindimg.quadlet import IMAGE, VOLUME
 from bindimg.reference import ReferenceError, ValueKind
-from bindimg.report import render
+from bindimg.report import as_text
 from bindimg.resolve import Request, Settings, resolve_all
 from bindimg.rootfs import Root
 from bindimg.rules import LockView
@@ -57,17 +61,19 @@ class LockResult:
     rewritten: list[str] = field(default_factory=list)
 
 
-def collect(paths: list[str], registry: RegistryOptions) -> tuple[UnitSet, list[Use]]:
+def collect(
+    paths: list[str], registry: RegistryOptions, podman: Version = NEWEST_RULES
+) -> tuple[UnitSet, list[Use]]:
     """Every tag the units under PATHs use, with where and how to look it up."""
-    units, files = source_units(paths)
+    units, files = source_units(paths, podman)
     host = Root("/")
     uses: list[Use] = []
     for path in files:
         source = units.load(path)
         name = os.path.basename(path)
         setting = image_setting(units, source, name)
-        if not setting.names_image:
-            continue
+        if not setting.names_image or setting.runs_rootfs:
+            continue  # a volume of another driver, a root filesystem: no image
         value = setting.value
         assignment = setting.assignment
         if not value or assignment is None:
@@ -85,6 +91,8 @@ def collect(paths: list[str], registry: RegistryOptions) -> tuple[UnitSet, list[
             digest = upstream_digest(units, assignment.path, assignment.line, ref)
         if digest is not None:
             tag = provenance_tag(units, assignment.path, assignment.line, ref)
+            if tag is None and ref.tag is not None:
+                tag = ref.tag_reference  # `name:tag@digest` as the user wrote it
             if tag is None:
                 continue  # pinned with no tag to remember: nothing to lock
         assert tag is not None
@@ -102,13 +110,17 @@ def run(
     check: bool = False,
     rewrite: bool = False,
     progress: Callable[[str], None] = lambda _: None,
+    podman: Version = NEWEST_RULES,
 ) -> LockResult:
     """Lock (or with `check`, verify offline) the tags used under the paths among `arguments`
-    (default: `.`). With `update`, an argument that is not an existing path is a reference to
-    re-resolve; with none of those, every tag is re-resolved."""
+    (default: `.`), read as the podman of version `podman` reads them. With `update`, an
+    argument that is not an existing path is a reference to re-resolve; with none of those,
+    every tag is re-resolved."""
     refs = [a for a in arguments if not os.path.lexists(a)] if update else []
     paths = [a for a in arguments if a not in refs] or ["."]
-    return _lock(paths, lock_path, registry, settings, refs if update else None, check, rewrite, progress)
+    return _lock(
+        paths, lock_path, registry, settings, refs if update else None, check, rewrite, progress, podman
+    )
 
 
 def _lock(
@@ -120,8 +132,9 @@ def _lock(
     check: bool,
     rewrite: bool,
     progress: Callable[[str], None],
+    podman: Version,
 ) -> LockResult:
-    units, uses = collect(paths, registry)
+    units, uses = collect(paths, registry, podman)
     existing = lockfile.load(lock_path) if os.path.exists(lock_path) else {}
     by_tag: dict[str, list[Use]] = {}
     for use in uses:
@@ -129,23 +142,32 @@ def _lock(
     lock_dir = os.path.dirname(os.path.abspath(lock_path))
     if check:
         view = LockView.load(lock_path) if existing else LockView(lock_path, {})
-        findings = [f for f in lint_sources(paths, lock=view) if f.id.startswith("lock-")]
-        return LockResult(dict(existing), problems=render(findings, "text").splitlines())
+        findings = [f for f in lint_sources(paths, lock=view, podman=podman) if f.id.startswith("lock-")]
+        return LockResult(dict(existing), problems=as_text(findings).splitlines())
     wanted = _update_set(update, by_tag) if update is not None else set()
 
+    pins = {tag: _pinned_digest(tag, tag_uses) for tag, tag_uses in by_tag.items()}
+
     def stale(tag: str) -> bool:
-        return tag not in existing or (update is not None and (not wanted or tag in wanted))
+        if update is not None and (not wanted or tag in wanted):
+            return True
+        return pins[tag] is None and tag not in existing
 
     requests = {tag: Request(tag, u[0].options) for tag, u in by_tag.items() if stale(tag)}
     resolved = resolve_all(requests.values(), settings, progress)
     entries: dict[str, LockEntry] = {}
     for tag, tag_uses in by_tag.items():
         used_by = tuple(sorted({_relative(u.unit, lock_dir) for u in tag_uses}))
+        pinned, old = pins[tag], existing.get(tag)
         if tag in requests:
             result = resolved[requests[tag]]
             entries[tag] = LockEntry(result.digest, result.media_type, used_by)
+        elif pinned is not None:
+            media_type = old.media_type if old is not None and old.digest == pinned else ""
+            entries[tag] = LockEntry(pinned, media_type, used_by)
         else:
-            entries[tag] = LockEntry(existing[tag].digest, existing[tag].media_type, used_by)
+            assert old is not None  # not stale: in the lock
+            entries[tag] = LockEntry(old.digest, old.media_type, used_by)
     outcome = LockResult(entries, resolved=sorted(requests))
     files = _rewrite_plan(units, uses, entries).files if rewrite else {}
     outcome.rewritten = sorted(files)
@@ -155,6 +177,21 @@ def _lock(
     outcome.written = change is not None
     fsutil.apply_changes(files, [], make_dirs=False)  # a lock's directory is the user's to make
     return outcome
+
+
+def _pinned_digest(tag: str, uses: list[Use]) -> Optional[str]:
+    """The digest the pinned sources of `tag` agree on (None: no source is pinned); an
+    InputError when they name two, since one lock entry cannot hold both."""
+    pinned = sorted({u.digest for u in uses if u.digest is not None})
+    if len(pinned) > 1:
+        first = next(u for u in uses if u.digest == pinned[1])
+        raise InputError(
+            f"{tag} is pinned to {len(pinned)} digests ({', '.join(d[:19] + '...' for d in pinned)}) by "
+            "the units that use it; pin them to one (or run `bindimg lock --update --rewrite`)",
+            path=first.path,
+            line=first.line,
+        )
+    return pinned[0] if pinned else None
 
 
 def _update_set(update: list[str], by_tag: dict[str, list[Use]]) -> set[str]:
@@ -194,6 +231,11 @@ def _rewrite_plan(units: UnitSet, uses: list[Use], entries: dict[str, LockEntry]
                 line=use.line,
             )
         pinned = ref.pinned(locked)
-        origin = value if ref.digest is None else (pin.provenance_of(source.text, use.line) or value)
+        if ref.digest is None:
+            origin = value
+        elif ref.digest != locked:  # `--update` moved the tag: the comment names the tag now
+            origin = use.tag
+        else:
+            origin = pin.provenance_of(source.text, use.line) or value
         texts[use.path], _ = pin.pin(texts.get(use.path, source.text), use.line, pinned, origin)
     return Plan(changed_files(texts), [], [])
