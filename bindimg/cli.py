@@ -21,7 +21,7 @@ from typing import Any, List, Optional, get_type_hints
 
 import typer
 
-from bindimg import __version__, lockfile, podmanversion, report, write
+from bindimg import __version__, interrupt, lockfile, podmanversion, report, write
 from bindimg.commands import add as add_cmd
 from bindimg.commands import export as export_cmd
 from bindimg.commands import lint as lint_cmd
@@ -511,4 +511,4 @@ def store_init(
 
 
 def main() -> None:
-    app()
+    interrupt.run(app)

@@ -6,7 +6,6 @@ silently rewritten, because a wrong digest here ends up on every machine built f
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Optional
@@ -149,14 +148,12 @@ def dumps(entries: Lock) -> str:
     return tomlkit.dumps(document)
 
 
-def write(path: str, entries: Lock) -> bool:
-    """Write the lock atomically; False (and no write) when the bytes would not change."""
+def change(path: str, entries: Lock) -> Optional[tuple[Optional[bytes], bytes]]:
+    """(old bytes or None, new bytes) of the lock file at `path` for `entries`; None when the
+    bytes would not change (nothing to write)."""
     data = dumps(entries).encode("utf-8")
     try:
-        with open(path, "rb") as handle:
-            if handle.read() == data:
-                return False
+        old: Optional[bytes] = fsutil.read_input(path, MAX_LOCK_BYTES, what="lock file", missing=None)
     except FileNotFoundError:
-        pass
-    fsutil.write_atomic(os.path.abspath(path), data)
-    return True
+        old = None
+    return None if old == data else (old, data)

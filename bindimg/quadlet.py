@@ -77,6 +77,20 @@ def _shown(line: str) -> str:
     return excerpt(line)
 
 
+# Keys whose value is a credential (podman's `Creds=` of .image units: USER:PASSWORD).
+_CREDENTIAL_KEYS = frozenset({"Creds"})
+
+
+def redact_credentials(line: str) -> str:
+    """`line` with the value of a credential key (`Creds=user:pass`) replaced by `***`: for
+    output that shows unit lines (a diff's context)."""
+    key, sep, _ = line.partition("=")
+    if not sep or key.strip(QUADLET_WS) not in _CREDENTIAL_KEYS:
+        return line
+    ending = line[len(line.rstrip("\r\n")) :]
+    return f"{key}=***{ending}"
+
+
 class UnitDecodeError(InputError):
     """The file is not plain UTF-8 text, so it cannot be parsed or edited byte-exactly."""
 

@@ -7,14 +7,13 @@ so a multi-arch tag pins its image index, never one platform's manifest.
 from __future__ import annotations
 
 import hashlib
-import json
 import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Optional, TypeVar
 
-from bindimg import skopeo
+from bindimg import fsutil, skopeo
 from bindimg.distribution import Lookups, Transient, Unsupported
 from bindimg.errors import ExternalError
 from bindimg.platforms import offered
@@ -26,6 +25,9 @@ DEFAULT_JOBS = 8
 DEFAULT_RETRY = 3
 DEFAULT_TIMEOUT = 60.0
 BACKOFF_SECONDS = 0.5
+# Longest wait between two attempts: a registry that is down for minutes gets an attempt
+# every 30 s (`--retry 20` would otherwise wait 0.5 s * 2^19, six days, before the last one).
+MAX_BACKOFF_SECONDS = 30.0
 
 T = TypeVar("T")
 
@@ -64,7 +66,7 @@ def digest_of(manifest: bytes) -> str:
 def media_type_of(manifest: bytes, reference: str) -> str:
     """The manifest's media type; OCI manifests may leave the field out."""
     try:
-        document = json.loads(manifest)
+        document = fsutil.load_json(manifest)
     except ValueError:
         raise ExternalError(f"{reference}: the registry returned a manifest that is not JSON") from None
     if not isinstance(document, dict):
@@ -88,21 +90,27 @@ class ResolveError(ExternalError):
         self.transient = transient
 
 
+def backoff(attempt: int) -> float:
+    """Seconds to wait after failed attempt number `attempt` (0 for the first)."""
+    return min(BACKOFF_SECONDS * float(2 ** min(attempt, 32)), MAX_BACKOFF_SECONDS)
+
+
 def retrying(
     settings: Settings,
     call: Callable[[], T],
     failure: Callable[[SkopeoError, str], Exception],
     sleep: Callable[[float], None] = time.sleep,
 ) -> T:
-    """`call`, retried on transient failures with exponential back-off; a failure for good
-    becomes `failure(error, " (after N attempts)" or "")`."""
+    """`call`, retried on transient failures with exponential back-off (0.5 s, 1 s, 2 s … at
+    most MAX_BACKOFF_SECONDS); a failure for good becomes `failure(error, " (after N attempts)"
+    or "")`."""
     attempt = 0
     while True:
         try:
             return call()
         except SkopeoError as error:
             if error.transient and attempt < settings.retry:
-                sleep(BACKOFF_SECONDS * 2**attempt)
+                sleep(backoff(attempt))
                 attempt += 1
                 continue
             raise failure(error, f" (after {attempt + 1} attempts)" if attempt else "") from None
@@ -149,32 +157,53 @@ def resolve_one(
     registry: Registry = skopeo,
     fast: Optional[Lookups] = None,
 ) -> Resolved:
-    """Ask the registry, retrying transient failures with exponential back-off."""
-    raw = manifest(
-        request.reference,
-        request.options,
-        settings,
-        lambda error, tries: ResolveError(
-            f"cannot resolve {request.reference}: {error.message}{tries}; "
-            "check the reference, the registry and its credentials",
-            transient=error.transient,
-        ),
-        fast,
-        sleep,
-        registry,
-    )
+    """Ask the registry, retrying transient failures with exponential back-off.
+
+    The digest of the tag's manifest is then fetched by that digest: a registry (or a proxy)
+    that serves bytes for the tag which it does not hold by their digest would otherwise get
+    a digest pinned that nobody can pull. One more request per image (`fast`'s direct look-up
+    checks the digest of what it gets by digest, as skopeo does).
+    """
+
+    def lookup(reference: str, what: str) -> bytes:
+        return manifest(
+            reference,
+            request.options,
+            settings,
+            lambda error, tries: ResolveError(
+                f"cannot resolve {request.reference}: {what}{error.message}{tries}; "
+                "check the reference, the registry and its credentials",
+                transient=error.transient,
+            ),
+            fast,
+            sleep,
+            registry,
+        )
+
+    raw = lookup(request.reference, "")
+    digest = digest_of(raw)
     media_type = media_type_of(raw, request.reference)
+    # A reference asked by digest already (lint --remote) had its digest checked by the look-up.
+    if "@" not in request.reference:
+        name = request.reference.rpartition(":")[0]  # a canonical tag reference always has a tag
+        served = lookup(f"{name}@{digest}", f"the tag's manifest {digest} is not served by digest: ")
+        if served != raw:  # the digest of what comes by digest is checked; this is for sure
+            raise ResolveError(
+                f"cannot resolve {request.reference}: the tag's manifest {digest} is not served by digest; "
+                "check the registry or the proxy in front of it",
+                transient=False,
+            )
     offers: Optional[tuple[str, ...]] = None
     if request.platforms:
         offers = _platforms_of(raw, request, settings, sleep, registry)
-    return Resolved(request.reference, digest_of(raw), media_type, offers)
-
+    return Resolved(request.reference, digest, media_type, offers)
 
 def _platforms_of(
     raw: bytes, request: Request, settings: Settings, sleep: Callable[[float], None], registry: Registry
 ) -> tuple[str, ...]:
     """The platforms of the manifest `raw` (already checked to be a JSON object)."""
-    top = json.loads(raw)
+    top = fsutil.load_json(raw)
+    assert isinstance(top, dict)  # media_type_of checked it
     if isinstance(top.get("manifests"), list):
         return offered(top)
     pinned = f"{parse_reference(request.reference).canonical_name}@{digest_of(raw)}"
@@ -188,7 +217,7 @@ def _platforms_of(
         sleep,
     )
     try:
-        document = json.loads(config)
+        document = fsutil.load_json(config)
     except ValueError:
         raise ExternalError(f"{pinned}: the registry returned an image config that is not JSON") from None
     return offered(top, document if isinstance(document, dict) else {})

@@ -275,7 +275,7 @@ def test_lock_stale_points_at_the_entry(src: Path) -> None:
         "quay.io/o/a:1": LockEntry(D1, "application/vnd.oci.image.index.v1+json", ("q/a.container",)),
         "quay.io/o/old:2": LockEntry(D2, "application/vnd.oci.image.index.v1+json", ()),
     }
-    lockfile.write("bindimg.lock", entries)
+    Path("bindimg.lock").write_text(lockfile.dumps(entries))
     lock = LockView.load("bindimg.lock")
     text = Path("bindimg.lock").read_text().split("\n")
     line = text.index('[images."quay.io/o/old:2"]') + 1

@@ -18,7 +18,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Optional
 
-from bindimg import lockfile, pin, platforms, reference, skopeo
+from bindimg import fsutil, lockfile, pin, platforms, reference, skopeo
 from bindimg.bootcini import parse_bootc
 from bindimg.boundimages import BOUND_DIR, scan
 from bindimg.commands.lint import lint_root
@@ -384,7 +384,8 @@ class _Collector(Collected):
         if self.options.embed is None:
             owned = {os.path.join(directory, posixpath.basename(b.unit)) for b in self.bound.values()}
         for entry in scan(self.root):
-            if entry.failure is not None and entry.link not in owned:
+            leftover = fsutil.is_leftover(os.path.basename(entry.link))  # a killed run's: swept
+            if entry.failure is not None and entry.link not in owned and not leftover:
                 raise InputError(
                     f"bootc fails on this entry ({entry.failure.reason}), and with it every install "
                     "and upgrade of the image; fix or remove it first (`bindimg lint --root` says how)",
@@ -462,8 +463,9 @@ def run(
     targets = Platform.parse_all(platforms) or (Platform.host(),)
     if embed is not None and len(targets) > 1:
         raise InputError("--embed copies one platform's image: give one --platform per OS image build")
+    image_root = Root(root)
     options = AddOptions(
-        root=Root(root),
+        root=image_root,
         registry=registry,
         settings=settings,
         storage_args=storage_args,
@@ -473,14 +475,15 @@ def run(
         platforms=targets,
         podman=podman.rules,
     )
-    planned = plan(quadlets, options, progress)
-    try:
-        if not dry_run:
-            apply(planned)
-            for found in findings_on(planned, options):
-                progress(as_text([found]).rstrip("\n"))
-    finally:
-        planned.close()
+    with image_root.locked(progress):  # one run at a time on a root, planning included
+        planned = plan(quadlets, options, progress)  # --embed copies into the store here
+        try:
+            if not dry_run:
+                apply(planned)
+                for found in findings_on(planned, options):
+                    progress(as_text([found]).rstrip("\n"))
+        finally:
+            planned.close()
     return planned
 
 

@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Optional
 
-from bindimg import lockfile, pin, platforms, reference
+from bindimg import fsutil, lockfile, pin, platforms, reference
 from bindimg.commands.lint import lint_sources
 from bindimg.errors import InputError
 from bindimg.lockfile import LockEntry
@@ -38,7 +38,7 @@ from bindimg.units import (
     upstream_digest,
 )
 from bindimg.unitset import UnitSet, source_units
-from bindimg.write import Plan, apply, changed_files
+from bindimg.write import Plan, changed_files
 
 
 @dataclass(frozen=True)
@@ -181,11 +181,13 @@ def _lock(
             entries[tag] = LockEntry(old.digest, old.media_type, used_by, old.platforms)
         _check_platforms(tag, entries[tag], targets, tag_uses[0])
     outcome = LockResult(entries, resolved=sorted(requests))
-    if rewrite:
-        plan = _rewrite_plan(units, uses, entries)
-        apply(plan)
-        outcome.rewritten = sorted(plan.files)
-    outcome.written = lockfile.write(lock_path, entries)
+    files = _rewrite_plan(units, uses, entries).files if rewrite else {}
+    outcome.rewritten = sorted(files)
+    change = lockfile.change(lock_path, entries)
+    if change is not None:  # written together with the sources: both or neither
+        files[os.path.abspath(lock_path)] = change
+    outcome.written = change is not None
+    fsutil.apply_changes(files, [], make_dirs=False)  # a lock's directory is the user's to make
     return outcome
 
 
