@@ -2,12 +2,13 @@
 
 Generates, in a temporary directory, an image root with 1,000 Quadlet units spread over the
 rootful search directories (700 `.container`, 250 `.image`, 50 `.volume` with Driver=image;
-some in subdirectories), drop-ins (one per tenth unit plus a top-level `container.d`), and a
-bound-images.d of 200 links, every unit pinned and bound the way `bindimg add` leaves it. It
+some in subdirectories), drop-ins (one per tenth unit plus a top-level `container.d`), a
+bound-images.d of 200 links, every unit pinned and bound the way `bindimg add` leaves it, and
+20 `.kube` units, each with a Pod YAML of an init container and two containers. It
 then runs `python -m bindimg lint --root DIR -q` as a subprocess N times and prints the best
 wall time. Target: under 1 s on the 2-core CI machine.
 
-    .venv/bin/python bench/lint_tree.py [--units 1000] [--links 200] [--runs 5]
+    .venv/bin/python bench/lint_tree.py [--units 1000] [--links 200] [--kube 20] [--runs 5]
 """
 
 from __future__ import annotations
@@ -41,6 +42,22 @@ def unit_text(kind: str, n: int) -> str:
     if kind == "image":
         return f"[Image]\n{provenance}Image={image}\n"
     return f"[Volume]\nDriver=image\nImage={image}\n"
+
+
+def kube_yaml(k: int) -> str:
+    images = [f"quay.io/bench/app{n}@{digest(n)}" for n in (k, k + 1, k + 2)]
+    return (
+        f"apiVersion: v1\nkind: Pod\nmetadata:\n  name: pod{k}\n  labels:\n    app: bench\nspec:\n"
+        f"  initContainers:\n  - name: init\n    image: {images[0]}\n"
+        f"  containers:\n  - name: web\n    image: {images[1]}\n    ports:\n    - containerPort: 80\n"
+        f"  - name: side\n    image: {images[2]}\n    env:\n    - name: N\n      value: \"{k}\"\n"
+    )
+
+
+def build_kube(root: Path, count: int) -> None:
+    for k in range(count):
+        (root / QDIRS[0] / f"pod{k}.kube").write_text(f"[Kube]\nYaml=pod{k}.yaml\n")
+        (root / QDIRS[0] / f"pod{k}.yaml").write_text(kube_yaml(k))
 
 
 def build(root: Path, units: int, links: int) -> tuple[int, int]:
@@ -77,11 +94,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--units", type=int, default=1000)
     parser.add_argument("--links", type=int, default=200)
+    parser.add_argument("--kube", type=int, default=20)
     parser.add_argument("--runs", type=int, default=5)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="bindimg-bench-") as tmp:
         root = Path(tmp) / "root"
         units, dropins = build(root, args.units, args.links)
+        build_kube(root, args.kube)
         command = [sys.executable, "-m", "bindimg", "lint", "--root", str(root), "-q"]
         times: list[float] = []
         for _ in range(args.runs):
@@ -92,7 +111,7 @@ def main() -> None:
                 sys.exit(f"lint exited {done.returncode}:\n{done.stdout}{done.stderr}")
         links = len(os.listdir(root / BOUND))
         print(
-            f"bindimg lint --root: {units} units, {dropins} drop-ins, {links} links: "
+            f"bindimg lint --root: {units} units, {args.kube} .kube, {dropins} drop-ins, {links} links: "
             f"best of {args.runs} = {min(times):.3f} s (runs: {', '.join(f'{t:.3f}' for t in times)})"
         )
 

@@ -30,7 +30,7 @@ try:  # typer >= 0.24 carries its own click; 0.23 (the zipapp's, for Python 3.9)
 except ImportError:  # pragma: no cover (Python 3.9)
     from click.exceptions import ClickException, UsageError  # type: ignore[import-not-found, no-redef]
 
-from bindimg import __version__, lockfile, podmanversion, report, write
+from bindimg import __version__, interrupt, lockfile, podmanversion, report, write
 from bindimg.commands import add as add_cmd
 from bindimg.commands import export as export_cmd
 from bindimg.commands import lint as lint_cmd
@@ -48,6 +48,7 @@ from bindimg.errors import (
     InputError,
     one_line,
 )
+from bindimg.platforms import Platform
 from bindimg.resolve import DEFAULT_JOBS, DEFAULT_RETRY, DEFAULT_TIMEOUT, Settings
 from bindimg.rootfs import Root
 from bindimg.rules import Remote
@@ -294,6 +295,12 @@ DRIVER = typer.Option(
     metavar=_choices(Driver),
     help="The storage driver of the podman that reads the store.",
 )
+PLATFORMS = typer.Option(
+    None,
+    "--platform",
+    metavar="OS/ARCH[/VARIANT]",
+    help="A platform the OS image is built for (repeatable): each bound image must have it.",
+)
 PODMAN_VERSION = typer.Option(
     None,
     "--podman-version",
@@ -431,8 +438,12 @@ def add(
     ),
     store: str = STORE,
     driver: Driver = DRIVER,
-    platform: Optional[str] = typer.Option(
-        None, "--platform", metavar="OS/ARCH[/VARIANT]", help="--embed: the image of an index (default: host)"
+    platform: Optional[List[str]] = typer.Option(
+        None,
+        "--platform",
+        metavar="OS/ARCH[/VARIANT]",
+        help="A platform the OS image is built for (repeatable; default: this machine's): each "
+        "image must have it. --embed: the image of an index to copy (one platform).",
     ),
     flatten: Flatten = typer.Option(
         Flatten("auto"),
@@ -460,6 +471,7 @@ def add(
 
     Every file and link written is reported; a second run reports `unchanged` and writes nothing."""
     _verbose(out)
+    embedded = platform[0] if platform else None  # `run` refuses several with --embed
     # A root that is no directory is refused by `add` itself, after the lock file is read.
     podman = out.podman(podman_version, root if os.path.isdir(root) else None)
     plan = add_cmd.run(
@@ -471,7 +483,7 @@ def add(
         embed=EmbedOptions(
             store,
             driver.value,
-            platform,
+            embedded,
             flatten.value,
             image_policy,
             dry_run,
@@ -480,6 +492,7 @@ def add(
         )
         if embed
         else None,
+        platforms=platform or [],
         registry=registry,
         settings=settings,
         dry_run=dry_run,
@@ -531,6 +544,7 @@ def lock(
     check: bool = typer.Option(False, "--check", help="Exit 1 if the lock is missing or stale; offline."),
     rewrite: bool = typer.Option(False, "--rewrite", help="Also pin the source units in place."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Show what would change; write nothing."),
+    platform: Optional[List[str]] = PLATFORMS,
     podman_version: Optional[str] = PODMAN_VERSION,
     registry: RegistryOptions = REGISTRY,
     settings: Settings = SETTINGS,
@@ -550,6 +564,7 @@ def lock(
         check=check,
         rewrite=rewrite,
         dry_run=dry_run,
+        targets=Platform.parse_all(platform or []),
         progress=out.progress,
         podman=podman.rules,
     )
@@ -594,6 +609,7 @@ def lint(
     ),
     remote: bool = typer.Option(False, "--remote", help="Check that each pinned digest still resolves."),
     strict: bool = typer.Option(False, "--strict", help="Warnings fail too."),
+    platform: Optional[List[str]] = PLATFORMS,
     podman_version: Optional[str] = PODMAN_VERSION,
 ) -> None:
     """Check units or an image root: exit 1 on an error finding (any finding with --strict).
@@ -605,7 +621,10 @@ def lint(
         raise InputError("--lock checks source units; drop --root")
     checker = Remote(registry, settings, out.progress) if remote else None
     podman = out.podman(podman_version, root)
-    findings = lint_cmd.lint(sources, root=root, lock_path=lock, remote=checker, podman=podman.rules)
+    targets = Platform.parse_all(platform or [])
+    findings = lint_cmd.lint(
+        sources, root=root, lock_path=lock, remote=checker, targets=targets, podman=podman.rules
+    )
     if out.json:
         out.data({**report.as_json(findings), "podman": podman.as_json()})
     else:
@@ -777,7 +796,12 @@ def _wants_json(args: list[str]) -> bool:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> None:
-    """The `bindimg` program: usage errors in the one error style (exit 2), as the others."""
+    """The `bindimg` program: usage errors in the one error style (exit 2), as the others; a
+    terminating signal cleans up and ends it by that signal (`interrupt`)."""
+    interrupt.run(functools.partial(_run, argv))
+
+
+def _run(argv: Optional[Sequence[str]]) -> None:
     args = list(sys.argv[1:] if argv is None else argv)
     completion_init()
     try:

@@ -21,6 +21,7 @@ the Bearer token request (`service`, `scope=repository:NAME:pull`), and the Acce
 from __future__ import annotations
 
 import glob
+import hashlib
 import json
 import os
 import re
@@ -31,6 +32,7 @@ import urllib.parse
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Optional
 
+from bindimg import fsutil
 from bindimg.skopeo import RegistryOptions
 
 if TYPE_CHECKING:  # imported where used: they cost start-up time for commands that never look up
@@ -49,6 +51,7 @@ ACCEPT = ", ".join(
     )
 )
 MAX_MANIFEST = 4 << 20  # containers/image's limit for a manifest body
+_MAX_CONFIG = 1 << 20  # an auth file or registries.conf holds a few entries
 _DOCKER_HUB = {"docker.io": "registry-1.docker.io", "index.docker.io": "registry-1.docker.io"}
 _PROXY_VARIABLES = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy")
 _RETRYABLE = frozenset({408, 429, 500, 502, 503, 504})
@@ -105,6 +108,8 @@ class Lookups:
         )
         if status != 200:
             raise _failed(status, "manifest")
+        if "@" in rest and not _matches(body, ref):
+            raise Unsupported("a manifest that is not the digest asked for")  # skopeo words it
         return body
 
     def close(self) -> None:
@@ -321,6 +326,15 @@ class Lookups:
             connection.close()
 
 
+def _matches(body: bytes, digest: str) -> bool:
+    """Whether `body` has `digest` (ALGORITHM:HEX); an algorithm hashlib lacks never matches."""
+    algorithm, _, expected = digest.partition(":")
+    try:
+        return hashlib.new(algorithm, body).hexdigest() == expected
+    except ValueError:
+        return False
+
+
 def _failed(status: int, what: str) -> Exception:
     """A non-200 answer: worth a retry, or skopeo's to judge and word."""
     return (Transient if status in _RETRYABLE else Unsupported)(f"{what}: HTTP {status}")
@@ -340,8 +354,12 @@ def _closed_by_peer(connection: http.client.HTTPConnection) -> bool:
 
 
 def _read(path: str) -> Optional[str]:
+    """A configuration file's text; None when there is none to read. Unsupported for a FIFO,
+    a device or a file over 1 MiB: opening or reading it could block or never end, and skopeo's
+    path refuses it (an auth file) or says what is wrong."""
     try:
-        with open(path, "rb") as handle:
-            return handle.read(1 << 20).decode("utf-8", "replace")
+        return fsutil.read_regular(path, _MAX_CONFIG).decode("utf-8", "replace")
+    except (fsutil.NotRegularFileError, fsutil.FileTooLargeError) as error:
+        raise Unsupported(str(error)) from None
     except OSError:
         return None

@@ -19,12 +19,11 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Optional
 
-from bindimg import fetch, flatten, skopeo
+from bindimg import fetch, flatten, fsutil, skopeo
 from bindimg.distribution import Lookups
 from bindimg.errors import ExternalError, InputError
 from bindimg.fetch import Described
@@ -92,7 +91,7 @@ class Embedder:
         self.settings = settings
         self.progress = progress
         self.meter: Meter = Live() if options.live else Lines(progress)
-        self._workdir: Optional[str] = None
+        self._workdir: Optional[fsutil.RunDir] = None
         self._run: Optional[str] = None
         self._prepared: dict[tuple[str, str, Optional[str]], Prepared] = {}
         self._stored: Optional[set[str]] = None
@@ -120,13 +119,14 @@ class Embedder:
                 self._added, self._created = [], None
         finally:
             if self._workdir is not None:
-                shutil.rmtree(self._workdir, ignore_errors=True)
+                self._workdir.close()
                 self._workdir = None
 
     def _work(self, label: str) -> str:
         if self._workdir is None:
-            self._workdir = tempfile.mkdtemp(prefix="bindimg-embed-")
-        return os.path.join(self._workdir, f"{len(os.listdir(self._workdir))}-{label}")
+            self._workdir = fsutil.RunDir("embed")  # a killed run's is swept by the next
+        top = self._workdir.path
+        return os.path.join(top, f"{len(os.listdir(top))}-{label}")
 
     def _runroot(self) -> str:
         """containers/storage's run directory for the copies (locks; nothing kept)."""
@@ -141,6 +141,7 @@ class Embedder:
         if self._stored is None:
             staged = self.store.staged()
             if staged and not self.options.dry_run:
+                self.store.check_confined()  # skopeo deletes through the store's links
                 self.progress(f"removing {len(staged)} images an interrupted run left in the store")
                 self._undo(staged, [])
                 staged = []

@@ -9,13 +9,12 @@ the plain layer tars of a stored image back (for flattening).
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Optional, TypeVar
 
-from bindimg import skopeo
+from bindimg import fsutil, skopeo
 from bindimg.distribution import Lookups
 from bindimg.errors import ExternalError
 from bindimg.platforms import Platform, choose
@@ -138,7 +137,7 @@ def _failure(reference: str) -> Callable[[SkopeoError, str], Exception]:
 def json_object(data: bytes, reference: str) -> dict[str, Any]:
     """`data` (a manifest or config of `reference`) as a JSON object, else ExternalError."""
     try:
-        document = json.loads(data)
+        document = fsutil.load_json(data)
     except ValueError:
         document = None
     if not isinstance(document, dict):

@@ -55,7 +55,9 @@ RULES: dict[str, Rule] = {
     "lock-stale": Rule(ERROR, "A lock entry that no source uses"),
     "duplicate-image": Rule(WARNING, "One repository bound at two digests"),
     "digest-gone": Rule(ERROR, "A pinned digest no longer resolves in its registry"),
-    "unbound-image": Rule(WARNING, "A unit in the root runs an image that is neither bound nor embedded"),
+    "platform-missing": Rule(ERROR, "A bound or embedded image has no image for a target platform"),
+    "unbound-image": Rule(WARNING, "An image a unit in the root runs is neither bound nor embedded"),
+    "composefs-ignores-bound": Rule(ERROR, "Bound images in a root bootc installs with composefs (a UKI)"),
 }
 
 

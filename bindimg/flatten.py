@@ -31,6 +31,7 @@ from contextlib import ExitStack
 from dataclasses import dataclass
 from typing import Any, BinaryIO, Optional
 
+from bindimg import fsutil
 from bindimg.errors import InputError
 
 WHITEOUT_PREFIX = ".wh."
@@ -390,7 +391,7 @@ def _ustar(
 
 def _flattened_config(config: bytes, diff_id: str, layer_count: int, upstream: str) -> dict[str, Any]:
     try:
-        document = json.loads(config)
+        document = fsutil.load_json(config)
     except ValueError:
         raise InputError(f"the image config of {upstream} is not JSON; the image is damaged") from None
     if not isinstance(document, dict):

@@ -15,9 +15,14 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import errno
+import fcntl
+import json
 import os
+import re
+import shutil
 import stat
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Optional
 
@@ -57,7 +62,7 @@ def stage(path: str, data: bytes) -> Staged:
         fd, temp = tempfile.mkstemp(prefix=TEMP_PREFIX, suffix=TEMP_SUFFIX, dir=directory)
         staged = Staged(path, data, temp=temp)
     try:
-        _write_all(fd, data)
+        write_all(fd, data)
         os.fchmod(fd, mode)
         os.fsync(fd)
     except BaseException:
@@ -68,14 +73,16 @@ def stage(path: str, data: bytes) -> Staged:
     return staged
 
 
-def _write_all(fd: int, data: bytes) -> None:
+def write_all(fd: int, data: bytes) -> None:
+    """Write all of `data` to `fd` (os.write may write less)."""
     view = memoryview(data)
     while view:
         view = view[os.write(fd, view) :]
 
 
-def commit(staged: Staged) -> None:
-    """Put staged content in place with one rename and make the rename durable."""
+def commit(staged: Staged, *, sync_dir: bool = True) -> None:
+    """Put staged content in place with one rename and make the rename durable (unless
+    `sync_dir` is False: the caller syncs the directory once after several renames)."""
     directory = os.path.dirname(staged.path) or "."
     if staged.fd is not None:
         temp = os.path.join(
@@ -89,7 +96,7 @@ def commit(staged: Staged) -> None:
         if not linked:  # no way to name the anonymous file here: write a named one
             fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
             try:
-                _write_all(fd, staged.data)
+                write_all(fd, staged.data)
                 os.fchmod(fd, _mode_of(staged.path))
                 os.fsync(fd)
             finally:
@@ -98,7 +105,8 @@ def commit(staged: Staged) -> None:
     assert staged.temp is not None
     os.replace(staged.temp, staged.path)
     staged.temp = None
-    fsync_dir(directory)
+    if sync_dir:
+        fsync_dir(directory)
 
 
 _AT_FDCWD = -100
@@ -137,16 +145,86 @@ def write_atomic(path: str, data: bytes) -> None:
     commit(stage(path, data))
 
 
+# What `commit` names a staged file for an instant: `.bindimg-PID-NAME.tmp`.
+_LEFTOVER = re.compile(re.escape(TEMP_PREFIX) + r"([0-9]+)-.+" + re.escape(TEMP_SUFFIX), re.DOTALL)
+
+
 def sweep(directory: str) -> None:
-    """Remove temporary files a killed bindimg left in `directory`."""
+    """Remove what a killed bindimg left in `directory`: only names bindimg makes, and only
+    those of a process that no longer runs (another run's file is in use; a user's
+    `.bindimg-notes.container` is the user's)."""
     try:
         names = os.listdir(directory)
     except (FileNotFoundError, NotADirectoryError):
         return
     for name in names:
-        if name.startswith(TEMP_PREFIX):
+        if is_leftover(name):
             with contextlib.suppress(FileNotFoundError, IsADirectoryError):
                 os.unlink(os.path.join(directory, name))
+
+
+def is_leftover(name: str) -> bool:
+    """Whether `name` is a file `commit` names for an instant, of a process no longer running
+    (what `sweep` removes)."""
+    match = _LEFTOVER.fullmatch(name)
+    return match is not None and not _running(int(match.group(1)))
+
+
+def _running(pid: int) -> bool:
+    if pid == os.getpid():
+        return False  # ours from an earlier run of a reused pid (a new container); not in use now
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+# A run's temporary directories in TMPDIR (a RUN step's TMPDIR is the image's own /tmp).
+RUN_DIR_PREFIX = "bindimg-run-"
+
+
+class RunDir:
+    """A private temporary directory of this run, removed by `close` (or, if the run is
+    killed, by the next run: while in use it holds an flock that the kernel drops when the
+    process dies, however it dies)."""
+
+    def __init__(self, label: str) -> None:
+        sweep_run_dirs()
+        self.path = tempfile.mkdtemp(prefix=f"{RUN_DIR_PREFIX}{label}-")
+        self._fd: Optional[int] = os.open(self.path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        fcntl.flock(self._fd, fcntl.LOCK_EX)
+
+    def close(self) -> None:
+        if self._fd is not None:
+            shutil.rmtree(self.path, ignore_errors=True)
+            os.close(self._fd)
+            self._fd = None
+
+
+def sweep_run_dirs() -> None:
+    """Remove the temporary directories of runs that were killed: those whose lock is free."""
+    top = tempfile.gettempdir()
+    try:
+        names = [n for n in os.listdir(top) if n.startswith(RUN_DIR_PREFIX)]
+    except OSError:
+        return
+    for name in names:
+        path = os.path.join(top, name)
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        except OSError:
+            continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            continue  # a running bindimg's
+        else:
+            shutil.rmtree(path, ignore_errors=True)
+        finally:
+            os.close(fd)
 
 
 def fsync_dir(directory: str) -> None:
@@ -157,27 +235,96 @@ def fsync_dir(directory: str) -> None:
         os.close(fd)
 
 
-def symlink_new(target: str, path: str) -> None:
-    """Create the symlink `path` -> `target` under its final name: atomic, and a killed run
-    leaves either no entry or the complete link, never a temporary name. An entry that
-    appeared meanwhile is replaced as `symlink_atomic` does."""
+@dataclass
+class _Done:
+    """One change made, and how to take it back."""
+
+    path: str
+    old: Optional[bytes]  # a replaced file's bytes; None: the entry is new
+    times: Optional[tuple[int, int]] = None  # its (atime, mtime) in ns
+
+
+def apply_changes(
+    files: dict[str, tuple[Optional[bytes], bytes]], links: list[tuple[str, str]], *, make_dirs: bool = True
+) -> None:
+    """Write `files` (host path -> (old bytes or None, new bytes)) and then create `links`
+    ((host path, target) symlinks, under their final names): all of it, or none.
+
+    Everything that can fail without changing anything comes first: each directory is made
+    (with `make_dirs`; else a missing one fails) or found in the way, and swept once; each
+    file is staged and synced. Then the renames, one directory sync each, then the links. A
+    failure at any step, a terminating signal included, takes back what was done (files get
+    their old bytes and times, new entries and made directories go) and is an InputError
+    naming the file. Only a kill leaves a partial result: each file old or new, links only
+    once every file is written.
+    """
+    made: list[str] = []
+    staged: list[Staged] = []
+    done: list[_Done] = []
+    current = ""
     try:
-        os.symlink(target, path)
-    except FileExistsError:
-        symlink_atomic(target, path)
-        return
-    fsync_dir(os.path.dirname(path) or ".")
+        for directory in sorted({os.path.dirname(p) for p in files} | {os.path.dirname(p) for p, _ in links}):
+            current = directory
+            if make_dirs:
+                _make_dirs(directory, made)
+            sweep(directory)
+        for path, (_, new) in sorted(files.items()):
+            current = path
+            staged.append(stage(path, new))
+        for item in staged:
+            current = item.path
+            before = os.stat(item.path) if files[item.path][0] is not None else None
+            commit(item, sync_dir=False)
+            times = (before.st_atime_ns, before.st_mtime_ns) if before is not None else None
+            done.append(_Done(item.path, files[item.path][0], times))
+        for directory in sorted({os.path.dirname(p) for p in files}):
+            current = directory
+            fsync_dir(directory)
+        for path, target in links:
+            current = path
+            os.symlink(target, path)
+            done.append(_Done(path, None))
+        for directory in sorted({os.path.dirname(p) for p, _ in links}):
+            current = directory
+            fsync_dir(directory)
+    except BaseException as error:
+        for item in staged:
+            discard(item)
+        _undo(done, made)
+        if isinstance(error, OSError):
+            raise InputError(f"cannot write: {error.strerror}; nothing was changed", path=current) from None
+        raise
 
 
-def symlink_atomic(target: str, path: str) -> None:
-    """Create or replace the symlink `path` -> `target` with a rename."""
-    directory = os.path.dirname(path) or "."
-    temp = os.path.join(directory, f"{TEMP_PREFIX}{os.getpid()}-{os.path.basename(path)}")
-    with contextlib.suppress(FileNotFoundError):
-        os.unlink(temp)
-    os.symlink(target, temp)
-    os.replace(temp, path)
-    fsync_dir(directory)
+def _make_dirs(directory: str, made: list[str]) -> None:
+    """os.makedirs, adding each directory it makes to `made` (outermost first) at once, so
+    that a failure half-way can remove them."""
+    missing: list[str] = []
+    path = directory
+    while not os.path.isdir(path):
+        if os.path.lexists(path):
+            raise InputError("is in the way: not a directory; remove it", path=path)
+        missing.append(path)
+        path = os.path.dirname(path)
+    for path in reversed(missing):
+        os.mkdir(path, 0o755)
+        made.append(path)
+
+
+def _undo(done: list[_Done], made: list[str]) -> None:
+    """Take back `done`, newest first, and remove the directories made; best effort: what
+    cannot be taken back stays as the kill of a run would leave it."""
+    for item in reversed(done):
+        with contextlib.suppress(OSError):
+            if item.old is None:
+                os.unlink(item.path)
+                continue
+            write_atomic(item.path, item.old)
+            if item.times is not None:
+                os.utime(item.path, ns=item.times)
+    for directory in reversed(made):
+        with contextlib.suppress(OSError):
+            os.rmdir(directory)
 
 
 _FILE_KINDS = (
@@ -258,9 +405,21 @@ def read_input(
     """`read_regular` for a file bindimg takes as input (a unit, a drop-in, a lock): every
     refusal is an InputError naming the file. `missing` is the message for a missing file;
     with None, FileNotFoundError reaches the caller (for whom a missing file is no error)."""
-    where = shown or path
-    try:
+    with _refusals(shown or path, limit, what, missing, fix):
         return read_regular(path, limit)
+    raise AssertionError("unreachable")  # for mypy: _refusals re-raises as InputError
+
+
+def check_input(path: str, limit: int, *, what: str) -> None:
+    """`read_input`'s refusals without reading: for a file another tool (skopeo) opens."""
+    with _refusals(path, limit, what, "no such file; fix the path", "make it a regular file"):
+        _check_regular(os.stat(path), path, limit)
+
+
+@contextlib.contextmanager
+def _refusals(where: str, limit: int, what: str, missing: Optional[str], fix: str) -> Iterator[None]:
+    try:
+        yield
     except NotRegularFileError as error:
         raise InputError(f"is {error.kind}, not a {what}; {fix}", path=where) from None
     except FileTooLargeError:
@@ -271,3 +430,12 @@ def read_input(
         raise InputError(missing, path=where) from None
     except OSError as error:
         raise InputError(f"cannot read: {error.strerror}", path=where) from None
+
+
+def load_json(data: bytes) -> object:
+    """`json.loads`, where input nested too deep for Python's parser is a ValueError like any
+    other malformed JSON (a manifest nested 100,000 levels deep is hostile, not a bug)."""
+    try:
+        return json.loads(data)
+    except RecursionError:
+        raise ValueError("JSON nested too deeply") from None

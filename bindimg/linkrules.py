@@ -7,6 +7,7 @@ import posixpath
 from collections.abc import Iterator
 
 from bindimg.boundimages import BOUND_DIR, Entry, rust_extension
+from bindimg.composefs import COMPOSEFS_ADVICE
 from bindimg.errors import InputError
 from bindimg.findings import ERROR, Finding, finding
 from bindimg.rootfs import Root
@@ -165,3 +166,11 @@ def etc_target(entry: Entry, ctx: Context) -> Iterator[Finding]:
             f"points to {inner}: bootc stages an update against the image's pristine /etc, "
             "without local edits; keep bound units under /usr/share/containers/systemd",
         )
+
+
+@link_rule("composefs-ignores-bound")
+def composefs_ignores_bound(entry: Entry, ctx: Context) -> Iterator[Finding]:
+    """Every entry of a root bootc installs with the composefs backend (`composefs.find_uki`)."""
+    if ctx.uki is not None:
+        message = f"the root has a UKI ({ctx.uki}): {COMPOSEFS_ADVICE}"
+        yield finding("composefs-ignores-bound", entry.link, None, message)

@@ -6,8 +6,7 @@ silently rewritten, because a wrong digest here ends up on every machine built f
 
 from __future__ import annotations
 
-import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Optional
 
@@ -16,6 +15,7 @@ from tomlkit.exceptions import TOMLKitError
 
 from bindimg import fsutil, reference
 from bindimg.errors import InputError
+from bindimg.platforms import Platform
 from bindimg.reference import SHA256_DIGEST_RE, ReferenceError
 
 LOCK_VERSION = 1
@@ -31,6 +31,9 @@ class LockEntry:
     digest: str
     media_type: str
     used_by: tuple[str, ...]
+    # The platforms the digest serves (`platforms.offered`); None in a lock written before
+    # bindimg recorded them: `lock --update` fills it in.
+    platforms: Optional[tuple[str, ...]] = None
 
 
 Lock = Mapping[str, LockEntry]  # canonical tag reference -> entry
@@ -95,8 +98,22 @@ def _entries(document: dict[str, Any], text: str, path: str) -> dict[str, LockEn
             raise bad("media-type must be a string")
         if not isinstance(used_by, list) or not all(isinstance(u, str) for u in used_by):
             raise bad("used-by must be a list of paths")
-        entries[key] = LockEntry(digest, media_type, tuple(used_by))
+        entries[key] = LockEntry(digest, media_type, tuple(used_by), _platforms(value, bad))
     return entries
+
+
+def _platforms(value: dict[str, Any], bad: Callable[[str], InputError]) -> Optional[tuple[str, ...]]:
+    listed = value.get("platforms")
+    if listed is None:
+        return None
+    if not isinstance(listed, list) or not all(isinstance(p, str) for p in listed):
+        raise bad("platforms must be a list of OS/ARCH[/VARIANT] strings")
+    for text in listed:
+        try:
+            Platform.parse(text)
+        except InputError:
+            raise bad(f"platforms: {text!r} is not OS/ARCH[/VARIANT]") from None
+    return tuple(listed)
 
 
 def _line_of(text: str, key: str) -> Optional[int]:
@@ -122,19 +139,21 @@ def dumps(entries: Lock) -> str:
         used_by = tomlkit.array()
         used_by.extend(sorted(entry.used_by))
         table.add("used-by", used_by)
+        if entry.platforms is not None:
+            platforms = tomlkit.array()
+            platforms.extend(entry.platforms)
+            table.add("platforms", platforms)
         images.add(key, table)
     document.add("images", images)
     return tomlkit.dumps(document)
 
 
-def write(path: str, entries: Lock) -> bool:
-    """Write the lock atomically; False (and no write) when the bytes would not change."""
+def change(path: str, entries: Lock) -> Optional[tuple[Optional[bytes], bytes]]:
+    """(old bytes or None, new bytes) of the lock file at `path` for `entries`; None when the
+    bytes would not change (nothing to write)."""
     data = dumps(entries).encode("utf-8")
     try:
-        with open(path, "rb") as handle:
-            if handle.read() == data:
-                return False
+        old: Optional[bytes] = fsutil.read_input(path, MAX_LOCK_BYTES, what="lock file", missing=None)
     except FileNotFoundError:
-        pass
-    fsutil.write_atomic(os.path.abspath(path), data)
-    return True
+        old = None
+    return None if old == data else (old, data)

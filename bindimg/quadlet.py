@@ -40,7 +40,12 @@ KEY_DRIVER = "Driver"
 KEY_TLS_VERIFY = "TLSVerify"
 KEY_CERT_DIR = "CertDir"
 KEY_CREDS = "Creds"
+# Units that make podman pull an image without bootc ever binding it (the delivery chain).
+ARTIFACT = "Artifact"
+KUBE = "Kube"
 KEY_MOUNT = "Mount"
+KEY_ARTIFACT = "Artifact"
+KEY_YAML = "Yaml"
 
 # Go's unicode.IsSpace, which strings.TrimSpace and TrimRightFunc use. Python's default
 # str.strip() would also strip \x1c-\x1f, which Go keeps.
@@ -70,6 +75,20 @@ def _shown(line: str) -> str:
     if any(hint in line.lower() for hint in _SECRET_HINTS):
         return "(not shown: it may hold credentials)"
     return excerpt(line)
+
+
+# Keys whose value is a credential (podman's `Creds=` of .image units: USER:PASSWORD).
+_CREDENTIAL_KEYS = frozenset({"Creds"})
+
+
+def redact_credentials(line: str) -> str:
+    """`line` with the value of a credential key (`Creds=user:pass`) replaced by `***`: for
+    output that shows unit lines (a diff's context)."""
+    key, sep, _ = line.partition("=")
+    if not sep or key.strip(QUADLET_WS) not in _CREDENTIAL_KEYS:
+        return line
+    ending = line[len(line.rstrip("\r\n")) :]
+    return f"{key}=***{ending}"
 
 
 class UnitDecodeError(InputError):
@@ -153,22 +172,20 @@ class UnitFile:
             value = value[1:-1]
         return value
 
-    def lookup_all_args(self, group: str, key: str) -> list[str]:
-        """Quadlet ``LookupAllArgs`` (``GlobalArgs=``, ``PodmanArgs=``, ``Exec=``).
-
-        An empty value resets the list; a value systemd-style splitting rejects is skipped.
-        """
-        values: list[str] = []
+    def lookup_all(self, group: str, key: str) -> list[Assignment]:
+        """The assignments of Quadlet's ``LookupAll``, in order: an empty value clears those before."""
+        found: list[Assignment] = []
         for assignment in self.groups.get(group, []):
-            if assignment.key != key:
-                continue
-            if assignment.value == "":
-                values = []
-            else:
-                values.append(assignment.value)
+            if assignment.key == key:
+                found = [] if assignment.value == "" else [*found, assignment]
+        return found
+
+    def lookup_all_args(self, group: str, key: str) -> list[str]:
+        """Quadlet ``LookupAllArgs`` (``GlobalArgs=``, ``PodmanArgs=``, ``Exec=``, ``Mount=``):
+        ``lookup_all``, each value split systemd-style (one that does not split is skipped)."""
         args: list[str] = []
-        for value in values:
-            words = split_args(value)
+        for assignment in self.lookup_all(group, key):
+            words = split_args(assignment.value)
             if words is not None:
                 args.extend(words)
         return args

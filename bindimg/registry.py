@@ -23,6 +23,10 @@ class Registry(Protocol):
         """The exact bytes of the top-level manifest of `docker://reference`."""
         ...
 
+    def inspect_config(self, reference: str, options: RegistryOptions, *, timeout: float) -> bytes:
+        """The image config of a single-platform `docker://name@digest` (its platform)."""
+        ...
+
     def copy_from_registry(
         self,
         reference: str,

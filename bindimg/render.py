@@ -53,6 +53,7 @@ class Bound:
     options: RegistryOptions = field(default_factory=RegistryOptions)
     flattened_from: Optional[str] = None  # the value is a flattened digest of this upstream one
     installed: Optional[tuple[str, str]] = None  # the installed unit's (flattened, upstream) digests
+    offers: Optional[tuple[tuple[str, ...], str]] = None  # (platforms, media type), from the lock
 
 
 class Collected:

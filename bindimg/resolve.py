@@ -7,7 +7,6 @@ so a multi-arch tag pins its image index, never one platform's manifest.
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import re
 import time
@@ -16,9 +15,11 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Optional, TypeVar
 
-from bindimg import skopeo
+from bindimg import fsutil, skopeo
 from bindimg.distribution import Lookups, Transient, Unsupported
 from bindimg.errors import ExternalError
+from bindimg.platforms import offered
+from bindimg.reference import parse as parse_reference
 from bindimg.registry import Registry
 from bindimg.skopeo import RegistryOptions, SkopeoError
 
@@ -29,6 +30,9 @@ BACKOFF_SECONDS = 0.5
 LOG = logging.getLogger("bindimg")
 # What registries (distribution, quay, ghcr) answer for a tag or digest they do not have.
 MANIFEST_UNKNOWN = re.compile(r"manifest unknown|not found|404", re.IGNORECASE)
+# Longest wait between two attempts: a registry that is down for minutes gets an attempt
+# every 30 s (`--retry 20` would otherwise wait 0.5 s * 2^19, six days, before the last one).
+MAX_BACKOFF_SECONDS = 30.0
 
 T = TypeVar("T")
 
@@ -40,6 +44,9 @@ OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 class Request:
     reference: str  # canonical tag reference, e.g. quay.io/org/app:1.2
     options: RegistryOptions = field(default_factory=RegistryOptions)
+    # Also learn the platforms the image serves: free for an index, one more request (the
+    # config) for a single manifest.
+    platforms: bool = False
 
 
 @dataclass(frozen=True)
@@ -47,6 +54,7 @@ class Resolved:
     reference: str
     digest: str
     media_type: str
+    platforms: Optional[tuple[str, ...]] = None  # `platforms.offered`; None when not asked
 
 
 @dataclass(frozen=True)
@@ -63,7 +71,7 @@ def digest_of(manifest: bytes) -> str:
 def media_type_of(manifest: bytes, reference: str) -> str:
     """The manifest's media type; OCI manifests may leave the field out."""
     try:
-        document = json.loads(manifest)
+        document = fsutil.load_json(manifest)
     except ValueError:
         raise ExternalError(f"{reference}: the registry returned a manifest that is not JSON") from None
     if not isinstance(document, dict):
@@ -87,22 +95,28 @@ class ResolveError(ExternalError):
         self.transient = transient
 
 
+def backoff(attempt: int) -> float:
+    """Seconds to wait after failed attempt number `attempt` (0 for the first)."""
+    return min(BACKOFF_SECONDS * float(2 ** min(attempt, 32)), MAX_BACKOFF_SECONDS)
+
+
 def retrying(
     settings: Settings,
     call: Callable[[], T],
     failure: Callable[[SkopeoError, str], Exception],
     sleep: Callable[[float], None] = time.sleep,
 ) -> T:
-    """`call`, retried on transient failures with exponential back-off; a failure for good
-    becomes `failure(error, " (after N attempts)" or "")`."""
+    """`call`, retried on transient failures with exponential back-off (0.5 s, 1 s, 2 s … at
+    most MAX_BACKOFF_SECONDS); a failure for good becomes `failure(error, " (after N attempts)"
+    or "")`."""
     attempt = 0
     while True:
         try:
             return call()
         except SkopeoError as error:
             if error.transient and attempt < settings.retry:
-                LOG.debug("transient failure, retry in %g s: %s", BACKOFF_SECONDS * 2**attempt, error.message)
-                sleep(BACKOFF_SECONDS * 2**attempt)
+                LOG.debug("transient failure, retry in %g s: %s", backoff(attempt), error.message)
+                sleep(backoff(attempt))
                 attempt += 1
                 continue
             raise failure(error, f" (after {attempt + 1} attempts)" if attempt else "") from None
@@ -150,34 +164,84 @@ def resolve_one(
     registry: Registry = skopeo,
     fast: Optional[Lookups] = None,
 ) -> Resolved:
-    """Ask the registry, retrying transient failures with exponential back-off."""
-    raw = manifest(
-        request.reference,
-        request.options,
-        settings,
-        lambda error, tries: _failure(request.reference, error, tries),
-        fast,
-        sleep,
-        registry,
-    )
-    resolved = Resolved(request.reference, digest_of(raw), media_type_of(raw, request.reference))
-    LOG.debug("%s: %s (%s)", request.reference, resolved.digest, resolved.media_type)
-    return resolved
+    """Ask the registry, retrying transient failures with exponential back-off.
+
+    The digest of the tag's manifest is then fetched by that digest: a registry (or a proxy)
+    that serves bytes for the tag which it does not hold by their digest would otherwise get
+    a digest pinned that nobody can pull. One more request per image (`fast`'s direct look-up
+    checks the digest of what it gets by digest, as skopeo does).
+    """
+
+    def lookup(reference: str, what: str) -> bytes:
+        return manifest(
+            reference,
+            request.options,
+            settings,
+            lambda error, tries: _failure(request.reference, what, error, tries),
+            fast,
+            sleep,
+            registry,
+        )
+
+    raw = lookup(request.reference, "")
+    digest = digest_of(raw)
+    media_type = media_type_of(raw, request.reference)
+    # A reference asked by digest already (lint --remote) had its digest checked by the look-up.
+    if "@" not in request.reference:
+        name = request.reference.rpartition(":")[0]  # a canonical tag reference always has a tag
+        served = lookup(f"{name}@{digest}", f"the tag's manifest {digest} is not served by digest: ")
+        if served != raw:  # the digest of what comes by digest is checked; this is for sure
+            raise ResolveError(
+                f"cannot resolve {request.reference}: the tag's manifest {digest} is not served by digest; "
+                "check the registry or the proxy in front of it",
+                transient=False,
+            )
+    offers: Optional[tuple[str, ...]] = None
+    if request.platforms:
+        offers = _platforms_of(raw, request, settings, sleep, registry)
+    LOG.debug("%s: %s (%s)", request.reference, digest, media_type)
+    return Resolved(request.reference, digest, media_type, offers)
 
 
-def _failure(reference: str, error: SkopeoError, tries: str) -> ResolveError:
-    """A failed look-up: a tag or digest the registry does not have is told apart from an outage."""
-    if not error.transient and MANIFEST_UNKNOWN.search(error.message):
-        what = "digest" if "@" in reference else "tag"
+def _failure(reference: str, what: str, error: SkopeoError, tries: str) -> ResolveError:
+    """A failed look-up of `reference` (`what` says which step): a tag or digest the registry
+    does not have is told apart from an outage."""
+    if not what and not error.transient and MANIFEST_UNKNOWN.search(error.message):
+        kind = "digest" if "@" in reference else "tag"
         return ResolveError(
-            f"{reference}: no such {what} in the registry ({error.message}); check the {what}",
+            f"{reference}: no such {kind} in the registry ({error.message}); check the {kind}",
             transient=False,
         )
     return ResolveError(
-        f"cannot resolve {reference}: {error.message}{tries}; "
+        f"cannot resolve {reference}: {what}{error.message}{tries}; "
         "check the reference, the registry and its credentials",
         transient=error.transient,
     )
+
+
+def _platforms_of(
+    raw: bytes, request: Request, settings: Settings, sleep: Callable[[float], None], registry: Registry
+) -> tuple[str, ...]:
+    """The platforms of the manifest `raw` (already checked to be a JSON object)."""
+    top = fsutil.load_json(raw)
+    assert isinstance(top, dict)  # media_type_of checked it
+    if isinstance(top.get("manifests"), list):
+        return offered(top)
+    pinned = f"{parse_reference(request.reference).canonical_name}@{digest_of(raw)}"
+    config = retrying(
+        settings,
+        lambda: registry.inspect_config(pinned, request.options, timeout=settings.timeout),
+        lambda error, tries: ResolveError(
+            f"cannot read the image config of {pinned}: {error.message}{tries}",
+            transient=error.transient,
+        ),
+        sleep,
+    )
+    try:
+        document = fsutil.load_json(config)
+    except ValueError:
+        raise ExternalError(f"{pinned}: the registry returned an image config that is not JSON") from None
+    return offered(top, document if isinstance(document, dict) else {})
 
 
 def resolve_each(

@@ -8,10 +8,12 @@ the links inside DIR say.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
 import posixpath
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 from bindimg.errors import InputError
 
@@ -81,6 +83,64 @@ class Root:
                 continue
             done.append(part)
         return os.path.join(self.host, *done)
+
+    @contextlib.contextmanager
+    def locked(self, progress: Callable[[str], None] = lambda _: None) -> Iterator[None]:
+        """Hold the root for one run: a second bindimg on it waits until the first is done.
+
+        The lock is an flock on the root directory itself, so nothing is created in the image
+        and the kernel releases it when the process ends, however it ends. Its descriptor is
+        not inherited: a skopeo that outlived a killed bindimg must not hold it.
+        """
+        fd = os.open(self.host, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                progress(f"waiting for another bindimg working in {self.host}")
+                fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)
+
+    def resolve_within(self, inner: str, base: str, what: str) -> str:
+        """`resolve(inner)`, which must stay at or below `base` (an inner path, resolved too).
+
+        For a path bindimg or skopeo opens below a directory it trusts (a store's lock files
+        and index, the store itself under /usr): a symlink further down that leads elsewhere,
+        even inside the root, is an InputError naming it, with `what` saying what it is.
+        """
+        host = self.resolve(inner)
+        top = self.resolve(base)
+        if host != top and not host.startswith(top.rstrip(os.sep) + os.sep):
+            shown = self.inner_path(host) or host
+            raise InputError(
+                f"{what} leads to {shown}, outside {base}; make it a real directory under {base}",
+                path=self.host_path(inner),
+            )
+        return host
+
+    def symlinks_below(self, inner: str, depth: int) -> list[tuple[str, str]]:
+        """(host path, target) of every symlink at most `depth` levels below `inner`, without
+        following any: what a tool walking that tree on its own (skopeo) would follow."""
+        found: list[tuple[str, str]] = []
+        level = [self.resolve(inner)]
+        for _ in range(depth):
+            below: list[str] = []
+            for directory in level:
+                try:
+                    entries = list(os.scandir(directory))
+                except (FileNotFoundError, NotADirectoryError):
+                    continue
+                except OSError as error:
+                    raise InputError(f"cannot read: {error.strerror}", path=directory) from None
+                for entry in entries:
+                    if entry.is_symlink():
+                        found.append((entry.path, os.readlink(entry.path)))
+                    elif entry.is_dir(follow_symlinks=False):
+                        below.append(entry.path)
+            level = below
+        return found
 
 
 def root_display(root: Root, shown: str) -> Display:

@@ -20,6 +20,7 @@ from bindimg import lockfile, skopeo
 from bindimg.boundimages import Entry
 from bindimg.errors import InputError
 from bindimg.findings import RULES, WHOLE_FILE, Finding, finding
+from bindimg.platforms import Platform
 from bindimg.quadlet import CONTAINER, IMAGE, Assignment, QuadletParseError
 from bindimg.reference import Reference
 from bindimg.registry import Registry
@@ -37,6 +38,8 @@ class LockView:
     path: str
     digests: Mapping[str, str]
     lines: Mapping[str, int] = field(default_factory=dict)
+    # tag -> (platforms, media type) of the entries that record their platforms
+    platforms: Mapping[str, tuple[tuple[str, ...], str]] = field(default_factory=dict)
 
     @classmethod
     def load(cls, path: str) -> LockView:
@@ -50,7 +53,12 @@ class LockView:
             if line.lstrip().startswith("[images.") and 0 <= start < end:
                 headers.setdefault(line[start + 1 : end], number)
         lines = {key: headers.get(key, WHOLE_FILE) for key in entries}
-        return cls(path, {key: entry.digest for key, entry in entries.items()}, lines)
+        offers = {
+            key: (entry.platforms, entry.media_type)
+            for key, entry in entries.items()
+            if entry.platforms is not None
+        }
+        return cls(path, {key: entry.digest for key, entry in entries.items()}, lines, offers)
 
 
 @dataclass(frozen=True)
@@ -112,7 +120,11 @@ class Context:
     lock: Optional[LockView] = None
     remote: Optional[Remote] = None
     stored: Optional[set[str]] = None  # the embedded store's names; None for a source tree
-    runs: Mapping[str, str] = field(default_factory=dict)  # file name -> the unit Quadlet uses
+    # file name -> the unit Quadlet uses (in a root; `.kube` and `.artifact` units included)
+    runs: Mapping[str, str] = field(default_factory=dict)
+    entries: Sequence[Entry] = ()  # a root's bound-images.d, as bootc walks it
+    uki: Optional[str] = None  # a root's UKI: bootc installs it with the composefs backend
+    targets: Sequence[Platform] = ()  # --platform: the platforms the OS image is built for
 
 
 LinkRule = Callable[[Entry, Context], Iterable[Finding]]

@@ -1,7 +1,11 @@
 """The only place that runs skopeo: argument lists, never a shell, stderr kept in errors.
 
-Credentials given with `--creds` are written to a private temporary auth file instead of
-skopeo's command line, so that they never show in `ps`, in logs or in error messages.
+Credentials given with `--creds` reach skopeo as an auth file that exists only in memory
+(a memfd, named `/proc/self/fd/N` on skopeo's command line): never on its command line, so
+they do not show in `ps`, and never on disk, so no kill of bindimg can leave them behind. An
+auth file the user names (`--authfile`, a unit's `AuthFile=`, `REGISTRY_AUTH_FILE`) is read
+by bindimg, as a regular file of bounded size, and handed over the same way: a FIFO or
+/dev/zero in its place is refused instead of making skopeo read without end.
 """
 
 from __future__ import annotations
@@ -13,16 +17,21 @@ import logging
 import os
 import re
 import subprocess
-import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from typing import Optional
 
-from bindimg.errors import ExternalError
+from bindimg import fsutil
+from bindimg.errors import ExternalError, InputError
 
 SKOPEO = "skopeo"
+# An auth file holds a few entries; a certificate a few KB.
+MAX_AUTH_BYTES = 1024 * 1024
+MAX_CERT_BYTES = 1024 * 1024
+_CERT_SUFFIXES = (".crt", ".cert", ".key")  # what containers/image reads (pkg/tlsclientconfig)
 
 # Failures worth another try: the network or the registry had a bad moment. Anything else
 # (unknown manifest, denied, bad name) will fail the same way again.
@@ -74,9 +83,17 @@ def inspect_raw(
     reference: str, options: RegistryOptions, *, timeout: float, secrets: tuple[str, ...] = ()
 ) -> bytes:
     """The exact bytes of the top-level manifest of `docker://reference`."""
-    with _auth_args(reference, options) as auth:
+    with _auth_args(reference, options) as (auth, fds):
         argv = [SKOPEO, "inspect", "--raw", *auth, f"docker://{reference}"]
-        return _run(argv, timeout=timeout, secrets=secrets + _secrets(options), reference=reference)
+        return _run(argv, timeout=timeout, secrets=secrets + _secrets(options), reference=reference, fds=fds)
+
+
+def inspect_config(reference: str, options: RegistryOptions, *, timeout: float) -> bytes:
+    """The image config of `docker://reference` (a single-platform `name@digest`): its
+    os/architecture/variant say which platform the image is for."""
+    with _auth_args(reference, options) as (auth, fds):
+        argv = [SKOPEO, "inspect", "--config", "--raw", *auth, f"docker://{reference}"]
+        return _run(argv, timeout=timeout, secrets=_secrets(options), reference=reference, fds=fds)
 
 
 def copy_from_registry(
@@ -93,10 +110,11 @@ def copy_from_registry(
 
     `watch(pid)` is called about every 0.2 s while skopeo runs (to show its progress).
     """
-    with _auth_args(reference, options, prefix="--src-") as auth:
+    with _auth_args(reference, options, prefix="--src-") as (auth, fds):
         argv = [SKOPEO, *_platform_args(platform), "copy", "--quiet", "--preserve-digests", *auth]
         argv += [f"docker://{reference}", dest]
-        _run(argv, timeout=timeout, secrets=_secrets(options), reference=reference, watch=watch)
+        secrets = _secrets(options)
+        _run(argv, timeout=timeout, secrets=secrets, reference=reference, fds=fds, watch=watch)
 
 
 def copy_local(
@@ -142,13 +160,17 @@ def copy_image(
     """
     with ExitStack() as stack:
         auth: list[str] = []
+        fds: tuple[int, ...] = ()
         for side, options, ref in (("--src-", src_options, source), ("--dest-", dest_options, dest)):
             if ref.startswith("docker://"):
-                auth += stack.enter_context(_auth_args(ref[len("docker://") :], options, prefix=side))
+                side_auth = _auth_args(ref[len("docker://") :], options, prefix=side)
+                args, side_fds = stack.enter_context(side_auth)
+                auth += args
+                fds += side_fds
         argv = [SKOPEO, *_platform_args(platform), "copy", "--quiet", "--preserve-digests"]
         argv += [f"--multi-arch={multi_arch}", *auth, source, dest]
         secrets = _secrets(src_options) + _secrets(dest_options)
-        _run(argv, timeout=timeout, secrets=secrets, reference=reference)
+        _run(argv, timeout=timeout, secrets=secrets, reference=reference, fds=fds)
 
 
 def inspect_local_raw(transport_ref: str, *, timeout: Optional[float] = None) -> bytes:
@@ -160,7 +182,7 @@ def inspect_local_raw(transport_ref: str, *, timeout: Optional[float] = None) ->
 def delete_local(reference: str, *, timeout: Optional[float] = None) -> None:
     """`skopeo delete` of a local image, e.g. `containers-storage:[…]name@digest` (its unused
     layers go with it)."""
-    _run([SKOPEO, "delete", reference], timeout=timeout, secrets=())
+    _run([SKOPEO, "delete", reference], timeout=timeout, secrets=(), cleanup=True)
 
 
 def _platform_args(platform: Sequence[str]) -> list[str]:
@@ -202,51 +224,79 @@ def _check_version() -> None:
         raise ToolError(problem)
 
 
+# Every skopeo running now: a terminated bindimg kills them, none may outlive it.
+_children: set[subprocess.Popen[bytes]] = set()
+_children_lock = threading.Lock()
+_terminating = False
+
+
+def kill_children() -> None:
+    """Kill every running skopeo and start no other but for clean-up (`delete_local`):
+    bindimg is being terminated."""
+    global _terminating
+    with _children_lock:
+        _terminating = True
+        for child in _children:
+            child.kill()
+
+
 def _run(
     argv: list[str],
     *,
     timeout: Optional[float],
     secrets: tuple[str, ...],
     reference: str = "",
+    fds: tuple[int, ...] = (),
+    cleanup: bool = False,
     watch: Optional[Callable[[int], None]] = None,
 ) -> bytes:
     _check_version()
     LOG.debug("%s", " ".join(argv))
     try:
-        if watch is None:
-            done = subprocess.run(argv, capture_output=True, timeout=timeout, check=False)
-            returncode, stdout, stderr_bytes = done.returncode, done.stdout, done.stderr
-        else:
-            returncode, stdout, stderr_bytes = _watched(argv, timeout, watch)
+        with _children_lock:
+            if _terminating and not cleanup:
+                raise SkopeoError("bindimg is being terminated")
+            child = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, pass_fds=fds)
+            _children.add(child)
     except FileNotFoundError:
         raise SkopeoError("skopeo is not installed; install skopeo >= 1.9") from None
     except OSError as error:
         raise SkopeoError(f"cannot run skopeo: {error.strerror}; check the skopeo on PATH") from None
-    except subprocess.TimeoutExpired:
-        raise SkopeoError(f"no answer within {timeout or 0:g} s", transient=True) from None
-    if returncode != 0:
+    try:
+        with child:
+            try:
+                stdout, stderr_bytes = _communicate(child, timeout, watch)
+            except subprocess.TimeoutExpired:
+                child.kill()
+                child.communicate()
+                raise SkopeoError(f"no answer within {timeout or 0:g} s", transient=True) from None
+            except BaseException:  # interrupted: skopeo must not go on writing on its own
+                child.kill()
+                raise
+    finally:
+        with _children_lock:
+            _children.discard(child)
+    if child.returncode != 0:
         stderr = _redact(stderr_bytes.decode("utf-8", "replace"), secrets)
         reason = _reason(stderr)
         raise SkopeoError(reason, stderr=stderr, transient=_transient(reason, reference))
     return stdout
 
 
-def _watched(
-    argv: list[str], timeout: Optional[float], watch: Callable[[int], None]
-) -> tuple[int, bytes, bytes]:
-    """subprocess.run, calling `watch(pid)` every 0.2 s while the process runs."""
+def _communicate(
+    child: subprocess.Popen[bytes], timeout: Optional[float], watch: Optional[Callable[[int], None]]
+) -> tuple[bytes, bytes]:
+    """child.communicate, calling `watch(pid)` every 0.2 s while the process runs."""
+    if watch is None:
+        return child.communicate(timeout=timeout)
     deadline = None if timeout is None else time.monotonic() + timeout
-    with subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE) as process:
-        while True:
-            try:
-                stdout, stderr = process.communicate(timeout=0.2)
-                return process.returncode, stdout, stderr
-            except subprocess.TimeoutExpired:
-                if deadline is not None and time.monotonic() > deadline:
-                    process.kill()
-                    process.communicate()
-                    raise
-                watch(process.pid)
+    while True:
+        try:
+            return child.communicate(timeout=0.2)
+        except subprocess.TimeoutExpired:
+            if deadline is not None and time.monotonic() > deadline:
+                raise
+            watch(child.pid)
 
 
 def _reason(stderr: str) -> str:
@@ -298,23 +348,54 @@ def _secrets(options: RegistryOptions) -> tuple[str, ...]:
 
 
 @contextmanager
-def _auth_args(reference: str, options: RegistryOptions, prefix: str = "--") -> Iterator[list[str]]:
-    """Flags for `options`; `prefix` is `--src-` for the source of `skopeo copy`."""
+def _auth_args(
+    reference: str, options: RegistryOptions, prefix: str = "--"
+) -> Iterator[tuple[list[str], tuple[int, ...]]]:
+    """Flags for `options` and the descriptors skopeo must inherit for them; `prefix` is
+    `--src-` for the source of `skopeo copy`."""
     args: list[str] = []
     if options.cert_dir is not None:
+        _check_cert_dir(options.cert_dir)
         args.append(f"{prefix}cert-dir={options.cert_dir}")
     if options.tls_verify is not None:
         args.append(f"{prefix}tls-verify={'true' if options.tls_verify else 'false'}")
-    if options.creds is None:
-        if options.authfile is not None:
-            args.append(f"{prefix}authfile={options.authfile}")
-        yield args
+    data = _auth_data(reference, options)
+    if data is None:
+        yield args, ()
         return
-    registry = reference.split("/", 1)[0]
-    auth = base64.b64encode(options.creds.encode()).decode()
-    with tempfile.TemporaryDirectory(prefix="bindimg-auth-") as directory:
-        path = os.path.join(directory, "auth.json")
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as handle:
-            json.dump({"auths": {registry: {"auth": auth}}}, handle)
-        yield [*args, f"{prefix}authfile={path}"]
+    fd = os.memfd_create("bindimg-auth", os.MFD_CLOEXEC)
+    try:
+        fsutil.write_all(fd, data)
+        # skopeo opens the path afresh (offset 0); the memfd dies with the last descriptor.
+        yield [*args, f"{prefix}authfile=/proc/self/fd/{fd}"], (fd,)
+    finally:
+        os.close(fd)
+
+
+def _auth_data(reference: str, options: RegistryOptions) -> Optional[bytes]:
+    """The auth file's bytes for `options`: from `--creds`, else the file named, else None
+    (skopeo's own default look-up)."""
+    if options.creds is not None:
+        registry = reference.split("/", 1)[0]
+        auth = base64.b64encode(options.creds.encode()).decode()
+        return json.dumps({"auths": {registry: {"auth": auth}}}).encode()
+    path = options.authfile if options.authfile is not None else os.environ.get("REGISTRY_AUTH_FILE")
+    if not path:
+        return None
+    return fsutil.read_input(
+        path,
+        MAX_AUTH_BYTES,
+        what="registry auth file",
+        missing="no such registry auth file; fix the path or create it with `podman login`",
+    )
+
+
+def _check_cert_dir(path: str) -> None:
+    """The certificates skopeo would read from `path` must be regular files of bounded size."""
+    try:
+        names = sorted(os.listdir(path))
+    except OSError as error:
+        raise InputError(f"cannot read the certificate directory: {error.strerror}", path=path) from None
+    for name in names:
+        if name.endswith(_CERT_SUFFIXES):
+            fsutil.check_input(os.path.join(path, name), MAX_CERT_BYTES, what="certificate")

@@ -14,12 +14,14 @@ import gzip
 import json
 import os
 import posixpath
+import re
 import shutil
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, Optional
 
+from bindimg import fsutil
 from bindimg.errors import InputError
 from bindimg.pin import STORAGE_KEYS
 from bindimg.rootfs import Root
@@ -34,6 +36,11 @@ VFS_KEYS = ("vfs.imagestore",)
 _OVERLAY_OPTIONS = ":overlay.mount_program=/bin/true,overlay.skip_mount_home=true"
 # What `containers-storage:[DRIVER@ROOT+RUNROOT:OPTIONS]` uses as separators.
 _SPEC_CHARACTERS = "[]:+@"
+# The only symlinks containers/storage makes in a store's own directories: overlay's short
+# layer names (drivers/overlay/overlay.go, linkDir). Layer contents are not looked at.
+_OWN_LINK = re.compile(r"overlay/l/[A-Z0-9]+ -> \.\./[0-9a-f]{64}/diff")
+_STRUCTURE_DEPTH = 3  # STORE/overlay/<layer>/diff: a layer's contents start below
+MAX_INDEX_BYTES = 256 * 1024 * 1024  # images.json: about 1 KiB per image
 # The images a run has copied in but not kept yet (embed.py); absent between runs.
 _JOURNAL = "bindimg-staging.json"
 
@@ -52,7 +59,10 @@ class Layer:
 class Store:
     """A store at `inner` (a path inside `root`) for `driver`."""
 
-    def __init__(self, root: Root, inner: str = DEFAULT_STORE, driver: str = "overlay") -> None:
+    def __init__(
+        self, root: Root, inner: str = DEFAULT_STORE, driver: str = "overlay", *, reading: bool = False
+    ) -> None:
+        """`reading`: only its index is read (list, lint), so it need not lie under /usr."""
         if driver not in DRIVERS:
             raise InputError(
                 f"--driver {driver}: choose overlay or vfs (the driver of the podman that reads it)"
@@ -66,7 +76,10 @@ class Store:
         self.root = root
         self.inner = normal
         self.driver = driver
-        self.host = root.resolve(normal)
+        # A store reached through a link out of /usr would not be replaced by bootc on upgrade.
+        self.host = (
+            root.resolve(normal) if reading else root.resolve_within(normal, "/usr", "the image store")
+        )
         if any(c in self.host for c in _SPEC_CHARACTERS):
             raise InputError(
                 f"the image store's path on this machine has one of {_SPEC_CHARACTERS}, which skopeo's "
@@ -85,7 +98,22 @@ class Store:
         return f"--storage-opt={self.storage_keys[0]}={self.inner}"
 
     def _path(self, *parts: str) -> str:
-        return os.path.join(self.host, *parts)
+        """A path in the store, its links resolved inside the root: never out of the store."""
+        name = posixpath.join(*parts)
+        inner = posixpath.join(self.inner, name)
+        return self.root.resolve_within(inner, self.inner, f"{name} in the image store")
+
+    def check_confined(self) -> None:
+        """Refuse a symlink in the store's own directories that containers/storage did not make:
+        skopeo follows it on the host, out of the root (SPEC invariant 6)."""
+        for path, target in self.root.symlinks_below(self.inner, _STRUCTURE_DEPTH):
+            relative = os.path.relpath(path, self.host)
+            if not _OWN_LINK.fullmatch(f"{relative} -> {target}"):
+                raise InputError(
+                    f"is a symlink to {target} in the image store, which skopeo would follow on the host "
+                    "(out of the store); remove it",
+                    path=path,
+                )
 
     @property
     def lock_files(self) -> tuple[str, str]:
@@ -107,6 +135,7 @@ class Store:
             path = os.path.dirname(path)
         if not os.path.isdir(path):
             raise InputError("is in the way of the image store; it is not a directory", path=path)
+        self.check_confined()
         try:
             for directory in reversed(missing):
                 os.mkdir(directory, 0o755)
@@ -121,6 +150,7 @@ class Store:
                         pass
                     created.append(lock)
         except OSError as error:
+            self.remove_created(created)  # all or nothing: no half store (e.g. out of space)
             raise InputError(
                 f"cannot create the image store: {error.strerror}", path=error.filename
             ) from None
@@ -130,10 +160,11 @@ class Store:
         """The records of `<driver>-KIND/KIND.json` (images or layers); [] without a store."""
         path = self._path(f"{self.driver}-{kind}", f"{kind}.json")
         try:
-            with open(path, "rb") as handle:
-                document = json.loads(handle.read())
+            document = fsutil.load_json(fsutil.read_regular(path, MAX_INDEX_BYTES))
         except (FileNotFoundError, NotADirectoryError):
             return []
+        except (fsutil.NotRegularFileError, fsutil.FileTooLargeError) as error:
+            raise InputError(f"is not the image store index ({error}); remove it", path=path) from None
         except OSError as error:
             raise InputError(f"cannot read the image store index: {error.strerror}", path=path) from None
         except ValueError:
@@ -210,19 +241,17 @@ class Store:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(self._journal)
             return
-        temp = self._journal + ".tmp"
         try:
-            with open(temp, "w", encoding="utf-8") as handle:
-                json.dump(references, handle)
-            os.replace(temp, self._journal)
+            fsutil.write_atomic(self._journal, json.dumps(references).encode())
         except OSError as error:
-            raise InputError(f"cannot write to the image store: {error.strerror}", path=temp) from None
+            raise InputError(
+                f"cannot write to the image store: {error.strerror}", path=self._journal
+            ) from None
 
     def staged(self) -> list[str]:
         """The images an interrupted run left staged (see `stage`)."""
         try:
-            with open(self._journal, "rb") as handle:
-                found = json.loads(handle.read())
+            found = fsutil.load_json(fsutil.read_regular(self._journal, MAX_INDEX_BYTES))
         except (OSError, ValueError):
             return []
         return [r for r in found if isinstance(r, str)] if isinstance(found, list) else []
@@ -246,7 +275,8 @@ class Store:
 
 def store_images(root: Root) -> list[str]:
     """Every image name in the embedded store, overlay's then vfs's (either driver may be used)."""
-    return [name for driver in DRIVERS for name in sorted(Store(root, DEFAULT_STORE, driver).names())]
+    stores = [Store(root, DEFAULT_STORE, driver, reading=True) for driver in DRIVERS]
+    return [name for store in stores for name in sorted(store.names())]
 
 
 def _text(value: object) -> Optional[str]:

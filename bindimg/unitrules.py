@@ -5,8 +5,10 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from typing import Optional
 
-from bindimg import pin, reference
+from bindimg import pin, platforms, reference
 from bindimg.bootcini import BootcParseError, parse_bootc
+from bindimg.coverage import message as unbound_message
+from bindimg.coverage import unbound_in_root
 from bindimg.errors import ExternalError
 from bindimg.findings import ERROR, WARNING, Finding, finding
 from bindimg.quadlet import (
@@ -261,19 +263,6 @@ def embedded_may_pull(u: UnitView, ctx: Context) -> Iterator[Finding]:
             )
 
 
-@unit_rule("unbound-image")
-def unbound_image(u: UnitView, ctx: Context) -> Iterator[Finding]:
-    """A unit in the root whose registry image bootc does not pull: podman pulls it at first start."""
-    kind = reference.classify(u.value)
-    if u.unbound and kind in (ValueKind.REGISTRY, ValueKind.SPECIFIER):
-        yield u.at(
-            "unbound-image",
-            f"Image={u.value} is neither bound nor embedded: podman pulls it when {u.name} first "
-            "starts (network needed, a tag may move, not part of the OS update); bind it with "
-            "`bindimg add` or embed it with `bindimg add --embed`",
-        )
-
-
 @run_rule("duplicate-image")
 def duplicate_image(views: Sequence[UnitView], ctx: Context) -> Iterator[Finding]:
     pinned: dict[str, list[UnitView]] = {}
@@ -333,15 +322,16 @@ def lock_findings(views: Sequence[UnitView], ctx: Context) -> Iterator[Finding]:
         )
 
 
-@run_rule("digest-gone")
+@run_rule("digest-gone", "platform-missing")
 def digest_gone(views: Sequence[UnitView], ctx: Context) -> Iterator[Finding]:
-    """With --remote, ask each registry for each pinned digest (concurrently, each reference once).
+    """With --remote, ask each registry for each pinned digest (concurrently, each reference
+    once); with --platform, also whether the image it serves has each target platform.
 
     A flattened embedded unit is pinned to a digest only its store has: it is checked by the
     upstream digest in its provenance comment. A registry or network failure is not a
     finding but an ExternalError (exit 3): it says nothing about the pin.
     """
-    units, root, remote = ctx.units, ctx.root, ctx.remote
+    units, root, remote, targets = ctx.units, ctx.root, ctx.remote, ctx.targets
     if remote is None:
         return
     wanted: dict[Request, list[UnitView]] = {}
@@ -352,7 +342,7 @@ def digest_gone(views: Sequence[UnitView], ctx: Context) -> Iterator[Finding]:
         options = remote.registry
         if u.group == IMAGE:
             options = options.merged(image_unit_registry_options(u.setting.merged, root))
-        wanted.setdefault(Request(checked, options), []).append(u)
+        wanted.setdefault(Request(checked, options, platforms=bool(targets)), []).append(u)
     for request, outcome in resolve_each(wanted, remote.settings, remote.progress, remote.client).items():
         if isinstance(outcome, ExternalError):
             if isinstance(outcome, ResolveError) and outcome.transient:
@@ -361,9 +351,45 @@ def digest_gone(views: Sequence[UnitView], ctx: Context) -> Iterator[Finding]:
         elif outcome.digest != request.reference.rpartition("@")[2]:
             reason = f"the registry serves other bytes ({outcome.digest}) for {request.reference}"
         else:
+            offers = outcome.platforms or ()
+            absent = platforms.problem(request.reference, targets, offers, outcome.media_type)
+            if absent is not None:
+                yield from (u.at("platform-missing", absent) for u in wanted[request])
             continue
         for u in wanted[request]:
             yield u.at("digest-gone", f"the pinned digest no longer resolves: {reason}")
+
+
+@run_rule("platform-missing")
+def platform_missing(views: Sequence[UnitView], ctx: Context) -> Iterator[Finding]:
+    """Offline, from the lock: each unit's tag (or, when pinned, the tag its provenance comment
+    names, if the lock agrees on the digest) and the platforms the lock records for it."""
+    lock, units = ctx.lock, ctx.units
+    if lock is None or not ctx.targets:
+        return
+    for u in views:
+        ref, where = u.ref, u.assignment
+        if ref is None or where is None:
+            continue
+        tag: Optional[str] = ref.tag_reference
+        if ref.digest is not None:
+            tag = provenance_tag(units, where.path, where.line, ref)
+            if tag is None or upstream_digest(units, where.path, where.line, ref) != lock.digests.get(tag):
+                continue  # nothing locked for this pin (lock-mismatch says why)
+        known = lock.platforms.get(tag or "")
+        absent = platforms.problem(u.value, ctx.targets, *known) if known is not None else None
+        if absent is not None:
+            yield u.at("platform-missing", absent)
+
+
+@run_rule("unbound-image")
+def unbound_image(views: Sequence[UnitView], ctx: Context) -> Iterator[Finding]:
+    """In a root, each image a unit pulls at first start, neither bound nor embedded
+    (`coverage.unbound_in_root`): once per unit and image, at the line naming it."""
+    if not ctx.runs:
+        return  # a source tree: what is bound is decided when the image is built
+    for pulled in unbound_in_root(ctx.root, ctx.units, ctx.runs, ctx.entries):
+        yield finding("unbound-image", pulled.path, pulled.line, unbound_message(pulled))
 
 
 # --- helpers -----------------------------------------------------------------------------------

@@ -303,10 +303,7 @@ def named_unit_image(units: UnitSet, value: str, assignment: Assignment, what: s
             if named and supplied is not None:
                 return named, supplied
     else:
-        tags: list[Assignment] = []
-        for item in merged.groups.get("Build", []):
-            if item.key == KEY_IMAGE_TAG:
-                tags = [] if item.value == "" else [*tags, item]  # LookupAll: empty resets
+        tags = merged.lookup_all("Build", KEY_IMAGE_TAG)
         if tags:
             return tags[0].value, tags[0]
     raise UnitProblem(

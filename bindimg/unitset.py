@@ -246,15 +246,18 @@ def search_dirs(
         seen.add(real)
         found.append(path)
         try:
-            names = sorted(os.listdir(path))
-        except OSError:
+            with os.scandir(path) as scan:
+                entries = sorted((e for e in scan if not e.name.endswith(".d")), key=lambda e: e.name)
+        except (FileNotFoundError, NotADirectoryError):
             return
-        for name in names:
-            child = os.path.join(path, name)
-            if name.endswith(".d") or not os.path.isdir(child):
-                continue
-            inner = root.inner_path(child)
-            walk(root.resolve(inner) if inner is not None else child)
+        except OSError as error:  # Quadlet would not see its units either
+            raise InputError(f"cannot read: {error.strerror}; fix its permissions", path=path) from None
+        for entry in entries:
+            if entry.is_dir(follow_symlinks=False):
+                walk(entry.path)
+            elif entry.is_symlink():  # followed inside the root, never on the host
+                inner = root.inner_path(entry.path)
+                walk(root.resolve(inner) if inner is not None else entry.path)
 
     for inner in inner_dirs:
         walk(root.resolve(inner))

@@ -2,13 +2,13 @@
 
 A `Plan` holds the old and new bytes of every file and the links to make; `changed_files`
 reads what each write replaces (refusing a FIFO or a directory unopened), `apply` stages every
-file, renames them all, then links, and `diff` shows a plan without writing it.
+file, renames them all, then links (all of it or, after any failure, none), and `diff` shows
+a plan without writing it (credentials hidden).
 """
 
 from __future__ import annotations
 
 import difflib
-import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Optional
@@ -16,7 +16,7 @@ from typing import Optional
 from bindimg import fsutil
 from bindimg.boundimages import Link
 from bindimg.embed import Embedder, Prepared
-from bindimg.errors import InputError
+from bindimg.quadlet import redact_credentials
 from bindimg.unitset import MAX_UNIT_BYTES
 
 
@@ -85,39 +85,27 @@ def _read_bytes(path: str) -> Optional[bytes]:
 
 
 def apply(plan_: Plan) -> None:
-    """Copy embedded images into the store, then stage every file, rename them all, then link.
+    """Copy embedded images into the store, then write every file and link, all or nothing.
 
     A failed copy writes no unit (and takes this run's images out of the store again); a
-    failure while staging writes nothing either.
+    failure while writing (or a signal) takes back the files and links written, and the
+    images copied.
     """
     added = plan_.embedder.commit(plan_.embedded) if plan_.embedder is not None else []
-    staged: list[fsutil.Staged] = []
     try:
-        for path, (_, new) in sorted(plan_.files.items()):
-            os.makedirs(os.path.dirname(path), mode=0o755, exist_ok=True)
-            fsutil.sweep(os.path.dirname(path))
-            staged.append(fsutil.stage(path, new))
-    except OSError as error:
-        for item in staged:
-            fsutil.discard(item)
+        fsutil.apply_changes(plan_.files, [(link.path, link.target) for link in plan_.links])
+    except BaseException:
         if plan_.embedder is not None:
             plan_.embedder.undo(added)
-        raise InputError(f"cannot write: {error.strerror}", path=error.filename) from None
-    for item in staged:
-        fsutil.commit(item)
-    for directory in sorted({os.path.dirname(link.path) for link in plan_.links}):
-        os.makedirs(directory, mode=0o755, exist_ok=True)
-        fsutil.sweep(directory)  # bootc reads every entry there, an old run's leftover too
-    for link in plan_.links:
-        fsutil.symlink_new(link.target, link.path)
+        raise
 
 
 def diff(plan_: Plan) -> str:
     """A unified diff of what `apply` would write; new links shown as git shows symlinks."""
     chunks: list[str] = []
     for path, (old, new) in sorted(plan_.files.items()):
-        before = (old or b"").decode("utf-8", "replace").splitlines(keepends=True)
-        after = new.decode("utf-8").splitlines(keepends=True)
+        before = _shown_lines((old or b"").decode("utf-8", "replace"))
+        after = _shown_lines(new.decode("utf-8"))
         chunks.extend(
             _terminated(difflib.unified_diff(before, after, "/dev/null" if old is None else path, path))
         )
@@ -132,6 +120,11 @@ def diff(plan_: Plan) -> str:
             ]
         )
     return "".join(chunks)
+
+
+def _shown_lines(text: str) -> list[str]:
+    """A unit's lines as a diff shows them: credentials (`Creds=`) replaced by `***`."""
+    return [redact_credentials(line) for line in text.splitlines(keepends=True)]
 
 
 def _terminated(lines: Iterable[str]) -> list[str]:

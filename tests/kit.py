@@ -143,6 +143,10 @@ class FakeRegistry:
         self.asked.append(reference)
         return self.answer(reference)
 
+    def inspect_config(self, reference: str, options: RegistryOptions, *, timeout: float) -> bytes:
+        self.asked.append(f"config of {reference}")
+        return self.answer(f"config of {reference}")
+
     def copy_from_registry(self, reference: str, dest: str, options: RegistryOptions, **more: Any) -> None:
         raise AssertionError(f"unexpected copy of {reference}")
 

@@ -77,7 +77,7 @@ def test_registries_conf_that_may_redirect_is_skopeos(tmp_path: Path, conf: str,
 
 
 @pytest.mark.e2e
-def test_skopeos_bytes_with_one_ping_and_one_request_per_tag(registry: Registry, unique_repo: str) -> None:
+def test_skopeos_bytes_with_one_ping_and_two_requests_per_tag(registry: Registry, unique_repo: str) -> None:
     from tests import ociimage
 
     tags = [f"t{i}" for i in range(12)]
@@ -87,8 +87,11 @@ def test_skopeos_bytes_with_one_ping_and_one_request_per_tag(registry: Registry,
         refs = [f"{proxy.host}/{unique_repo}:{tag}" for tag in tags]
         found = resolve_each([Request(ref, ANON) for ref in refs], Settings(jobs=4))
         assert len(proxy.requests(PING)) == 1
+        digests = [found[Request(ref, ANON)].digest for ref in refs]  # type: ignore[union-attr]
+        # each tag, then the digest it gave, fetched by digest before it is pinned
         assert sorted(s.path for s in proxy.requests(r"/manifests/")) == sorted(
-            f"/v2/{unique_repo}/manifests/{tag}" for tag in tags
+            [f"/v2/{unique_repo}/manifests/{tag}" for tag in tags]
+            + [f"/v2/{unique_repo}/manifests/{digest}" for digest in digests]
         )
         for ref in refs[:2]:
             raw = subprocess.run(

@@ -666,13 +666,13 @@ def test_a_failed_write_takes_the_images_out_of_the_store_again(
     def full_disk(path: str, data: bytes) -> None:
         raise OSError(errno.ENOSPC, "No space left on device (simulated)", path)
 
-    monkeypatch.setattr(fsutil, "stage", full_disk)
     options = add_mod.AddOptions(
         root=Root(str(root)), registry=RegistryOptions(tls_verify=False), embed=EmbedOptions()
     )
     plan = add_mod.plan(write_units(tmp_path, {"whiteout": small_images["whiteout"]}), options)
     try:
         assert [e.flattened for e in plan.entries] == [True]  # stored flattened while planning
+        monkeypatch.setattr(fsutil, "stage", full_disk)  # the units' write (planning wrote the journal)
         with pytest.raises(InputError, match="No space left on device"):
             write.apply(plan)
     finally:

@@ -45,9 +45,10 @@ def test_lock_writes_the_spec_format_and_twice_is_identical_offline(
     text = (tmp_path / "bindimg.lock").read_text()
     assert text == (
         f'{HEADER}version = 1\n\n[images."{app.ref}"]\ndigest = "{app.digest}"\n'
-        f'media-type = "{OCI_MANIFEST}"\nused-by = ["quadlets/app.container", "quadlets/data.volume"]\n\n'
+        f'media-type = "{OCI_MANIFEST}"\nused-by = ["quadlets/app.container", "quadlets/data.volume"]\n'
+        'platforms = ["linux/amd64"]\n\n'
         f'[images."{multi.ref}"]\ndigest = "{multi.digest}"\nmedia-type = "{OCI_INDEX}"\n'
-        'used-by = ["quadlets/sub/multi.image"]\n'
+        'used-by = ["quadlets/sub/multi.image"]\nplatforms = ["linux/amd64", "linux/arm64"]\n'
     )
     assert out == (
         f"{app.ref}: added {app.digest}\n{multi.ref}: added {multi.digest}\n"

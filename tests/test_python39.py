@@ -24,6 +24,7 @@ NO_REGISTRY_TESTS = [
     "tests/test_lint_rules.py",
     "tests/test_list.py",
     "tests/test_hostile.py",
+    "tests/test_delivery_units.py",
 ]
 
 

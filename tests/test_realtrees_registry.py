@@ -82,8 +82,8 @@ def test_only_update_moves_a_pinned_source(tmp_path: Path, registry: Registry, u
     assert app.read_text() == f"[Container]\n# bindimg: pinned from {a.ref}\nImage={b.by_digest}\n"
     assert (tmp_path / "bindimg.lock").read_text() == (
         f'{HEADER}version = 1\n\n[images."{a.ref}"]\ndigest = "{b.digest}"\n'
-        f'media-type = "{OCI_MANIFEST}"\nused-by = ["q/app.container"]\n'
-    )
+        f'media-type = "{OCI_MANIFEST}"\nused-by = ["q/app.container"]\nplatforms = ["linux/amd64"]\n'
+    )  # fetched: what it serves is known now
     assert lint_rows(tmp_path, "--lock", "bindimg.lock", "q") == (0, [])
 
 

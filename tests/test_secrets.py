@@ -10,10 +10,10 @@ when the registry refuses the credentials (401) and when the tag does not exist.
 
 What is checked after every run: the password, `user:password` and the base64 token are in
 neither stream; no file that bindimg wrote holds them (the unit with `Creds=` and the auth file
-hold them before and keep them, no more); the private temporary directory bindimg uses for
-`--creds` is empty again; and skopeo, run through a shim on PATH that records its argv (what
-`ps` shows), never got them on its command line, only a 0600 auth file. Internal errors with
-`-v` print a traceback: two are forced in-process and their text is checked too.
+hold them before and keep them, no more); TMPDIR is empty again; and skopeo, run through a
+shim on PATH that records its argv (what `ps` shows), never got them on its command line, only
+an auth file in memory (a memfd, never on disk). Internal errors with `-v` print a traceback:
+two are forced in-process and their text is checked too.
 """
 
 from __future__ import annotations
@@ -21,8 +21,8 @@ from __future__ import annotations
 import base64
 import json
 import os
+import re
 import shutil
-import stat
 import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -125,18 +125,18 @@ class World:
         records = [p.read_bytes() for p in self.shim_log.glob("*.argv")]
         return [[a.decode() for a in r.split(b"\0")[:-1]] for r in records]
 
-    def authfile_modes(self) -> list[str]:
+    def authfile_targets(self) -> list[str]:
         return [line for p in self.shim_log.glob("*.authfiles") for line in p.read_text().splitlines()]
 
 
 SHIM = """#!/bin/sh
-# Test shim: record the argv (what `ps` shows) and the mode of each --authfile, one file per
+# Test shim: record the argv (what `ps` shows) and what each --authfile is, one file per
 # call (calls run in parallel), then run the real skopeo. (The version check is not a call.)
 [ "$1" = --version ] && exec REAL_SKOPEO "$@"
 log="$BINDIMG_SHIM_LOG/$$"
 for arg in "$@"; do
     case $arg in
-    --authfile=*) stat -c '%a %n' "${arg#--authfile=}" >>"$log.authfiles" ;;
+    --authfile=*) readlink "${arg#--authfile=}" >>"$log.authfiles" ;;
     esac
 done
 printf '%s\\0' "$@" >"$log.argv"
@@ -221,24 +221,20 @@ def test_no_secret_in_any_output(tmp_path: Path, gate: FaultProxy, source: str) 
     assert "manifest unknown" in done.err.splitlines()[-1]
     world.run("lock", "-v", "--lock", str(tmp_path / "other.lock"), *FAST, *secret, str(world.qdir), expect=3)
 
-    # skopeo's command lines (what `ps` shows) never held a secret; --creds and Creds= went
-    # through a private 0600 auth file, gone after the run.
+    # skopeo's command lines (what `ps` shows) never held a secret; every auth file (from
+    # --creds, Creds=, --authfile or REGISTRY_AUTH_FILE) reached it as a memfd, never as a
+    # file on disk, and nothing was left in TMPDIR.
     calls = world.skopeo_calls()
     assert len(calls) >= 20
     for argv in calls:
-        assert argv[:2] == ["inspect", "--raw"] and not any(s in a for a in argv for s in SECRETS), argv
+        look_up = argv[:2] in (["inspect", "--raw"], ["inspect", "--config"])  # --config: its platform
+        assert look_up and not any(s in a for a in argv for s in SECRETS), argv
     authfiles = [a.split("=", 1)[1] for argv in calls for a in argv if a.startswith("--authfile=")]
-    modes = world.authfile_modes()
-    if source == "registry-auth-file":
-        assert authfiles == []
-    elif source == "authfile-option":
-        assert set(authfiles) == {str(world.authfile)}
-        assert set(modes) == {f"600 {world.authfile}"}
-    else:
-        assert len(authfiles) == len(calls)
-        assert all(a.startswith(f"{world.tmpdir}/bindimg-auth-") for a in authfiles)
-        assert sorted(modes) == sorted(f"600 {a}" for a in authfiles)  # (parallel calls: any order)
-        assert not any(os.path.exists(os.path.dirname(a)) for a in authfiles)
+    assert len(authfiles) == len(calls)
+    assert all(re.fullmatch(r"/proc/self/fd/\d+", a) for a in authfiles), authfiles
+    targets = world.authfile_targets()
+    assert len(targets) == len(calls) and all(t.startswith("/memfd:bindimg-auth") for t in targets), targets
+    assert os.listdir(world.tmpdir) == []
 
 
 # --- internal errors: the traceback (-v) holds no secret either ----------------------------------
@@ -277,18 +273,19 @@ def _assert_traceback_clean(err: str, out: str) -> None:
 def test_traceback_of_a_failing_skopeo_call_holds_no_secret(
     pinned_root: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """An error that quotes skopeo's whole command line and its environment: argv carries only
-    the path of the private auth file, and the file is gone after the failure."""
+    """An error that quotes skopeo's whole command line and its arguments: argv carries only
+    the memfd's /proc path, and nothing is on disk, before or after the failure."""
     unit, private = pinned_root
     seen: list[list[str]] = []
 
-    def broken_run(argv: list[str], **kwargs: object) -> object:
+    def broken_popen(argv: list[str], **kwargs: object) -> object:
         seen.append(argv)
         authfile = next(a.split("=", 1)[1] for a in argv if a.startswith("--authfile="))
-        assert stat.S_IMODE(os.stat(authfile).st_mode) == 0o600
+        assert os.readlink(authfile).startswith("/memfd:bindimg-auth")
+        assert os.listdir(private) == []
         raise RuntimeError(f"cannot run {argv!r} with {kwargs!r}")
 
-    monkeypatch.setattr(subprocess, "run", broken_run)
+    monkeypatch.setattr(subprocess, "Popen", broken_popen)
     code = _cli(["add", "-v", "--root", str(unit.parents[4]), "--retry", "0", "--creds", CREDS, str(unit)])
     out, err = capsys.readouterr()
     assert code == 70
@@ -362,3 +359,20 @@ def test_a_skopeo_that_cannot_be_run_is_exit_3(tmp_path: Path) -> None:
     assert done.err.splitlines()[-1] == (
         "bindimg: error: cannot run skopeo: Permission denied; check the skopeo on PATH"
     )
+
+
+def test_dry_run_diff_shows_no_creds(tmp_path: Path) -> None:
+    """The diff's context held a `.image` unit's `Creds=user:password` line as it is."""
+    qdir = tmp_path / "root" / QDIR
+    qdir.mkdir(parents=True)
+    digest = "sha256:" + "1" * 64
+    unit = qdir / "app.image"
+    unit.write_text(f"[Image]\nCreds={CREDS}\nImage=docker.io/o/app:1@{digest}\n Creds = {CREDS}\n")
+    container = qdir / "app.container"
+    container.write_text("[Container]\nImage=app.image\n")
+    done = run_bindimg("add", "--dry-run", "--root", str(tmp_path / "root"), str(container))
+    assert done.code == 0, done.err
+    assert f"\n Creds=***\n-Image=docker.io/o/app:1@{digest}\n" in done.out
+    assert "\n  Creds =***\n" in done.out
+    for secret in SECRETS:
+        assert secret not in done.output

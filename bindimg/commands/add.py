@@ -15,17 +15,20 @@ from __future__ import annotations
 import logging
 import os
 import posixpath
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Optional
 
-from bindimg import lockfile, pin, reference, skopeo
+from bindimg import fsutil, lockfile, pin, platforms, reference, skopeo
 from bindimg.bootcini import parse_bootc
 from bindimg.boundimages import BOUND_DIR, scan
 from bindimg.commands.lint import lint_root
+from bindimg.composefs import COMPOSEFS_ADVICE, find_uki
 from bindimg.embed import Embedder, EmbedOptions, Prepared
 from bindimg.errors import BindimgError, InputError
 from bindimg.findings import Finding
+from bindimg.lockfile import LockEntry
+from bindimg.platforms import Platform
 from bindimg.podmanversion import NEWEST, NEWEST_RULES, Podman, Version
 from bindimg.quadlet import (
     CONTAINER,
@@ -42,7 +45,7 @@ from bindimg.reference import ValueKind
 from bindimg.registry import Registry
 from bindimg.render import Bound, Collected, Renderer
 from bindimg.report import as_text
-from bindimg.resolve import Request, Settings, resolve_all
+from bindimg.resolve import Request, Resolved, Settings, resolve_all
 from bindimg.rootfs import Root
 from bindimg.skopeo import RegistryOptions
 from bindimg.units import (
@@ -66,9 +69,11 @@ class AddOptions:
     registry: RegistryOptions = field(default_factory=RegistryOptions)
     settings: Settings = field(default_factory=Settings)
     storage_args: bool = True
-    locked: Mapping[str, str] = field(default_factory=dict)  # tag reference -> digest
+    locked: Mapping[str, LockEntry] = field(default_factory=dict)  # tag reference -> entry
     frozen: bool = False
     embed: Optional[EmbedOptions] = None  # --embed: copy into the store instead of linking
+    # The platforms the OS image is built for: each bound image must serve them all.
+    platforms: tuple[Platform, ...] = ()
     client: Registry = skopeo  # what asks the registries and copies images
     podman: Version = NEWEST_RULES  # whose Quadlet rules the root's units are read by
 
@@ -247,11 +252,12 @@ class _Collector(Collected):
             flattened_from = None
         request: Optional[Request] = None
         digest = ref.digest
+        tagged = ref.tag_reference if digest is None else _provenance_tag(origin, ref)
+        entry = self.options.locked.get(tagged or "")
         if digest is not None:
             LOG.debug("%s: already pinned to %s", source.path, digest)
         else:
-            tagged = ref.tag_reference
-            digest = self.options.locked.get(tagged)
+            digest = entry.digest if entry is not None else None
             LOG.debug("%s: %s %s", source.path, tagged, f"locked at {digest}" if digest else "to resolve")
             if digest is None:
                 if self.options.frozen:
@@ -261,12 +267,33 @@ class _Collector(Collected):
                         path=source.path,
                         line=line,
                     )
-                request = Request(tagged, options)
+                request = Request(ref.tag_reference, options, platforms=self.checks_platforms)
         bound = Bound(dest, unit, source, line, value, ref, origin or value, request, digest, [], options)
         bound.flattened_from, bound.installed = flattened_from, installed
+        if entry is not None and entry.digest == digest and entry.platforms is not None:
+            bound.offers = (entry.platforms, entry.media_type)
         self.bound[dest] = bound
         self.writes[dest] = source
         return bound
+
+    @property
+    def checks_platforms(self) -> bool:
+        """Embedding fetches the one platform's image and fails itself when the index lacks it."""
+        return bool(self.options.platforms) and self.options.embed is None
+
+    def check_platforms(self, resolved: Mapping[Request, Resolved]) -> None:
+        """Each bound image serves every target platform, as far as the registry answer or
+        the lock tells (a pin with neither is not looked up: `add` stays offline for it)."""
+        if not self.checks_platforms:
+            return
+        for bound in self.bound.values():
+            found = resolved.get(bound.request) if bound.request is not None else None
+            offers = (found.platforms, found.media_type) if found is not None else bound.offers
+            if offers is None or offers[0] is None:
+                continue
+            absent = platforms.problem(bound.value, self.options.platforms, offers[0], offers[1])
+            if absent is not None:
+                raise InputError(absent, path=bound.source.path, line=bound.line)
 
     def installed_flattening(self, dest: str, source: Source, group: str) -> Optional[tuple[str, str]]:
         """The (flattened, upstream) digests of the unit an earlier run installed at `dest`:
@@ -362,7 +389,8 @@ class _Collector(Collected):
         if self.options.embed is None:
             owned = {os.path.join(directory, posixpath.basename(b.unit)) for b in self.bound.values()}
         for entry in scan(self.root):
-            if entry.failure is not None and entry.link not in owned:
+            leftover = fsutil.is_leftover(os.path.basename(entry.link))  # a killed run's: swept
+            if entry.failure is not None and entry.link not in owned and not leftover:
                 raise InputError(
                     f"bootc fails on this entry ({entry.failure.reason}), and with it every install "
                     "and upgrade of the image; fix or remove it first (`bindimg lint --root` says how)",
@@ -377,6 +405,9 @@ def plan(paths: list[str], options: AddOptions, progress: Callable[[str], None] 
     `Plan.close()` takes them out again unless `apply` succeeded (with `--dry-run` only their
     manifests are read).
     """
+    uki = find_uki(options.root) if options.embed is None else None
+    if uki is not None:
+        raise InputError(COMPOSEFS_ADVICE, path=options.root.host_path(uki))
     planner = _Collector(options)
     policy = options.embed.image_policy if options.embed else None
     rootless = options.embed is not None and options.embed.rootless
@@ -390,6 +421,7 @@ def plan(paths: list[str], options: AddOptions, progress: Callable[[str], None] 
     planner.check_bound_dir()
     requests = [b.request for b in planner.bound.values() if b.request is not None]
     resolved = resolve_all(requests, options.settings, progress, options.client)
+    planner.check_platforms(resolved)
     digests = {request: result.digest for request, result in resolved.items()}
     if embedder is None:
         return renderer.render(digests)
@@ -435,6 +467,7 @@ def run(
     frozen: bool = False,
     storage_args: bool = True,
     embed: Optional[EmbedOptions] = None,
+    platforms: Sequence[str] = (),
     registry: RegistryOptions,
     settings: Settings,
     dry_run: bool = False,
@@ -445,27 +478,46 @@ def run(
     After writing, the warnings `lint --root` gives on what it wrote go to `progress`.
 
     `lock_path`: take the digests of tags from this lock file instead of the registry.
+    `platforms`: what the OS image is built for (`--platform`; default: this machine's).
     """
-    locked = {tag: entry.digest for tag, entry in lockfile.load(lock_path).items()} if lock_path else {}
+    locked = lockfile.load(lock_path) if lock_path else {}
+    targets = Platform.parse_all(platforms) or (Platform.host(),)
+    if embed is not None and len(targets) > 1:
+        raise InputError("--embed copies one platform's image: give one --platform per OS image build")
+    image_root = Root(root)
     options = AddOptions(
-        root=Root(root),
+        root=image_root,
         registry=registry,
         settings=settings,
         storage_args=storage_args,
         locked=locked,
         frozen=frozen,
         embed=embed,
+        platforms=targets,
         podman=podman.rules,
     )
-    planned = plan(expand_dirs(quadlets, options.podman), options, progress)
-    try:
-        if not dry_run:
-            apply(planned)
-            for found in findings_on(planned, options):
-                progress(as_text([found]).rstrip("\n"))
-    finally:
-        planned.close()
+    with image_root.locked(progress):  # one run at a time on a root, planning included
+        # --embed copies into the store while planning
+        planned = plan(expand_dirs(quadlets, options.podman), options, progress)
+        try:
+            if not dry_run:
+                apply(planned)
+                for found in findings_on(planned, options):
+                    progress(as_text([found]).rstrip("\n"))
+        finally:
+            planned.close()
     return planned
+
+
+def _provenance_tag(origin: Optional[str], ref: reference.Reference) -> Optional[str]:
+    """The tag a pinned value's provenance comment names, when it is the same repository."""
+    try:
+        tagged = reference.parse(origin) if origin else None
+    except reference.ReferenceError:
+        return None
+    if tagged is None or tagged.tag is None or tagged.canonical_name != ref.canonical_name:
+        return None
+    return tagged.tag_reference
 
 
 def findings_on(plan_: Plan, options: AddOptions) -> list[Finding]:

@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -67,7 +65,10 @@ def from_root(root: Root, shown: str, include_embedded: bool = False) -> list[Wa
     if include_embedded:
         for driver in DRIVERS:
             store = Store(root, DEFAULT_STORE, driver)
-            for name in sorted(store.names()):
+            names = sorted(store.names())
+            if names:
+                store.check_confined()  # skopeo reads it (and takes its locks) on the host
+            for name in names:
                 try:
                     ref = reference.parse(name)
                     canonical = ref.canonical_name
@@ -205,11 +206,11 @@ class Result:
 @contextlib.contextmanager
 def _runroot() -> Iterator[str]:
     """A private run directory for copies out of an embedded store (never the host's)."""
-    path = tempfile.mkdtemp(prefix="bindimg-runroot-")
+    run_dir = fsutil.RunDir("runroot")  # a killed run's is swept by the next
     try:
-        yield path
+        yield run_dir.path
     finally:
-        shutil.rmtree(path, ignore_errors=True)
+        run_dir.close()
 
 
 def run(

@@ -11,16 +11,19 @@ from __future__ import annotations
 
 import os
 import posixpath
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import replace
 from typing import Optional
 
 import bindimg.linkrules  # importing a rule module registers its rules
 import bindimg.unitrules  # noqa: F401
-from bindimg import pin, reference, storageconf
+from bindimg import reference, storageconf
 from bindimg.boundimages import Entry, scan
+from bindimg.composefs import find_uki
+from bindimg.coverage import adds_embedded_store, quadlet_units
 from bindimg.errors import InputError
 from bindimg.findings import Finding, finding, sort_findings
+from bindimg.platforms import Platform
 from bindimg.podmanversion import NEWEST_RULES, Version
 from bindimg.quadlet import (
     CONTAINER,
@@ -43,7 +46,7 @@ from bindimg.rules import (
     UnitView,
     parse_error,
 )
-from bindimg.store import DEFAULT_STORE, VFS_KEYS, store_images
+from bindimg.store import DEFAULT_STORE, store_images
 from bindimg.units import UnitProblem, image_reference, image_setting
 from bindimg.unitset import (
     UnitSet,
@@ -52,11 +55,6 @@ from bindimg.unitset import (
     search_dirs,
     source_units,
 )
-
-
-def _adds_embedded_store(global_args: list[str]) -> bool:
-    """The unit's podman reads the embedded store (overlay or vfs style): an embedded unit."""
-    return any(pin.has_storage_arg(global_args, DEFAULT_STORE, keys) for keys in (pin.STORAGE_KEYS, VFS_KEYS))
 
 
 def _is_unit_name(path: str) -> bool:
@@ -112,7 +110,7 @@ class _Linter:
         if not setting.names_image:
             return None  # only Driver=image volumes name an image
         u = UnitView(name, setting, bound=bound)
-        u.embedded = _adds_embedded_store(setting.merged.lookup_all_args(setting.group, KEY_GLOBAL_ARGS))
+        u.embedded = adds_embedded_store(setting.merged.lookup_all_args(setting.group, KEY_GLOBAL_ARGS))
         kind = reference.classify(u.value)
         u.candidate = (
             source_tree
@@ -143,21 +141,24 @@ def lint(
     root: Optional[str] = None,
     lock_path: Optional[str] = None,
     remote: Optional[Remote] = None,
+    targets: Sequence[Platform] = (),
     podman: Version = NEWEST_RULES,
 ) -> list[Finding]:
     """`bindimg lint`: the image root `root`, or else the units under `paths` (checked against
-    the lock file `lock_path` if given), read as the podman of version `podman` reads them.
-    Raises InputError for what cannot be read at all."""
+    the lock file `lock_path` if given), read as the podman of version `podman` reads them;
+    `targets`: the platforms the OS image is built for (`--platform`). Raises InputError for
+    what cannot be read at all."""
     if root is not None:
-        return lint_root(Root(root), root, remote, podman)
+        return lint_root(Root(root), root, remote, targets, podman)
     lock = LockView.load(lock_path) if lock_path is not None else None
-    return lint_sources(paths, lock, remote, podman)
+    return lint_sources(paths, lock, remote, targets, podman)
 
 
 def lint_sources(
     paths: list[str],
     lock: Optional[LockView] = None,
     remote: Optional[Remote] = None,
+    targets: Sequence[Platform] = (),
     podman: Version = NEWEST_RULES,
 ) -> list[Finding]:
     """Lint the units under PATHs (files or directories; a drop-in `.conf` means its units)."""
@@ -170,7 +171,7 @@ def lint_sources(
             linter.view(path, source_tree=True)
         elif path in named:
             raise InputError("not a .container, .image or .volume unit, nor a drop-in", path=path)
-    ctx = Context(units, linter.root, lock=lock, remote=remote)
+    ctx = Context(units, linter.root, lock=lock, remote=remote, targets=targets)
     return linter.check(ctx, linter.views, cwd_display)
 
 
@@ -191,16 +192,22 @@ def _units_of_dropins(paths: list[str]) -> list[str]:
 
 
 def lint_root(
-    root: Root, shown: Optional[str] = None, remote: Optional[Remote] = None, podman: Version = NEWEST_RULES
+    root: Root,
+    shown: Optional[str] = None,
+    remote: Optional[Remote] = None,
+    targets: Sequence[Platform] = (),
+    podman: Version = NEWEST_RULES,
 ) -> list[Finding]:
     """Lint an image root as bootc and the Podman Quadlet of version `podman` will read it
     (`shown`: the root as the user wrote it, for the paths in findings)."""
     units = UnitSet(search_dirs(root, podman=podman), root, podman)
     linter = _Linter(units, root)
-    runs = _quadlet_units(linter)
-    links = Context(units, root, runs=runs)
+    runs, failures = quadlet_units(units)
+    linter.findings.extend(parse_error(error, error.path or "") for error in failures)
+    entries = scan(root)
+    links = Context(units, root, runs=runs, uki=find_uki(root))
     linked: dict[str, list[Entry]] = {}
-    for entry in scan(root):
+    for entry in entries:
         for link_rule in LINK_RULES:
             linter.findings.extend(link_rule(entry, links))
         if entry.target is not None and os.path.isfile(entry.target):
@@ -208,7 +215,8 @@ def lint_root(
     # Every name Quadlet runs a file by (an instance or alias symlink is a unit of its own, with
     # its own drop-ins) is held to what bootc reads from that file.
     for name, path in runs.items():
-        linter.view(path, name=name, bound=path in linked)
+        if _is_unit_name(name):
+            linter.view(path, name=name, bound=path in linked)
     named_files = set(runs.values())
     for path in linked:
         if path not in named_files and _is_unit_name(path):
@@ -218,7 +226,8 @@ def lint_root(
         u.companion = u.group == CONTAINER and named in linked
         u.unbound = not (u.bound or u.embedded or u.companion)
     embedded = [u for u in linter.views if u.embedded]
-    ctx = Context(units, root, remote=remote, stored=set(store_images(root)) if embedded else set())
+    stored = set(store_images(root)) if embedded else set()
+    ctx = Context(units, root, remote=remote, stored=stored, runs=runs, entries=entries, targets=targets)
     if embedded:
         linter.findings.extend(_storage_conf_without_store(root))
     bound_views = [u for u in linter.views if u.bound or u.embedded]
@@ -243,17 +252,3 @@ def _storage_conf_without_store(root: Root) -> Iterator[Finding]:
 # reported by the runner for the root as a whole
 REPORTED_BY["storage-conf-without-store"] = [_storage_conf_without_store.__name__]
 
-
-def _quadlet_units(linter: _Linter) -> dict[str, str]:
-    """The unit Quadlet generates for each name (`UnitSet.quadlet_units`, the choice proven
-    against podman's generators), resolved inside the root as bootc's links are.
-
-    A unit that fails to parse is a finding; as in Quadlet, the next file of the same name is
-    used instead, and the other units of its directory are not generated at all.
-    """
-    chosen, errors = linter.units.quadlet_units()
-    for error in errors:
-        if not _is_parse_failure(error):
-            raise error
-        linter.findings.append(parse_error(error, error.path or ""))
-    return {name: linter.units.host(path) for name, path in chosen.items() if _is_unit_name(name)}

@@ -2,7 +2,8 @@
 
 With a root, the logical images are exactly what `bootc image list --type logical` prints,
 and the listing fails where bootc fails, with bootc's reason; the embedded store's images
-follow. With source paths, each unit's image is the string Podman Quadlet will run: drop-ins,
+follow, then those the root's units pull at first start (`unbound`, `coverage.py`). With
+source paths, each unit's image is the string Podman Quadlet will run: drop-ins,
 continuations and quotes applied, `Image=foo.image` followed. Nothing here touches a network.
 """
 
@@ -13,22 +14,23 @@ from dataclasses import dataclass
 from typing import Optional
 
 from bindimg import boundimages
+from bindimg.coverage import quadlet_units, unbound_in_root
 from bindimg.errors import InputError
 from bindimg.podmanversion import NEWEST_RULES, Version
 from bindimg.quadlet import CONTAINER, KEY_ROOTFS, SOURCE_EXTENSIONS
 from bindimg.rootfs import Display, Root, cwd_display, root_display
 from bindimg.store import store_images
 from bindimg.units import image_setting, quadlet_image
-from bindimg.unitset import UnitSet, parsed_dropins, source_units
+from bindimg.unitset import UnitSet, parsed_dropins, search_dirs, source_units
 
 
 @dataclass(frozen=True)
 class Listed:
-    """One image: `type` is logical, embedded or unit; `line` is in the file supplying it."""
+    """One image: `type` is logical, embedded, unbound or unit; `line` is in the file supplying it."""
 
     type: str
     image: str
-    quadlet: Optional[str]  # the unit (logical, unit); None for a store entry
+    quadlet: Optional[str]  # the unit (logical, unit) or the file naming it (unbound); None: the store
     line: Optional[int]
 
 
@@ -42,9 +44,11 @@ def list_images(paths: list[str], root: Optional[str] = None, podman: Version = 
 
 
 def list_root(root: Root, display: Display) -> list[Listed]:
-    """bootc's logical images (readdir order), then the embedded store's; fails like bootc."""
+    """bootc's logical images (readdir order), then the embedded store's, then the unbound
+    ones by unit; fails like bootc."""
     listed: list[Listed] = []
-    for entry in boundimages.scan(root):
+    entries = boundimages.scan(root)
+    for entry in entries:
         failure = entry.failure
         if failure is not None:
             raise InputError(
@@ -55,6 +59,9 @@ def list_root(root: Root, display: Display) -> list[Listed]:
         assert entry.image is not None and entry.target is not None  # no failure: bootc read it
         listed.append(Listed("logical", entry.image.value, display(entry.target), entry.image.line))
     listed.extend(Listed("embedded", name, None, None) for name in store_images(root))
+    units = UnitSet(search_dirs(root), root)
+    for pulled in unbound_in_root(root, units, quadlet_units(units)[0], entries):
+        listed.append(Listed("unbound", pulled.image, display(pulled.path), pulled.line))
     return listed
 
 

@@ -12,14 +12,15 @@ from __future__ import annotations
 
 import os
 import posixpath
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Optional
 
-from bindimg import lockfile, pin, reference
+from bindimg import fsutil, lockfile, pin, platforms, reference
 from bindimg.commands.lint import lint_sources
 from bindimg.errors import InputError
 from bindimg.lockfile import LockEntry
+from bindimg.platforms import Platform
 from bindimg.podmanversion import NEWEST_RULES, Version
 from bindimg.quadlet import IMAGE, VOLUME
 from bindimg.reference import ReferenceError, ValueKind
@@ -37,7 +38,7 @@ from bindimg.units import (
     upstream_digest,
 )
 from bindimg.unitset import UnitSet, source_units
-from bindimg.write import Plan, apply, changed_files
+from bindimg.write import Plan, changed_files
 
 
 @dataclass(frozen=True)
@@ -151,6 +152,7 @@ def run(
     update: bool = False,
     check: bool = False,
     rewrite: bool = False,
+    targets: Sequence[Platform] = (),
     dry_run: bool = False,
     progress: Callable[[str], None] = lambda _: None,
     podman: Version = NEWEST_RULES,
@@ -158,7 +160,9 @@ def run(
     """Lock (or with `check`, verify offline) the tags used under the paths among `arguments`
     (default: `.`), read as the podman of version `podman` reads them. With `update`, an
     argument that is not an existing path is a reference to re-resolve; with none of those,
-    every tag is re-resolved. `dry_run`: resolve, write nothing."""
+    every tag is re-resolved. With `targets` (`--platform`), each image must serve those
+    platforms: an InputError, nothing written (`check`: a finding). `dry_run`: resolve, write
+    nothing."""
     refs = [a for a in arguments if not os.path.lexists(a)] if update else []
     paths = [a for a in arguments if a not in refs] or ["."]
     if check and not os.path.exists(lock_path):
@@ -173,6 +177,7 @@ def run(
         refs if update else None,
         check,
         rewrite,
+        targets,
         dry_run,
         progress,
         podman,
@@ -187,6 +192,7 @@ def _lock(
     update: Optional[list[str]],
     check: bool,
     rewrite: bool,
+    targets: Sequence[Platform],
     dry_run: bool,
     progress: Callable[[str], None],
     podman: Version,
@@ -199,7 +205,11 @@ def _lock(
     lock_dir = os.path.dirname(os.path.abspath(lock_path))
     if check:
         view = LockView.load(lock_path) if existing else LockView(lock_path, {})
-        findings = [f for f in lint_sources(paths, lock=view, podman=podman) if f.id.startswith("lock-")]
+        findings = [
+            f
+            for f in lint_sources(paths, lock=view, targets=targets, podman=podman)
+            if f.id.startswith("lock-") or f.id == "platform-missing"
+        ]
         return LockResult(dict(existing), problems=as_text(findings).splitlines(), before=existing)
     wanted = _update_set(update, by_tag) if update is not None else set()
 
@@ -210,7 +220,7 @@ def _lock(
             return True
         return pins[tag] is None and tag not in existing
 
-    requests = {tag: Request(tag, u[0].options) for tag, u in by_tag.items() if stale(tag)}
+    requests = {tag: Request(tag, u[0].options, platforms=True) for tag, u in by_tag.items() if stale(tag)}
     resolved = resolve_all(requests.values(), settings, progress)
     entries: dict[str, LockEntry] = {}
     for tag, tag_uses in by_tag.items():
@@ -218,32 +228,38 @@ def _lock(
         pinned, old = pins[tag], existing.get(tag)
         if tag in requests:
             result = resolved[requests[tag]]
-            entries[tag] = LockEntry(result.digest, result.media_type, used_by)
+            entries[tag] = LockEntry(result.digest, result.media_type, used_by, result.platforms)
         elif pinned is not None:
-            media_type = old.media_type if old is not None and old.digest == pinned else ""
-            entries[tag] = LockEntry(pinned, media_type, used_by)
+            # A digest the user wrote is not fetched: what the lock knew of it stays, else unknown.
+            known = old if old is not None and old.digest == pinned else None
+            if known is not None:
+                entries[tag] = LockEntry(pinned, known.media_type, used_by, known.platforms)
+            else:
+                entries[tag] = LockEntry(pinned, "", used_by)
         else:
             assert old is not None  # not stale: in the lock
-            entries[tag] = LockEntry(old.digest, old.media_type, used_by)
+            entries[tag] = LockEntry(old.digest, old.media_type, used_by, old.platforms)
+        _check_platforms(tag, entries[tag], targets, tag_uses[0])
     outcome = LockResult(entries, resolved=sorted(requests), before=existing)
-    if rewrite:
-        plan = _rewrite_plan(units, uses, entries)
-        if not dry_run:
-            apply(plan)
-        outcome.rewritten = sorted(plan.files)
-    if dry_run:
-        outcome.written = lockfile.dumps(entries) != _read(lock_path)
-    else:
-        outcome.written = lockfile.write(lock_path, entries)
+    files = _rewrite_plan(units, uses, entries).files if rewrite else {}
+    outcome.rewritten = sorted(files)
+    change = lockfile.change(lock_path, entries)
+    if change is not None:  # written together with the sources: both or neither
+        files[os.path.abspath(lock_path)] = change
+    outcome.written = change is not None
+    if not dry_run:
+        fsutil.apply_changes(files, [], make_dirs=False)  # a lock's directory is the user's to make
     return outcome
 
 
-def _read(path: str) -> Optional[str]:
-    try:
-        with open(path, encoding="utf-8") as handle:
-            return handle.read()
-    except FileNotFoundError:
-        return None
+def _check_platforms(tag: str, entry: LockEntry, targets: Sequence[Platform], use: Use) -> None:
+    """An InputError when the locked image lacks a target platform (an entry from before
+    bindimg recorded platforms passes: `lock --update` fills them in)."""
+    if entry.platforms is None:
+        return
+    absent = platforms.problem(tag, targets, entry.platforms, entry.media_type)
+    if absent is not None:
+        raise InputError(absent, path=use.path, line=use.line)
 
 
 def _pinned_digest(tag: str, uses: list[Use]) -> Optional[str]:

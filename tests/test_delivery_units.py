@@ -1,0 +1,177 @@
+"""Unit tests of the delivery-chain modules: platforms offered and missing, the lock's
+`platforms`, the kube YAML reader, UKI detection (each module alone, no registry)."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from bindimg import lockfile
+from bindimg.composefs import find_uki
+from bindimg.errors import ExternalError, InputError
+from bindimg.kube import kube_images
+from bindimg.platforms import Platform, missing, offered, problem
+from bindimg.resolve import Request, Settings, resolve_one
+from bindimg.rootfs import Root
+from tests.kit import FakeRegistry
+
+INDEX = "application/vnd.oci.image.index.v1+json"
+MANIFEST = "application/vnd.oci.image.manifest.v1+json"
+DIGEST = "sha256:" + "a" * 64
+
+
+def entry(os_: str, arch: str, variant: str = "") -> dict[str, object]:
+    platform = {"os": os_, "architecture": arch, **({"variant": variant} if variant else {})}
+    return {"mediaType": MANIFEST, "digest": DIGEST, "size": 1, "platform": platform}
+
+
+def test_offered_lists_an_index_without_attestations_sorted_once() -> None:
+    top = {
+        "manifests": [
+            entry("linux", "arm64", "v8"),
+            entry("linux", "amd64"),
+            entry("unknown", "unknown"),  # a buildx attestation manifest
+            entry("linux", "amd64"),
+            {"digest": DIGEST},  # no platform
+        ]
+    }
+    assert offered(top) == ("linux/amd64", "linux/arm64/v8")
+
+
+def test_offered_of_a_single_manifest_comes_from_its_config() -> None:
+    assert offered({"config": {}}, {"os": "linux", "architecture": "s390x"}) == ("linux/s390x",)
+    assert offered({"config": {}}, {"architecture": "amd64"}) == ()  # no os: no platform
+
+
+@pytest.mark.parametrize(
+    ("target", "offers", "absent"),
+    [
+        ("linux/arm64", ("linux/amd64", "linux/arm64/v8"), False),
+        ("linux/arm64/v8", ("linux/arm64",), False),  # v8 is arm64's default variant
+        ("linux/arm/v7", ("linux/arm/v6",), True),
+        ("linux/arm", ("linux/arm/v6",), False),  # no variant asked: any
+        ("linux/amd64", (), True),
+        ("windows/amd64", ("linux/amd64",), True),
+    ],
+)
+def test_missing_follows_the_oci_variant_rules(target: str, offers: tuple[str, ...], absent: bool) -> None:
+    wanted = Platform.parse(target)
+    assert missing([wanted], offers) == ([wanted] if absent else [])
+
+
+def test_problem_names_image_platform_and_what_to_do() -> None:
+    targets = Platform.parse_all(["linux/amd64", "linux/arm64", "linux/amd64"])
+    assert targets == (Platform("linux", "amd64"), Platform("linux", "arm64"))
+    assert problem("q.io/a:1", targets, ("linux/amd64", "linux/arm64"), INDEX) is None
+    single = problem("q.io/a@" + DIGEST, targets, ("linux/amd64",), MANIFEST)
+    assert single is not None
+    assert single.startswith(f"q.io/a@{DIGEST} has no linux/arm64 image (a single-platform manifest: ")
+    assert "multi-platform index" in single
+    index = problem("q.io/a:1", targets[1:], ("linux/amd64", "linux/s390x"), INDEX)
+    assert index is not None and "(it has linux/amd64, linux/s390x)" in index
+
+
+def _registry(config: bytes) -> FakeRegistry:
+    index = json.dumps({"mediaType": INDEX, "manifests": [entry("linux", "arm64", "v8")]}).encode()
+    single = json.dumps({"mediaType": MANIFEST, "config": {"digest": DIGEST}}).encode()
+    answers = {"q.io/o/multi:1": index, "q.io/o/single:1": single}
+    return FakeRegistry(lambda ref: config if ref.startswith("config of ") else answers[ref])
+
+
+def test_resolve_learns_platforms_from_an_index_or_one_config_look_up() -> None:
+    fake = _registry(b'{"os": "linux", "architecture": "amd64"}')
+    settings = Settings(retry=0)
+    index = resolve_one(Request("q.io/o/multi:1", platforms=True), settings, registry=fake)
+    assert (index.media_type, index.platforms) == (INDEX, ("linux/arm64/v8",))
+    single = resolve_one(Request("q.io/o/single:1", platforms=True), settings, registry=fake)
+    assert (single.media_type, single.platforms) == (MANIFEST, ("linux/amd64",))
+    assert fake.asked == ["q.io/o/multi:1", "q.io/o/single:1", f"config of q.io/o/single@{single.digest}"]
+    assert resolve_one(Request("q.io/o/single:1"), settings, registry=fake).platforms is None
+    assert len(fake.asked) == 4  # not asked for: no config look-up
+
+
+def test_a_config_that_is_not_json_is_a_registry_failure() -> None:
+    with pytest.raises(ExternalError) as caught:
+        resolve_one(Request("q.io/o/single:1", platforms=True), Settings(), registry=_registry(b"<html>"))
+    assert caught.value.exit_code == 3 and "image config that is not JSON" in caught.value.message
+
+
+def test_lock_keeps_platforms_and_loads_locks_without_them(tmp_path: Path) -> None:
+    path = str(tmp_path / "bindimg.lock")
+    entries = {
+        "quay.io/o/a:1": lockfile.LockEntry(
+            DIGEST, INDEX, ("q/a.container",), ("linux/amd64", "linux/arm64/v8")
+        ),
+        "quay.io/o/b:1": lockfile.LockEntry(DIGEST, MANIFEST, ("q/b.container",)),
+    }
+    assert lockfile.write(path, entries)
+    text = Path(path).read_text()
+    assert 'used-by = ["q/a.container"]\nplatforms = ["linux/amd64", "linux/arm64/v8"]\n' in text
+    assert text.count("platforms") == 1
+    assert lockfile.load(path) == entries
+
+
+@pytest.mark.parametrize("value", ['"linux/amd64"', '["linux"]', "[1]"])
+def test_lock_refuses_bad_platforms_naming_the_entry(tmp_path: Path, value: str) -> None:
+    path = tmp_path / "bindimg.lock"
+    path.write_text(f'version = 1\n\n[images."quay.io/o/a:1"]\ndigest = "{DIGEST}"\nplatforms = {value}\n')
+    with pytest.raises(InputError) as caught:
+        lockfile.load(str(path))
+    assert caught.value.line == 3 and "platforms" in caught.value.message
+
+
+KUBE = """\
+apiVersion: apps/v1
+kind: Deployment
+spec:
+  template:
+    spec:
+      initContainers: &init
+      - name: init
+        image: quay.io/o/init:1
+      containers:
+      - name: web
+        image: "quay.io/o/web:2"
+      - name: noimage
+      again: *init
+---
+apiVersion: v1
+kind: ConfigMap
+data:
+  image: quay.io/o/not-a-container:1
+"""
+
+
+def test_kube_images_are_those_of_containers_and_init_containers_with_lines() -> None:
+    assert kube_images(KUBE, "k.yaml") == [("quay.io/o/web:2", 11), ("quay.io/o/init:1", 8)]
+
+
+def test_kube_yaml_that_does_not_parse_names_file_and_line() -> None:
+    with pytest.raises(InputError) as caught:
+        kube_images("spec:\n  containers: [\n", "k.yaml")
+    assert (caught.value.path, caught.value.line) == ("k.yaml", 3)
+
+
+def test_uki_is_found_as_bootc_finds_it(tmp_path: Path) -> None:
+    linux = tmp_path / "boot/EFI/Linux"
+    assert find_uki(Root(str(tmp_path))) is None
+    linux.mkdir(parents=True)
+    for name in ("x.addon.efi", ".efi", "readme.txt", "b.EFI"):
+        (linux / name).write_bytes(b"")
+    assert find_uki(Root(str(tmp_path))) is None
+    (linux / "z.efi").write_bytes(b"")
+    (linux / "fedora.efi").write_bytes(b"")
+    assert find_uki(Root(str(tmp_path))) == "/boot/EFI/Linux/fedora.efi"
+
+
+def test_uki_lookup_stays_inside_the_root(tmp_path: Path) -> None:
+    outside = tmp_path / "host/EFI/Linux"
+    outside.mkdir(parents=True)
+    (outside / "host.efi").write_bytes(b"")
+    root = tmp_path / "root"
+    (root / "boot").mkdir(parents=True)
+    os.symlink(str(tmp_path / "host/EFI"), root / "boot/EFI")  # absolute: means /host/EFI inside the root
+    assert find_uki(Root(str(root))) is None
