@@ -14,7 +14,7 @@ from bindimg.composefs import find_uki
 from bindimg.errors import ExternalError, InputError
 from bindimg.kube import kube_images
 from bindimg.platforms import Platform, missing, offered, problem
-from bindimg.resolve import Request, Settings, resolve_one
+from bindimg.resolve import Request, Settings, digest_of, resolve_one
 from bindimg.rootfs import Root
 from tests.kit import FakeRegistry
 
@@ -78,6 +78,8 @@ def _registry(config: bytes) -> FakeRegistry:
     index = json.dumps({"mediaType": INDEX, "manifests": [entry("linux", "arm64", "v8")]}).encode()
     single = json.dumps({"mediaType": MANIFEST, "config": {"digest": DIGEST}}).encode()
     answers = {"q.io/o/multi:1": index, "q.io/o/single:1": single}
+    # each tag's manifest is fetched again by its digest before it is trusted (resolve_one)
+    answers.update({f"{ref.split(':')[0]}@{digest_of(raw)}": raw for ref, raw in list(answers.items())})
     return FakeRegistry(lambda ref: config if ref.startswith("config of ") else answers[ref])
 
 
@@ -88,9 +90,15 @@ def test_resolve_learns_platforms_from_an_index_or_one_config_look_up() -> None:
     assert (index.media_type, index.platforms) == (INDEX, ("linux/arm64/v8",))
     single = resolve_one(Request("q.io/o/single:1", platforms=True), settings, registry=fake)
     assert (single.media_type, single.platforms) == (MANIFEST, ("linux/amd64",))
-    assert fake.asked == ["q.io/o/multi:1", "q.io/o/single:1", f"config of q.io/o/single@{single.digest}"]
+    assert fake.asked == [
+        "q.io/o/multi:1",
+        f"q.io/o/multi@{index.digest}",
+        "q.io/o/single:1",
+        f"q.io/o/single@{single.digest}",
+        f"config of q.io/o/single@{single.digest}",
+    ]
     assert resolve_one(Request("q.io/o/single:1"), settings, registry=fake).platforms is None
-    assert len(fake.asked) == 4  # not asked for: no config look-up
+    assert len(fake.asked) == 7  # not asked for: no config look-up
 
 
 def test_a_config_that_is_not_json_is_a_registry_failure() -> None:
@@ -107,7 +115,7 @@ def test_lock_keeps_platforms_and_loads_locks_without_them(tmp_path: Path) -> No
         ),
         "quay.io/o/b:1": lockfile.LockEntry(DIGEST, MANIFEST, ("q/b.container",)),
     }
-    assert lockfile.write(path, entries)
+    Path(path).write_text(lockfile.dumps(entries), encoding="utf-8")
     text = Path(path).read_text()
     assert 'used-by = ["q/a.container"]\nplatforms = ["linux/amd64", "linux/arm64/v8"]\n' in text
     assert text.count("platforms") == 1
