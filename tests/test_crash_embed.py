@@ -69,7 +69,7 @@ def _listed(root: Path, env: dict[str, str]) -> tuple[int, list[str]]:
     )
     if done.returncode != 0:
         return done.returncode, [done.stderr.decode()]
-    return 0, sorted(item["image"] for item in json.loads(done.stdout))
+    return 0, sorted(item["image"] for item in json.loads(done.stdout)["images"])
 
 
 @pytest.fixture(scope="module")
