@@ -3,9 +3,9 @@
 A rule is registered by the decorator of its kind (`link_rule`: one bound-images.d entry,
 `unit_rule`: one unit, `run_rule`: all the units of a run at once) with the ids it yields,
 which must be in the catalogue (`bindimg.findings.RULES`): an id cannot drift from its code.
-The rules themselves are in `bindimg.linkrules` and `bindimg.unitrules`; the runner
-(`bindimg.commands.lint`) calls every rule of a kind, in registration order, with the same
-`Context`. A finding names the file and the physical line of the value in the file that
+The rules themselves are in `bindimg.linkrules`, `bindimg.unitrules` and `bindimg.runrules`;
+the runner (`bindimg.commands.lint`) calls every rule of a kind, in registration order, with
+the same `Context`. A finding names the file and the physical line of the value in the file that
 supplies it; a finding about a whole file or a link uses line 1 (`WHOLE_FILE`), so that
 every output format, SARIF included, has a real line to point at.
 """

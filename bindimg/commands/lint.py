@@ -16,6 +16,7 @@ from dataclasses import replace
 from typing import Optional
 
 import bindimg.linkrules  # importing a rule module registers its rules
+import bindimg.runrules
 import bindimg.unitrules  # noqa: F401
 from bindimg import reference, storageconf
 from bindimg.boundimages import Entry, scan
