@@ -13,10 +13,10 @@ from collections.abc import Iterator, Sequence
 from typing import Optional
 
 from bindimg import platforms
+from bindimg.coverage import Unreadable, unbound_in_root
 from bindimg.coverage import message as unbound_message
-from bindimg.coverage import unbound_in_root
 from bindimg.errors import ExternalError
-from bindimg.findings import Finding, finding
+from bindimg.findings import ERROR, WARNING, Finding, finding
 from bindimg.quadlet import IMAGE
 from bindimg.resolve import Request, ResolveError, resolve_each
 from bindimg.rules import Context, UnitView, run_rule
@@ -143,14 +143,19 @@ def platform_missing(views: Sequence[UnitView], ctx: Context) -> Iterator[Findin
             yield u.at("platform-missing", absent)
 
 
-@run_rule("unbound-image")
+@run_rule("unbound-image", "kube-yaml-unreadable")
 def unbound_image(views: Sequence[UnitView], ctx: Context) -> Iterator[Finding]:
     """In a root, each image a unit pulls at first start, neither bound nor embedded
-    (`coverage.unbound_in_root`): once per unit and image, at the line naming it."""
+    (`coverage.unbound_in_root`): once per unit and image, at the line naming it; and each
+    `.kube` unit's `Yaml=` file whose images cannot be known, at the line at fault."""
     if not ctx.runs:
         return  # a source tree: what is bound is decided when the image is built
     for pulled in unbound_in_root(ctx.root, ctx.units, ctx.runs, ctx.entries):
-        yield finding("unbound-image", pulled.path, pulled.line, unbound_message(pulled))
+        if isinstance(pulled, Unreadable):
+            severity = ERROR if pulled.podman_fails else WARNING
+            yield finding("kube-yaml-unreadable", pulled.path, pulled.line, pulled.message, severity)
+        else:
+            yield finding("unbound-image", pulled.path, pulled.line, unbound_message(pulled))
 
 
 # --- helpers -------------------------------------------------------------------------------------
