@@ -244,6 +244,7 @@ def test_sarif_rules_point_to_the_docs() -> None:
     for rule in rules:
         assert rule["help"]["text"].endswith(f"docs/findings.md#{rule['id']}")
         assert f"](docs/findings.md#{rule['id']})" in rule["help"]["markdown"]
+        assert "helpUri" not in rule  # SARIF wants it absolute; no public URL (docs/commands.md)
 
 
 def test_every_option_is_documented_in_docs_commands() -> None:

@@ -16,7 +16,7 @@ from typing import Any, Optional
 import pytest
 
 from tests import ociimage
-from tests.kit import BOUND, D1, D2, EMBED, QDIR, link, run_bindimg, snapshot, store, write
+from tests.kit import BOUND, D1, D2, EMBED, QDIR, STORAGE, link, run_bindimg, snapshot, store, write
 from tests.registry import PushedImage, Registry
 
 # The platform this machine is not: what `add` refuses by default for a single-arch image.
@@ -190,7 +190,6 @@ def test_lint_remote_and_lint_root_agree_with_add(here: Path, single: PushedImag
     code, rows, found = findings("q", "--remote", "--no-tls-verify", "--platform", OTHER)
     assert (code, rows) == (1, [("platform-missing", "error", "q/app.container", 2)])
     assert single.by_digest in found[0]["message"] and OTHER in found[0]["message"]
-    assert findings("q", "--platform", OTHER)[:2] == (0, [])  # sources, no lock, no --remote: unknown
 
     unit = container(here, f"r/{QDIR}/app.container", single.ref)
     assert run("add", "--root", "r", "--no-tls-verify", "--platform", OTHER, str(unit))[0] == 2
@@ -199,6 +198,31 @@ def test_lint_remote_and_lint_root_agree_with_add(here: Path, single: PushedImag
     assert findings(*root_args, "--platform", HOST)[:2] == (0, [])
     code, rows, _ = findings(*root_args, "--platform", OTHER)
     assert (code, rows) == (1, [("platform-missing", "error", f"r/{QDIR}/app.container", 3)])
+
+
+def test_platform_with_nowhere_to_read_platforms_from_is_bad_usage(here: Path) -> None:
+    """A root has no lock: `--platform` needs `--remote`; sources need `--lock` or `--remote`.
+    Either way one line, exit 2, no registry asked (none runs here) and nothing written."""
+    container(here, "q/app.container", f"quay.io/o/app@{D1}")
+    container(here, f"r/{QDIR}/app.container", f"quay.io/o/app@{D1}", f"{STORAGE}\n")
+    link(here / "r", "app.container", f"/{QDIR}/app.container")
+    before = snapshot(here)
+    assert run("lint", "--root", "r", "--platform", OTHER) == (
+        2,
+        "",
+        "bindimg: error: --platform with --root needs --remote: an image root has no lock to read "
+        "the platforms from; add --remote\n",
+    )
+    assert run("lint", "q", "--platform", OTHER) == (
+        2,
+        "",
+        "bindimg: error: --platform needs the images' platforms: add --lock FILE (read from the "
+        "lock, offline) or --remote (asked of the registries)\n",
+    )
+    code, out, _ = run("lint", "--root", "r", "--platform", OTHER, "--format", "json")
+    assert code == 2 and json.loads(out)["error"]["exit_code"] == 2
+    assert snapshot(here) == before
+    assert run("lint", "--root", "r", "-q") == (0, "", "")  # without --platform: nothing to ask
 
 
 def test_a_per_platform_manifest_is_reported_when_building_for_several(here: Path, both: PushedImage) -> None:
