@@ -246,7 +246,7 @@ def _kube(root: Root, merged: UnitFile, unit: str) -> Iterator[Union[Pulled, Unr
                 podman_fails=False,
             )
             continue
-        except (fsutil.NotRegularFileError, OSError) as error:
+        except OSError as error:  # missing, a directory or other non-file, unreadable
             yield Unreadable(item.path, item.line, unit, _unreachable(root, value, host, error, name))
             continue
         try:
