@@ -12,7 +12,9 @@ and is not part of the OS image. The ways a unit names a registry image (podman 
 * `Artifact=` of an `.artifact` unit;
 * `image:` of the containers and init containers in the `Yaml=` files of a `.kube` unit.
 
-Each unit reports each image once, at the line that supplies it.
+Each unit reports each image once, at the line that supplies it. A `Yaml=` file whose images
+cannot be known (missing, not YAML, …) is reported instead (`Unreadable`): skipping it would
+make the root look covered.
 """
 
 from __future__ import annotations
