@@ -47,6 +47,7 @@ class DelayProxy:
         self.upstream_port = upstream_port
         self.delay = delay
         self.port = 0
+        self.served = 0  # bytes sent from the registry to clients so far
         self._ready = threading.Event()
         self._loop = asyncio.new_event_loop()
         threading.Thread(target=self._run, daemon=True).start()
@@ -68,6 +69,8 @@ class DelayProxy:
                 while data := await reader.read(65536):
                     if delay:
                         await asyncio.sleep(delay)
+                    else:  # the registry's answers
+                        self.served += len(data)
                     writer.write(data)
                     await writer.drain()
             except (ConnectionError, asyncio.CancelledError):
