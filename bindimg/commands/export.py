@@ -279,8 +279,9 @@ def _check(request: Export, dest: Destination) -> None:
     if isinstance(dest, MirrorDestination):
         if request.platforms:
             raise InputError(
-                "--platform: a mirror gets every platform (the pinned index names them all, and a "
-                "registry refuses an index whose images it lacks); drop --platform"
+                "--platform: a mirror gets every platform of an index (a registry refuses an index "
+                "whose images it lacks, and a smaller index would not have the pinned digest); drop "
+                "--platform, or export only some platforms to oci:DIR or oci-archive:FILE"
             )
         by_repo: dict[str, str] = {}
         for item in request.wanted:
