@@ -92,11 +92,12 @@ def main() -> None:
     )
     parser.add_argument("--images", type=int, default=16)
     parser.add_argument("--delay-ms", type=float, default=50.0)
+    parser.add_argument("--mbit", type=float, default=0.0, help="the registry's bandwidth (0: unlimited)")
     args = parser.parse_args()
     with registry_and_workdir() as (port, work):
         paths = push(port, args.images, work)
         siblings = push(port, args.images, work, "s")
-        proxy = DelayProxy(port, args.delay_ms / 1000)
+        proxy = DelayProxy(port, args.delay_ms / 1000, args.mbit * 1e6 / 8)
         refs = [f"127.0.0.1:{proxy.port}/{path}" for path in paths]
         lock = write_lock(work / "bindimg.lock", refs)
         sibling_lock = write_lock(work / "siblings.lock", [f"127.0.0.1:{proxy.port}/{p}" for p in siblings])
@@ -127,7 +128,8 @@ def main() -> None:
         index.write_text('{"schemaVersion": 2, "manifests": []}')
         f = measured("f", [*export, "--to", f"oci:{work}/export"])
         print(
-            f"images={args.images} delay={args.delay_ms:g}ms jobs={DEFAULT_JOBS} cores={os.cpu_count()}"
+            f"images={args.images} delay={args.delay_ms:g}ms mbit={args.mbit:g} jobs={DEFAULT_JOBS} "
+            f"cores={os.cpu_count()}"
         )
         print(f"(a) skopeo copy loop to oci:        {a:7.2f} s")
         print(f"(b) bindimg export to oci:          {b:7.2f} s  {served['b']:6.1f} MB from the registry")
