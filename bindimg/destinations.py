@@ -10,7 +10,7 @@
   source registry's domain dropped, as `skopeo sync` does), every platform, and can write the
   registries.conf drop-in that sends a device's pulls by digest to it.
 
-Every copy goes through a `Registry` (default: skopeo), by digest, manifests never converted.
+Every copy goes through a `Registry` (default: `registry.Skopeo`), by digest, manifests never converted.
 """
 
 from __future__ import annotations
@@ -26,12 +26,12 @@ from typing import Optional
 
 import tomlkit
 
-from bindimg import ocilayout, reference, skopeo
+from bindimg import ocilayout, reference
 from bindimg.errors import ExternalError, InputError, excerpt
 from bindimg.flatten import FLATTENED_FROM
 from bindimg.platforms import Platform, choose
 from bindimg.reference import ReferenceError
-from bindimg.registry import Registry
+from bindimg.registry import Registry, Skopeo
 from bindimg.resolve import Settings, digest_of, retrying
 from bindimg.skopeo import RegistryOptions, SkopeoError
 from bindimg.store import Store
@@ -72,7 +72,7 @@ class Copier:
     source: RegistryOptions
     dest: RegistryOptions
     settings: Settings
-    client: Registry = skopeo
+    client: Registry = field(default_factory=Skopeo)
     sleep: Callable[[float], None] = time.sleep  # between retries
 
     def copy(

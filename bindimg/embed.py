@@ -23,8 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Optional
 
-from bindimg import fetch, flatten, fsutil, skopeo
-from bindimg.distribution import Lookups
+from bindimg import fetch, flatten, fsutil
 from bindimg.errors import ExternalError, InputError
 from bindimg.fetch import Described
 from bindimg.platforms import Platform
@@ -80,8 +79,8 @@ class Embedder:
         root: Root,
         options: EmbedOptions,
         settings: Settings,
-        progress: Callable[[str], None] = lambda _: None,
-        registry: Registry = skopeo,
+        progress: Callable[[str], None],
+        registry: Registry,
     ) -> None:
         options.check()
         self.registry = registry
@@ -100,8 +99,6 @@ class Embedder:
         self._layers_before: dict[str, Layer] = {}
         self._committed = False
         self._described: set[str] = set()  # --dry-run: layers an earlier image would store
-        # manifests over kept connections (distribution.py); never around a fake registry
-        self._lookups = Lookups() if registry is skopeo else None
 
     def __enter__(self) -> Embedder:
         return self
@@ -200,9 +197,7 @@ class Embedder:
         self, name: str, digest: str, options: RegistryOptions, flattened_to: Optional[str] = None
     ) -> Prepared:
         """--dry-run: what copying `name@digest` would store, from its manifests alone."""
-        described = fetch.describe(
-            name, digest, options, self.platform, self.settings, self._lookups, self.registry
-        )
+        described = fetch.describe(name, digest, options, self.platform, self.settings, self.registry)
         new = self._new_layers(described)
         self._described.update(blob.digest for blob in new)  # an image after it shares them
         size = described.config.size + sum(blob.size for blob in new)
@@ -237,9 +232,7 @@ class Embedder:
         """Copy `name@digest` into the store; flatten it there when `mode` (or its whiteouts)
         says so. `expected`: the flattened digest it must give."""
         reference = f"{name}@{digest}"
-        described = fetch.describe(
-            name, digest, options, self.platform, self.settings, self._lookups, self.registry
-        )
+        described = fetch.describe(name, digest, options, self.platform, self.settings, self.registry)
         self._init_store()
         new = self._new_layers(described)
         before = set(self.store.layers())

@@ -19,7 +19,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Optional
 
-from bindimg import fsutil, lockfile, pin, platforms, reference, skopeo
+from bindimg import fsutil, lockfile, pin, platforms, reference
 from bindimg.bootcini import parse_bootc
 from bindimg.boundimages import BOUND_DIR, scan
 from bindimg.commands.lint import lint_root
@@ -42,7 +42,7 @@ from bindimg.quadlet import (
     parse_quadlet,
 )
 from bindimg.reference import ValueKind
-from bindimg.registry import Registry
+from bindimg.registry import Registry, Skopeo, or_skopeo
 from bindimg.render import Bound, Collected, Renderer
 from bindimg.report import as_text
 from bindimg.resolve import Request, Resolved, Settings, resolve_all
@@ -74,7 +74,7 @@ class AddOptions:
     embed: Optional[EmbedOptions] = None  # --embed: copy into the store instead of linking
     # The platforms the OS image is built for: each bound image must serve them all.
     platforms: tuple[Platform, ...] = ()
-    client: Registry = skopeo  # what asks the registries and copies images
+    client: Registry = field(default_factory=Skopeo)  # what asks the registries and copies images
     podman: Version = NEWEST_RULES  # whose Quadlet rules the root's units are read by
 
 
@@ -473,12 +473,14 @@ def run(
     dry_run: bool = False,
     progress: Callable[[str], None] = lambda _: None,
     podman: Podman = NEWEST,
+    client: Optional[Registry] = None,
 ) -> Plan:
     """`bindimg add`: plan, then (unless `dry_run`) apply; the plan, closed, says what changed.
     After writing, the warnings `lint --root` gives on what it wrote go to `progress`.
 
     `lock_path`: take the digests of tags from this lock file instead of the registry.
     `platforms`: what the OS image is built for (`--platform`; default: this machine's).
+    `client`: who asks the registries and copies (default: a new `registry.Skopeo`).
     """
     locked = lockfile.load(lock_path) if lock_path else {}
     targets = Platform.parse_all(platforms) or (Platform.host(),)
@@ -495,6 +497,7 @@ def run(
         embed=embed,
         platforms=targets,
         podman=podman.rules,
+        client=or_skopeo(client),
     )
     with image_root.locked(progress):  # one run at a time on a root, planning included
         # --embed copies into the store while planning
