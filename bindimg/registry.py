@@ -70,30 +70,17 @@ class Registry(Protocol):
         ...
 
     def copy_local(
-        self,
-        source: str,
-        dest: str,
-        *,
-        platform: Sequence[str] = (),
-        decompress: bool = False,
-        preserve_digests: bool = False,
-        timeout: Optional[float] = None,
-    ) -> None:
+        self, source: str, dest: str, *, platform: Sequence[str] = (), decompress: bool = False,
+        preserve_digests: bool = False, timeout: Optional[float] = None,
+    ) -> None:  # fmt: skip
         """A copy between local transports (`dir:`, `oci:`, `containers-storage:`)."""
         ...
 
     def copy_image(
-        self,
-        source: str,
-        dest: str,
-        *,
-        src_options: RegistryOptions = RegistryOptions(),
-        dest_options: RegistryOptions = RegistryOptions(),
-        reference: str = "",
-        multi_arch: str = "system",
-        platform: Sequence[str] = (),
-        timeout: Optional[float] = None,
-    ) -> None:
+        self, source: str, dest: str, *, src_options: RegistryOptions = RegistryOptions(),
+        dest_options: RegistryOptions = RegistryOptions(), reference: str = "", multi_arch: str = "system",
+        platform: Sequence[str] = (), timeout: Optional[float] = None,
+    ) -> None:  # fmt: skip
         """One image (or index, per `multi_arch`) from `source` to `dest`, any transports, by digest."""
         ...
 
