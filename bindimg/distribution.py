@@ -4,6 +4,8 @@
 ping of `/v2/` (for `--tls-verify=false`, HTTPS first, then plain HTTP) and a token before
 the one request that matters. Here the ping and the token are done once per registry and
 repository, and each worker thread keeps its connection open, so a look-up is one request.
+Only `registry.Skopeo` uses it, as the first try of its `inspect_raw`: callers see a
+`Registry`, never this module.
 
 This path is taken only where its answer is certainly skopeo's: anonymous access (no
 `--creds`, no credentials for the registry in any auth file skopeo reads, no credential
