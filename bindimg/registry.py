@@ -5,11 +5,13 @@ ask of a registry client; they take one (a fake in unit tests, passed the way pi
 `Auditor` takes its vulnerability service) and never reach skopeo or the network otherwise.
 
 `Skopeo` implements it with the skopeo commands of `bindimg.skopeo`, plus one fast path:
-the top-level manifest look-up (`inspect_raw`) is first tried as a direct HTTP request over
-a kept connection (`bindimg.distribution`). A `skopeo inspect --raw` costs a process, a
-connection, a ping and a token for one request; directly, a look-up is that one request
-(the ping and token once per registry and repository), which is what makes `bindimg lock`
-many times faster than a loop of skopeo look-ups (bench/resolve.py, README "Benchmarks").
+the look-ups (`inspect_raw`: the top-level manifest; `inspect_config`: a single-platform
+image's config, for its platform) are first tried as direct HTTP requests over a kept
+connection (`bindimg.distribution`). A `skopeo inspect` costs a process, a connection, a
+ping and a token for one request; directly, a look-up is that one request (the ping and
+token once per registry and repository; a config's manifest is the one the by-digest check
+just read), which is what makes `bindimg lock` many times faster than a loop of skopeo
+look-ups (bench/resolve.py, README "Benchmarks").
 The direct request is made only where its answer is certainly skopeo's (anonymous access,
 no certificate directory, no registries.conf entry that could redirect, no proxy: see
 `distribution`); everything else is skopeo's, as is every failure's wording:
@@ -21,7 +23,8 @@ no certificate directory, no registries.conf entry that could redirect, no proxy
   more, and from then on the reference is skopeo's in this thread until skopeo answers it, so
   a failure a user sees is always skopeo's.
 
-The direct request checks the digest of a manifest asked by digest, as skopeo does, so the
+The direct request checks the digest of a manifest asked by digest and of a config blob, as
+skopeo does, so the
 by-digest check of `resolve.resolve_one` holds on either path. One `Skopeo` per command run
 keeps that run's pings, tokens and connections (per thread).
 """
@@ -99,7 +102,8 @@ def or_skopeo(registry: Optional[Registry]) -> Registry:
 
 
 class Skopeo:
-    """The Registry bindimg uses: skopeo's commands, manifests first asked directly (above).
+    """The Registry bindimg uses: skopeo's commands, manifests and configs first asked
+    directly (above).
 
     `environ` (default: this process's) is what the direct path reads to decide where it
     stands in for skopeo (HOME, proxies, auth and registries.conf locations)."""
@@ -107,8 +111,10 @@ class Skopeo:
     def __init__(self, environ: Optional[Mapping[str, str]] = None) -> None:
         self._direct = Lookups(None if environ is None else dict(environ))
         self._local = threading.local()
+        self._lock = threading.Lock()
+        # manifests asked by digest (immutable, checked): a config look-up reads its manifest
+        self._by_digest: dict[tuple[str, RegistryOptions], bytes] = {}
 
-    inspect_config = staticmethod(skopeo.inspect_config)
     copy_from_registry = staticmethod(skopeo.copy_from_registry)
     copy_local = staticmethod(skopeo.copy_local)
     copy_image = staticmethod(skopeo.copy_image)
@@ -123,17 +129,54 @@ class Skopeo:
 
         Raises SkopeoError: skopeo's, or a provisional one when the direct request failed
         transiently (the next call for `reference` in this thread is then skopeo's)."""
-        skopeos: set[tuple[str, RegistryOptions]] = self._local.__dict__.setdefault("skopeos", set())
-        key = (reference, options)
-        if key not in skopeos:
+
+        def direct() -> bytes:
             LOG.debug("GET the manifest of %s (direct HTTP request)", reference)
+            return self._direct.manifest(reference, options, timeout)
+
+        raw = self._first_direct(
+            ("manifest", reference, options),
+            direct,
+            lambda: skopeo.inspect_raw(reference, options, timeout=timeout, secrets=secrets),
+        )
+        if "@" in reference:
+            with self._lock:
+                self._by_digest[(reference, options)] = raw
+        return raw
+
+    def inspect_config(self, reference: str, options: RegistryOptions, *, timeout: float) -> bytes:
+        """The image config of a single-platform `docker://name@digest`: its manifest (known
+        from an earlier look-up by digest, else asked directly) and the config blob it names,
+        as direct requests where certain, else `skopeo inspect --config --raw` (as above)."""
+
+        def direct() -> bytes:
+            LOG.debug("GET the image config of %s (direct HTTP request)", reference)
+            with self._lock:
+                manifest = self._by_digest.get((reference, options))
+            if manifest is None:
+                manifest = self._direct.manifest(reference, options, timeout)
+            return self._direct.config(reference, manifest, options, timeout)
+
+        return self._first_direct(
+            ("config", reference, options),
+            direct,
+            lambda: skopeo.inspect_config(reference, options, timeout=timeout),
+        )
+
+    def _first_direct(self, key: tuple[str, str, RegistryOptions], direct: Callable[[], bytes],
+                      command: Callable[[], bytes]) -> bytes:  # fmt: skip
+        """`direct()`, unless it failed for `key` in this thread since skopeo last answered it;
+        where it cannot answer, `command()` (skopeo). A transient failure of `direct` is a
+        provisional SkopeoError, and `key` is then skopeo's."""
+        skopeos: set[tuple[str, str, RegistryOptions]] = self._local.__dict__.setdefault("skopeos", set())
+        if key not in skopeos:
             try:
-                return self._direct.manifest(reference, options, timeout)
+                return direct()
             except Unsupported:
                 skopeos.add(key)
             except Transient as error:
                 skopeos.add(key)
                 raise SkopeoError(str(error), transient=True, provisional=True) from None
-        raw = skopeo.inspect_raw(reference, options, timeout=timeout, secrets=secrets)
+        answer = command()
         skopeos.discard(key)
-        return raw
+        return answer

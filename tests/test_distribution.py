@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from bindimg.distribution import Lookups, Unsupported
+from bindimg.registry import Skopeo
 from bindimg.resolve import Request, Settings, digest_of, resolve_each, retrying
 from bindimg.skopeo import RegistryOptions, SkopeoError
 from tests.faultproxy import PING, Rule, fault_proxy, server_error
@@ -157,3 +158,28 @@ def test_with_no_retry_left_skopeo_answers_after_a_failed_direct_request(
         assert found[Request(ref, ANON)].digest == pushed.digest  # type: ignore[union-attr]
         # the direct request's 500, then skopeo's attempt (no back-off, no retry counted)
         assert [s.outcome for s in proxy.requests(r"/manifests/t$")] == ["Status", "pass"]
+
+
+@pytest.mark.e2e
+def test_an_image_config_is_one_blob_request_after_the_look_up_by_digest(
+    registry: Registry, unique_repo: str
+) -> None:
+    """What `lock` asks to learn a single-platform image's platform: skopeo's bytes, and no
+    manifest request beyond the look-up by digest that the by-digest check makes anyway."""
+    from tests import ociimage
+
+    pushed = registry.push_image(ociimage.app_image(f"{unique_repo}-cfg"), unique_repo, "c")
+    with fault_proxy(registry.host) as proxy:
+        pinned = f"{proxy.host}/{unique_repo}@{pushed.digest}"
+        client = Skopeo()
+        config_digest = json.loads(client.inspect_raw(pinned, ANON, timeout=10))["config"]["digest"]
+        config = client.inspect_config(pinned, ANON, timeout=10)
+        assert [s.path for s in proxy.requests(r"/manifests/|/blobs/")] == [
+            f"/v2/{unique_repo}/manifests/{pushed.digest}",
+            f"/v2/{unique_repo}/blobs/{config_digest}",
+        ]
+        assert config == subprocess.run(
+            ["skopeo", "inspect", "--config", "--raw", "--tls-verify=false", f"docker://{pinned}"],
+            capture_output=True,
+            check=True,
+        ).stdout
