@@ -10,11 +10,11 @@
   source registry's domain dropped, as `skopeo sync` does), every platform, and can write the
   registries.conf drop-in that sends a device's pulls by digest to it.
 
-Every copy goes through a `Registry` (default: skopeo), by digest, manifests never converted.
-On a terminal, `plan` says how many bytes a copy will fetch (from the manifests' sizes) and
-`put` reports the bytes arrived so far: in the staging layout (`oci:`), or in skopeo's
-temporary blob directory (`containers-storage:`); a mirror's bytes go straight from registry
-to registry, so its line only fills when the copy is done.
+Every copy goes through a `Registry` (default: `registry.Skopeo`), by digest, manifests never
+converted. On a terminal, `plan` says how many bytes a copy will fetch (from the manifests'
+sizes) and `put` reports the bytes arrived so far: in the staging layout (`oci:`), or in
+skopeo's temporary blob directory (`containers-storage:`); a mirror's bytes go straight from
+registry to registry, so its line only fills when the copy is done.
 """
 
 from __future__ import annotations
@@ -31,14 +31,14 @@ from typing import Any, Optional
 
 import tomlkit
 
-from bindimg import ocilayout, reference, skopeo
+from bindimg import ocilayout, reference
 from bindimg.errors import ExternalError, InputError, excerpt
 from bindimg.fetch import Blob
 from bindimg.flatten import FLATTENED_FROM
 from bindimg.platforms import Platform, choose
 from bindimg.progress import downloaded
 from bindimg.reference import ReferenceError
-from bindimg.registry import Registry
+from bindimg.registry import Registry, Skopeo
 from bindimg.resolve import Settings, digest_of, retrying
 from bindimg.skopeo import RegistryOptions, SkopeoError
 from bindimg.store import Store
@@ -96,7 +96,7 @@ class Copier:
     source: RegistryOptions
     dest: RegistryOptions
     settings: Settings
-    client: Registry = skopeo
+    client: Registry = field(default_factory=Skopeo)
     sleep: Callable[[float], None] = time.sleep  # between retries
 
     def copy(

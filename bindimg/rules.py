@@ -16,14 +16,14 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Optional, TypeVar
 
-from bindimg import lockfile, skopeo
+from bindimg import lockfile
 from bindimg.boundimages import Entry
 from bindimg.errors import InputError
 from bindimg.findings import RULES, WHOLE_FILE, Finding, finding
 from bindimg.platforms import Platform
 from bindimg.quadlet import CONTAINER, IMAGE, Assignment, QuadletParseError
 from bindimg.reference import Reference
-from bindimg.registry import Registry
+from bindimg.registry import Registry, Skopeo
 from bindimg.resolve import Settings
 from bindimg.rootfs import Root
 from bindimg.skopeo import RegistryOptions
@@ -68,7 +68,7 @@ class Remote:
     registry: RegistryOptions = field(default_factory=RegistryOptions)
     settings: Settings = field(default_factory=Settings)
     progress: Callable[[str], None] = lambda _: None
-    client: Registry = skopeo  # who asks them (a fake in unit tests)
+    client: Registry = field(default_factory=Skopeo)  # who asks them (a fake in unit tests)
 
 
 @dataclass

@@ -71,12 +71,19 @@ class RegistryOptions:
 
 
 class SkopeoError(ExternalError):
-    """skopeo failed; `stderr` is what it said, `transient` whether a retry may help."""
+    """skopeo failed; `stderr` is what it said, `transient` whether a retry may help.
 
-    def __init__(self, message: str, *, stderr: str = "", transient: bool = False) -> None:
+    `provisional`: not skopeo's answer but the direct request's (`registry.Skopeo`): the
+    next call for the same reference asks skopeo, which has the last word and words it.
+    """
+
+    def __init__(
+        self, message: str, *, stderr: str = "", transient: bool = False, provisional: bool = False
+    ) -> None:
         super().__init__(message)
         self.stderr = stderr
         self.transient = transient
+        self.provisional = provisional
 
 
 def inspect_raw(

@@ -22,14 +22,14 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from typing import Any, Optional
 
-from bindimg import fsutil, lockfile, reference, skopeo
+from bindimg import fsutil, lockfile, reference
 from bindimg.commands.list import list_root, list_units
 from bindimg.destinations import Copier, Destination, MirrorDestination, Wanted, destination
 from bindimg.errors import EXIT_EXTERNAL, BindimgError, ExternalError, InputError, excerpt
 from bindimg.platforms import Platform
 from bindimg.progress import Bar, Live
 from bindimg.reference import ReferenceError
-from bindimg.registry import Registry
+from bindimg.registry import Registry, or_skopeo
 from bindimg.resolve import Settings
 from bindimg.rootfs import Root, root_display
 from bindimg.skopeo import RegistryOptions
@@ -230,7 +230,7 @@ def run(
     dry_run: bool = False,
     live: bool = False,
     progress: Progress = lambda _: None,
-    client: Registry = skopeo,
+    client: Optional[Registry] = None,
 ) -> Result:
     """`bindimg export`: the images of exactly one of `root`, `lock_path` or `paths` (units or
     directories), to `to`; `dest_options` reach a mirror DEST, `registry` the sources. `live`:
@@ -252,7 +252,7 @@ def run(
     request = Export(
         unique(wanted),
         to,
-        Copier(registry, dest_options, settings, client),
+        Copier(registry, dest_options, settings, or_skopeo(client)),
         [Platform.parse(text) for text in platforms],
         registries_conf,
         dry_run,
