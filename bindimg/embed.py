@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import Optional
 
 from bindimg import fetch, flatten, fsutil, skopeo
+from bindimg.defaults import FLATTEN_MODES
 from bindimg.distribution import Lookups
 from bindimg.errors import ExternalError, InputError
 from bindimg.fetch import Described
@@ -35,7 +36,6 @@ from bindimg.rootfs import Root
 from bindimg.skopeo import RegistryOptions, SkopeoError
 from bindimg.store import DEFAULT_STORE, Layer, Store
 
-FLATTEN_MODES = ("auto", "always", "never")
 IMAGE_POLICIES = ("missing",)
 
 
