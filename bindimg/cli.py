@@ -44,8 +44,10 @@ from bindimg.options import (
     epilog,
     output_command,
     path_arguments,
+    podman_spellings,
     registry_command,
     root_option,
+    wants_json,
 )
 from bindimg.output import (
     Output,
@@ -384,40 +386,6 @@ def completion(shell: Shell = typer.Argument(..., metavar=choices(Shell), help="
     typer.echo(completion_script(shell.value))
 
 
-def _podman_spellings(args: list[str]) -> list[str]:
-    """podman's `--tls-verify=BOOL` and skopeo's `--dest-tls-verify=BOOL` (Go's flag syntax) as
-    the two flags typer knows."""
-    spelled: list[str] = []
-    for arg in args:
-        if arg == "--":
-            spelled.extend(args[len(spelled) :])
-            break
-        flag, _, value = arg.partition("=")
-        if flag in ("--tls-verify", "--dest-tls-verify") and value:
-            value = value.lower()
-            if value not in BOOLEANS:
-                fail(
-                    f"{flag}={one_line(value)}: not a boolean; use true or false",
-                    EXIT_USAGE,
-                    _wants_json(args),
-                )
-            arg = flag if BOOLEANS[value] else "--no-" + flag[2:]
-        spelled.append(arg)
-    return spelled
-
-
-BOOLEANS = {"true": True, "1": True, "t": True, "false": False, "0": False, "f": False}  # Go's ParseBool
-
-
-def _wants_json(args: list[str]) -> bool:
-    """Whether the command line asks for JSON (for the error of a command line that failed to parse)."""
-    return (
-        "--json" in args
-        or "--format=json" in args
-        or any(a == "--format" and b == "json" for a, b in zip(args, args[1:]))
-    )
-
-
 def main(argv: Optional[Sequence[str]] = None) -> None:
     """The `bindimg` program: usage errors in the one error style (exit 2), as the others; a
     terminating signal cleans up and ends it by that signal (`interrupt`)."""
@@ -428,14 +396,14 @@ def _run(argv: Optional[Sequence[str]]) -> None:
     args = list(sys.argv[1:] if argv is None else argv)
     completion_init()
     try:
-        code = app(_podman_spellings(args), prog_name="bindimg", standalone_mode=False)
+        code = app(podman_spellings(args), prog_name="bindimg", standalone_mode=False)
     except typer.Exit as done:
         code = done.exit_code
     except ClickException as error:
         context = getattr(error, "ctx", None)
         where = f" (see `{context.command_path} -h`)" if isinstance(error, UsageError) and context else ""
         try:
-            fail(one_line(error.format_message()) + where, EXIT_USAGE, _wants_json(args))
+            fail(one_line(error.format_message()) + where, EXIT_USAGE, wants_json(args))
         except typer.Exit as done:
             code = done.exit_code
     except typer.Abort:

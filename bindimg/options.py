@@ -28,7 +28,8 @@ from bindimg.defaults import (
     DRIVERS,
     FLATTEN_MODES,
 )
-from bindimg.output import Output
+from bindimg.errors import EXIT_USAGE, one_line
+from bindimg.output import Output, fail
 from bindimg.report import FORMATS
 
 SHELLS = ("bash", "zsh", "fish")
@@ -304,4 +305,38 @@ def output_command(formats: Any = Formats) -> Callable[[Callable[..., None]], Ca
             )
         },
         guard=True,
+    )
+
+
+def podman_spellings(args: list[str]) -> list[str]:
+    """podman's `--tls-verify=BOOL` and skopeo's `--dest-tls-verify=BOOL` (Go's flag syntax) as
+    the two flags typer knows."""
+    spelled: list[str] = []
+    for arg in args:
+        if arg == "--":
+            spelled.extend(args[len(spelled) :])
+            break
+        flag, _, value = arg.partition("=")
+        if flag in ("--tls-verify", "--dest-tls-verify") and value:
+            value = value.lower()
+            if value not in BOOLEANS:
+                fail(
+                    f"{flag}={one_line(value)}: not a boolean; use true or false",
+                    EXIT_USAGE,
+                    wants_json(args),
+                )
+            arg = flag if BOOLEANS[value] else "--no-" + flag[2:]
+        spelled.append(arg)
+    return spelled
+
+
+BOOLEANS = {"true": True, "1": True, "t": True, "false": False, "0": False, "f": False}  # Go's ParseBool
+
+
+def wants_json(args: list[str]) -> bool:
+    """Whether the command line asks for JSON (for the error of a command line that failed to parse)."""
+    return (
+        "--json" in args
+        or "--format=json" in args
+        or any(a == "--format" and b == "json" for a, b in zip(args, args[1:]))
     )
