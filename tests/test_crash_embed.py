@@ -61,6 +61,8 @@ def _units(root: Path) -> dict[str, bytes]:
 
 
 def _listed(root: Path, env: dict[str, str]) -> tuple[int, list[str]]:
+    """`list --root`'s exit code and the images of the root's store (units a killed run left
+    untouched also list their images, as `unbound`)."""
     done = subprocess.run(
         [sys.executable, "-m", "bindimg", "list", "--json", "--root", str(root)],
         capture_output=True,
@@ -69,7 +71,8 @@ def _listed(root: Path, env: dict[str, str]) -> tuple[int, list[str]]:
     )
     if done.returncode != 0:
         return done.returncode, [done.stderr.decode()]
-    return 0, sorted(item["image"] for item in json.loads(done.stdout)["images"])
+    images = json.loads(done.stdout)["images"]
+    return 0, sorted(item["image"] for item in images if item["type"] == "embedded")
 
 
 @pytest.fixture(scope="module")
