@@ -41,12 +41,17 @@ REGISTRY_IMAGE = os.environ.get("BINDIMG_TEST_REGISTRY_IMAGE", "localhost/bindim
 
 
 class DelayProxy:
-    """Forwards 127.0.0.1:port to the registry, delaying the connection and each request."""
+    """Forwards 127.0.0.1:port to the registry, delaying the connection and each request;
+    with `rate` (bytes/s), the registry's answers share a link that fast, as a distant
+    registry's would."""
 
-    def __init__(self, upstream_port: int, delay: float) -> None:
+    def __init__(self, upstream_port: int, delay: float, rate: float = 0.0) -> None:
         self.upstream_port = upstream_port
         self.delay = delay
+        self.rate = rate
+        self._link_free = 0.0  # when the shared link has sent what was queued (loop time)
         self.port = 0
+        self.served = 0  # bytes sent from the registry to clients so far
         self._ready = threading.Event()
         self._loop = asyncio.new_event_loop()
         threading.Thread(target=self._run, daemon=True).start()
@@ -68,6 +73,12 @@ class DelayProxy:
                 while data := await reader.read(65536):
                     if delay:
                         await asyncio.sleep(delay)
+                    else:  # the registry's answers
+                        self.served += len(data)
+                        if self.rate:
+                            now = self._loop.time()
+                            self._link_free = max(now, self._link_free) + len(data) / self.rate
+                            await asyncio.sleep(self._link_free - now)
                     writer.write(data)
                     await writer.drain()
             except (ConnectionError, asyncio.CancelledError):

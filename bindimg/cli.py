@@ -349,6 +349,7 @@ def export(
         registry=registry,
         settings=settings,
         dry_run=dry_run,
+        live=sys.stderr.isatty() and not out.quiet,
         progress=out.progress,
     )
     failure = result.failure()

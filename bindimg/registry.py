@@ -53,8 +53,10 @@ class Registry(Protocol):
         self, source: str, dest: str, *, src_options: RegistryOptions = RegistryOptions(),
         dest_options: RegistryOptions = RegistryOptions(), reference: str = "", multi_arch: str = "system",
         platform: Sequence[str] = (), timeout: Optional[float] = None,
+        watch: Optional[Callable[[int], None]] = None,
     ) -> None:
-        """One image (or index, per `multi_arch`) from `source` to `dest`, any transports, by digest."""
+        """One image (or index, per `multi_arch`) from `source` to `dest`, any transports, by digest;
+        `watch(pid)` about every 0.2 s while the copy runs."""
         ...
 
     def inspect_local_raw(self, transport_ref: str, *, timeout: Optional[float] = None) -> bytes:

@@ -28,7 +28,10 @@ from bindimg.skopeo import RegistryOptions, SkopeoError
 BACKOFF_SECONDS = 0.5
 LOG = logging.getLogger("bindimg")
 # What registries (distribution, quay, ghcr) answer for a tag or digest they do not have.
-MANIFEST_UNKNOWN = re.compile(r"manifest unknown|not found|404", re.IGNORECASE)
+# Whole words only: a port (127.0.0.1:34045) or a digest may hold the digits 404.
+MANIFEST_UNKNOWN = re.compile(r"manifest unknown|\bnot found\b|\b404\b", re.IGNORECASE)
+# Refused credentials (some registries answer so for a repository they do not have, too).
+AUTH_REFUSED = re.compile(r"unauthorized|authentication required|denied", re.IGNORECASE)
 # Longest wait between two attempts: a registry that is down for minutes gets an attempt
 # every 30 s (`--retry 20` would otherwise wait 0.5 s * 2^19, six days, before the last one).
 MAX_BACKOFF_SECONDS = 30.0
@@ -205,7 +208,8 @@ def resolve_one(
 def _failure(reference: str, what: str, error: SkopeoError, tries: str) -> ResolveError:
     """A failed look-up of `reference` (`what` says which step): a tag or digest the registry
     does not have is told apart from an outage."""
-    if not what and not error.transient and MANIFEST_UNKNOWN.search(error.message):
+    missing = MANIFEST_UNKNOWN.search(error.message) and not AUTH_REFUSED.search(error.message)
+    if not what and not error.transient and missing:
         kind = "digest" if "@" in reference else "tag"
         return ResolveError(
             f"{reference}: no such {kind} in the registry ({error.message}); check the {kind}",

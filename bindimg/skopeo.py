@@ -149,6 +149,7 @@ def copy_image(
     multi_arch: str = "system",
     platform: Sequence[str] = (),
     timeout: Optional[float] = None,
+    watch: Optional[Callable[[int], None]] = None,
 ) -> None:
     """`skopeo copy --preserve-digests SOURCE DEST`, any transports, registry options per side.
 
@@ -156,7 +157,7 @@ def copy_image(
     `platform` or the host), `all` (the list and every image) or `index-only`. A manifest is
     never converted: skopeo fails instead, so the destination holds the digests pinned.
     `reference` (the image's own name) keeps a tag or repository such as `503` from being
-    taken for a transient failure.
+    taken for a transient failure. `watch(pid)` is called about every 0.2 s while skopeo runs.
     """
     with ExitStack() as stack:
         auth: list[str] = []
@@ -170,7 +171,7 @@ def copy_image(
         argv = [SKOPEO, *_platform_args(platform), "copy", "--quiet", "--preserve-digests"]
         argv += [f"--multi-arch={multi_arch}", *auth, source, dest]
         secrets = _secrets(src_options) + _secrets(dest_options)
-        _run(argv, timeout=timeout, secrets=secrets, reference=reference, fds=fds)
+        _run(argv, timeout=timeout, secrets=secrets, reference=reference, fds=fds, watch=watch)
 
 
 def inspect_local_raw(transport_ref: str, *, timeout: Optional[float] = None) -> bytes:

@@ -299,11 +299,12 @@ def test_json_of_list_lint_store_and_add_match_their_schemas(tmp_path: Path) -> 
         "type": "logical",
         "changed": True,
     }
+    unbound = write(root, f"{QDIR}/b.container", f"[Container]\nImage=quay.io/o/b@{D1}\n")
     rooted = valid("list", run_bindimg("list", "--json", "--root", str(root)).out)
-    assert (
-        rooted["images"][0]["type"] == "logical"
-        and rooted["images"][0]["image"] == added["images"][0]["image"]
-    )
+    assert rooted["images"] == [
+        {"type": "logical", "image": f"quay.io/o/a@{D1}", "quadlet": installed, "line": 3},
+        {"type": "unbound", "image": f"quay.io/o/b@{D1}", "quadlet": str(unbound), "line": 2},
+    ]
     exported = run_bindimg(
         "export", "--json", "--dry-run", "--root", str(root), "--to", f"oci:{tmp_path / 'oci'}"
     )

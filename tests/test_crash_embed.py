@@ -61,8 +61,6 @@ def _units(root: Path) -> dict[str, bytes]:
 
 
 def _listed(root: Path, env: dict[str, str]) -> tuple[int, list[str]]:
-    """`list --root`'s exit code and the images of the root's store (units a killed run left
-    untouched also list their images, as `unbound`)."""
     done = subprocess.run(
         [sys.executable, "-m", "bindimg", "list", "--json", "--root", str(root)],
         capture_output=True,
@@ -71,6 +69,7 @@ def _listed(root: Path, env: dict[str, str]) -> tuple[int, list[str]]:
     )
     if done.returncode != 0:
         return done.returncode, [done.stderr.decode()]
+    # the store's images: list --root also names those the units would pull (unbound)
     images = json.loads(done.stdout)["images"]
     return 0, sorted(item["image"] for item in images if item["type"] == "embedded")
 

@@ -379,3 +379,30 @@ def test_resolve_retries_only_transient_failures_with_exponential_back_off() -> 
     assert (len(calls), slept) == (1, [])
     assert failed.value.message == f"cannot resolve h/org/app:1: unauthorized{HINT}"
     assert failed.value.transient is False
+
+
+@pytest.mark.parametrize(
+    ("message", "missing"),
+    [
+        ("reading manifest 1 in h:5000/org/app: manifest unknown", True),
+        ("reading manifest 1 in h:5000/org/app: StatusCode: 404, 404 page not found", True),
+        # a port or digest holding the digits 404 is no 404; credentials refused are no missing tag
+        ("reading manifest 1 in 127.0.0.1:34045/org/app: unauthorized: authentication required", False),
+        ("pinging container registry 127.0.0.1:40412: connection refused", False),
+        ("reading manifest 1 in h/org/app: requested access to the resource is denied", False),
+    ],
+)
+def test_only_a_registry_without_the_tag_is_called_no_such_tag(message: str, missing: bool) -> None:
+    def inspect_raw(reference: str) -> bytes:
+        raise SkopeoError(message, transient=False)
+
+    with pytest.raises(resolve.ResolveError) as failed:
+        resolve.resolve_one(
+            Request("h/org/app:1"), Settings(retry=0, timeout=2), lambda _: None, FakeRegistry(inspect_raw)
+        )
+    expected = (
+        f"h/org/app:1: no such tag in the registry ({message}); check the tag"
+        if missing
+        else f"cannot resolve h/org/app:1: {message}{HINT}"
+    )
+    assert failed.value.message == expected
