@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import Optional
 
 from bindimg import fetch, flatten
+from bindimg.defaults import FLATTEN_MODES
 from bindimg.errors import ExternalError, InputError
 from bindimg.fetch import Described
 from bindimg.platforms import Platform
@@ -34,7 +35,6 @@ from bindimg.skopeo import RegistryOptions, SkopeoError
 from bindimg.staging import StoreRun
 from bindimg.store import DEFAULT_STORE, Store
 
-FLATTEN_MODES = ("auto", "always", "never")
 IMAGE_POLICIES = ("missing",)
 
 

@@ -16,15 +16,14 @@ from dataclasses import dataclass, field
 from typing import Optional, TypeVar
 
 from bindimg import fsutil, skopeo
+from bindimg.defaults import DEFAULT_JOBS as DEFAULT_JOBS
+from bindimg.defaults import DEFAULT_RETRY, DEFAULT_TIMEOUT
 from bindimg.errors import ExternalError
 from bindimg.platforms import offered
 from bindimg.reference import parse as parse_reference
 from bindimg.registry import Registry, or_skopeo
 from bindimg.skopeo import RegistryOptions, SkopeoError
 
-DEFAULT_JOBS = 8
-DEFAULT_RETRY = 3
-DEFAULT_TIMEOUT = 60.0
 BACKOFF_SECONDS = 0.5
 LOG = logging.getLogger("bindimg")
 # What registries (distribution, quay, ghcr) answer for a tag or digest they do not have.

@@ -16,7 +16,6 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Optional, TypeVar
 
-from bindimg import lockfile
 from bindimg.boundimages import Entry
 from bindimg.errors import InputError
 from bindimg.findings import RULES, WHOLE_FILE, Finding, finding
@@ -44,6 +43,8 @@ class LockView:
     @classmethod
     def load(cls, path: str) -> LockView:
         """Read a lock file with `lockfile.load` (its errors are InputErrors: exit 2)."""
+        from bindimg import lockfile  # tomlkit: only a lint given --lock reads TOML
+
         entries = lockfile.load(path)
         with open(path, encoding="utf-8") as handle:
             text = handle.read().split("\n")

@@ -15,8 +15,8 @@ import jsonschema
 import pytest
 
 from bindimg import manpage, skopeo
-from bindimg.cli import EXAMPLES
 from bindimg.findings import RULES
+from bindimg.options import EXAMPLES
 from bindimg.report import sarif
 from tests import ociimage
 from tests.kit import D1, QDIR, run_bindimg, snapshot, write
