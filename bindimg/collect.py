@@ -49,8 +49,17 @@ from bindimg.units import (
     image_setting,
     image_unit_registry_options,
     is_true,
+    source_setting,
 )
-from bindimg.unitset import INSTALL_DIR, Source, in_rootless_dir, read_text, rootless_dirs
+from bindimg.unitset import (
+    INSTALL_DIR,
+    Source,
+    UnitSet,
+    in_rootless_dir,
+    read_text,
+    rootless_dirs,
+    source_units,
+)
 
 UNIT_EXTENSIONS = (".container", ".image")
 LOG = logging.getLogger("bindimg")
@@ -74,10 +83,17 @@ class AddOptions:
 class Collector(Collected):
     """The collecting step: read and check every unit given, and what it needs (no writes)."""
 
-    def __init__(self, options: AddOptions) -> None:
+    def __init__(self, options: AddOptions, given: list[str]) -> None:
         super().__init__(options.root, options.podman)
         self.options = options
+        # The source tree of the PATHs outside the root, searched as `lint` and `lock` search it.
+        # (A path that is neither a directory nor a file is refused when it is located.)
+        outside = [
+            p for p in given if options.root.inner_path(p) is None and (os.path.isfile(p) or os.path.isdir(p))
+        ]
+        self.sources = source_units(outside, options.podman)[0] if outside else UnitSet([])
         self.origins: dict[str, str] = {}  # command-line path -> the file it resolved to
+        self.uninstalled: dict[str, None] = {}  # source drop-ins of installed units, in order
         self.rootless = rootless_dirs(self.root, options.podman)
         self.names_by_file: Optional[dict[str, list[str]]] = None  # file -> names Quadlet runs it by
 
@@ -86,9 +102,11 @@ class Collector(Collected):
         path as Quadlet names it (an instance or alias symlink keeps its own name)."""
         host = os.path.abspath(arg)
         name = os.path.basename(host)
+        inner = self.root.inner_path(host)
+        if inner is None and not os.path.lexists(host):  # a host path, as lint and list read it
+            raise InputError("no such file or directory", path=arg)
         if posixpath.splitext(name)[1] not in UNIT_EXTENSIONS:
             raise InputError("not a .container or .image unit; bindimg binds only those", path=arg)
-        inner = self.root.inner_path(host)
         # Inside the root, links are followed inside the root only (never the host's).
         found = self.root.resolve(inner) if inner is not None else host
         if not os.path.exists(found):  # a FIFO, device or directory: read_text says which
@@ -125,6 +143,7 @@ class Collector(Collected):
 
     def add(self, arg: str) -> None:
         dest, source, unit = self.locate(arg)
+        self.check_source(arg)
         name = posixpath.basename(unit)
         setting = image_setting(self.units, source, name)
         if (
@@ -135,6 +154,17 @@ class Collector(Collected):
             self.add_container_of_unit(arg, dest, source, setting)
             return
         self.add_bound(dest, source, setting, unit)
+
+    def check_source(self, path: str) -> None:
+        """A unit from a source tree must bind what Quadlet runs there too: a drop-in beside it
+        that sets `Image=` is refused as `lint` reports it (bootc never reads drop-ins; add
+        installs the unit file only)."""
+        if self.root.inner_path(path) is not None:
+            return
+        host = os.path.abspath(path)
+        bound_value(source_setting(self.sources, host))
+        for dropin in self.sources.dropin_paths(os.path.basename(host)):
+            self.uninstalled.setdefault(dropin, None)  # said once, after every unit is checked
 
     def add_container_of_unit(self, arg: str, dest: str, source: Source, setting: ImageSetting) -> None:
         """`Image=foo.image`: pin and link foo.image; the container itself is never linked."""
@@ -159,6 +189,7 @@ class Collector(Collected):
         # A container installed from a source takes the .image beside that source, as it is now
         # (an earlier run's copy in the root is stale once the source changed).
         if installed and os.path.isfile(beside):
+            self.check_source(beside)
             text = read_text(beside)
             image_source = Source(beside, text, parse_quadlet(text, beside, self.units.podman))
             image_unit = posixpath.join(INSTALL_DIR, value)

@@ -8,6 +8,7 @@ functions and `image_reference` say why it cannot be bound, in the words `lint` 
 from __future__ import annotations
 
 import csv
+import os
 import posixpath
 from dataclasses import dataclass
 from typing import Optional
@@ -99,6 +100,19 @@ def image_setting(
         bootc_value=bootc_value,
         bootc_error=bootc_error,
     )
+
+
+def source_setting(units: UnitSet, path: str) -> ImageSetting:
+    """The `Image=` of the unit file at host path `path` (named by its base name) as Quadlet
+    reads it among `units`: every drop-in of that name that parses applied, in merge order (one
+    that does not parse is skipped, as Quadlet skips it; `lint` reports it).
+
+    The one reading of a source unit that `add`, `lock`, `lint`, `list` and `export` share:
+    `assignment` is the file and line that supply `Image=` (the unit file or a drop-in), the
+    place each of them names. InputError when `path` cannot be read.
+    """
+    name = os.path.basename(path)
+    return image_setting(units, units.load(path), name, parsed_dropins(units, name)[0])
 
 
 class UnitProblem(InputError):

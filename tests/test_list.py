@@ -102,7 +102,7 @@ def test_unit_kinds(here: Path) -> None:
 def test_dropin_overrides_and_names_its_own_line(here: Path) -> None:
     write(here, "q/app.container", "[Container]\nImage=quay.io/o/a:1\n")
     write(here, "q/app.container.d/10-image.conf", "# override\n[Container]\nImage=quay.io/o/b:1\n")
-    assert units() == [("quay.io/o/b:1", "q/app.container", 3)]
+    assert units() == [("quay.io/o/b:1", "q/app.container.d/10-image.conf", 3)]
 
 
 def test_dropins_merge_in_bytewise_order(here: Path) -> None:
@@ -110,7 +110,7 @@ def test_dropins_merge_in_bytewise_order(here: Path) -> None:
     write(here, "q/app.container.d/a.conf", "[Container]\nImage=quay.io/o/lower:1\n")
     write(here, "q/app.container.d/B.conf", "[Container]\nImage=quay.io/o/upper:1\n")  # b'B' < b'a'
     write(here, "q/app.container.d/z.txt", "[Container]\nImage=quay.io/o/not-a-conf:1\n")
-    assert units() == [("quay.io/o/lower:1", "q/app.container", 2)]
+    assert units() == [("quay.io/o/lower:1", "q/app.container.d/a.conf", 2)]
 
 
 def test_specific_dropin_masks_a_generic_one_of_the_same_name(here: Path) -> None:
@@ -120,7 +120,7 @@ def test_specific_dropin_masks_a_generic_one_of_the_same_name(here: Path) -> Non
     write(here, "q/app.container.d/10.conf", "[Container]\nExec=true\n")
     assert units() == [
         ("quay.io/o/a:1", "q/app.container", 2),
-        ("quay.io/o/generic:1", "q/web.container", 2),
+        ("quay.io/o/generic:1", "q/container.d/10.conf", 2),
     ]
 
 
@@ -130,22 +130,22 @@ def test_truncated_and_template_dropin_directories(here: Path) -> None:
     write(here, "q/svc@inst.container", "[Container]\nImage=quay.io/o/s:1\n")
     write(here, "q/svc@.container.d/10.conf", "[Container]\n\nImage=quay.io/o/template:1\n")
     assert units() == [
-        ("quay.io/o/truncated:1", "q/foo-bar.container", 2),
-        ("quay.io/o/template:1", "q/svc@inst.container", 3),
+        ("quay.io/o/truncated:1", "q/foo-.container.d/10.conf", 2),
+        ("quay.io/o/template:1", "q/svc@.container.d/10.conf", 3),
     ]
 
 
 def test_dropins_come_from_every_search_directory(here: Path) -> None:
     write(here, "a/app.container", "[Container]\nImage=quay.io/o/a:1\n")
     write(here, "b/app.container.d/10.conf", "[Container]\nImage=quay.io/o/b:1\n")
-    assert units("a", "b") == [("quay.io/o/b:1", "a/app.container", 2)]
+    assert units("a", "b") == [("quay.io/o/b:1", "b/app.container.d/10.conf", 2)]
 
 
 def test_dropin_that_does_not_parse_is_skipped(here: Path) -> None:
     write(here, "q/app.container", "[Container]\nImage=quay.io/o/a:1\n")
     write(here, "q/app.container.d/10.conf", "[Container]\nImage=quay.io/o/b:1\n")
     write(here, "q/app.container.d/20.conf", "[Container]\nnot a key\n")
-    assert units() == [("quay.io/o/b:1", "q/app.container", 2)]
+    assert units() == [("quay.io/o/b:1", "q/app.container.d/10.conf", 2)]
 
 
 def test_dropin_emptying_image_makes_quadlet_refuse_the_unit(here: Path) -> None:
@@ -163,7 +163,7 @@ def test_image_reference_followed_to_image(here: Path) -> None:
     write(here, "q/web.container", "[Container]\nImage=base.image\n")
     assert units() == [
         (f"quay.io/o/base@{D1}", "q/base.image", 3),
-        (f"quay.io/o/base@{D1}", "q/web.container", 3),
+        (f"quay.io/o/base@{D1}", "q/web.container", 2),  # its Image=base.image
     ]
 
 
@@ -172,7 +172,7 @@ def test_image_reference_followed_to_image_tag(here: Path) -> None:
     write(here, "q/web.container", "[Container]\nImage=base.image\n")
     assert units() == [
         ("docker-archive:/srv/b.tar", "q/base.image", 2),
-        ("quay.io/o/base:1", "q/web.container", 3),
+        ("quay.io/o/base:1", "q/web.container", 2),
     ]
 
 
@@ -181,7 +181,7 @@ def test_image_reference_sees_the_image_units_dropins(here: Path) -> None:
     write(here, "q/base.image.d/10.conf", f"[Image]\nImage=quay.io/o/base@{D2}\n")
     write(here, "q/web.container", "[Container]\nImage=base.image\n")
     assert units() == [
-        (f"quay.io/o/base@{D2}", "q/base.image", 2),
+        (f"quay.io/o/base@{D2}", "q/base.image.d/10.conf", 2),
         (f"quay.io/o/base@{D2}", "q/web.container", 2),
     ]
 

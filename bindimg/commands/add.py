@@ -37,8 +37,15 @@ from bindimg.write import Plan, apply
 __all__ = ["AddOptions", "expand_dirs", "findings_on", "plan", "run"]
 
 
-def plan(paths: list[str], options: AddOptions, progress: Callable[[str], None] = lambda _: None) -> Plan:
+def plan(
+    paths: list[str],
+    options: AddOptions,
+    progress: Callable[[str], None] = lambda _: None,
+    given: Optional[list[str]] = None,
+) -> Plan:
     """Everything `add` would do, without writing anything (registry look-ups included).
+    `paths` are unit files; `given` the PATHs as given (directories not expanded; default
+    `paths`), whose source trees supply the drop-ins of units outside the root.
 
     With `--embed` the images are copied into the store (and flattened there) while planning;
     `Plan.close()` takes them out again unless `apply` succeeded (with `--dry-run` only their
@@ -47,7 +54,7 @@ def plan(paths: list[str], options: AddOptions, progress: Callable[[str], None] 
     uki = find_uki(options.root) if options.embed is None else None
     if uki is not None:
         raise InputError(COMPOSEFS_ADVICE, path=options.root.host_path(uki))
-    planner = Collector(options)
+    planner = Collector(options, given if given is not None else paths)
     policy = options.embed.image_policy if options.embed else None
     rootless = options.embed is not None and options.embed.rootless
     renderer = Renderer(planner, options.storage_args, policy, rootless)
@@ -56,6 +63,11 @@ def plan(paths: list[str], options: AddOptions, progress: Callable[[str], None] 
         embedder = Embedder(options.root, options.embed, options.settings, progress, options.client)
     for path in paths:
         planner.add(path)
+    for dropin in planner.uninstalled:
+        progress(
+            f"note: {dropin}: drop-in not installed (add installs unit files only); "
+            "copy it into the root if the unit needs it"
+        )
     planner.check_embedded(progress)
     planner.check_bound_dir()
     requests = [b.request for b in planner.bound.values() if b.request is not None]
@@ -140,7 +152,7 @@ def run(
     )
     with image_root.locked(progress):  # one run at a time on a root, planning included
         # --embed copies into the store while planning
-        planned = plan(expand_dirs(quadlets, options.podman), options, progress)
+        planned = plan(expand_dirs(quadlets, options.podman), options, progress, quadlets)
         try:
             if not dry_run:
                 apply(planned)

@@ -23,19 +23,19 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Optional
 
 from bindimg import fsutil, lockfile, reference
-from bindimg.commands.list import list_root, list_units
+from bindimg.commands.list import list_root, unit_images
 from bindimg.destinations import Copier, Destination, MirrorDestination, Wanted, destination
 from bindimg.errors import EXIT_EXTERNAL, BindimgError, ExternalError, InputError, excerpt
 from bindimg.platforms import Platform
 from bindimg.progress import Bar, Live
+from bindimg.quadlet import IMAGE
 from bindimg.reference import ReferenceError
 from bindimg.registry import Registry, or_skopeo
 from bindimg.resolve import Settings
 from bindimg.rootfs import Root, root_display
 from bindimg.skopeo import RegistryOptions
 from bindimg.store import DEFAULT_STORE, DRIVERS, Store
-from bindimg.units import image_reference, image_setting, image_unit_registry_options
-from bindimg.unitset import parsed_dropins, source_units
+from bindimg.units import image_reference, image_unit_registry_options
 
 Progress = Callable[[str], None]
 
@@ -98,16 +98,10 @@ def from_lock(path: str) -> list[Wanted]:
 def from_units(paths: list[str]) -> list[Wanted]:
     """Each unit's image as Podman Quadlet runs it (drop-ins applied, `.image` followed); a
     `.image` unit's own AuthFile=, Creds=, CertDir=, TLSVerify= apply to its image."""
-    units = source_units(paths)[0]
     wanted: list[Wanted] = []
-    for item in list_units(paths):
-        path = item.quadlet or ""
-        found = _pinned(item.image, "unit", path, item.line or 0)
-        if path.endswith(".image"):
-            name = os.path.basename(path)
-            setting = image_setting(
-                units, units.load(os.path.abspath(path)), name, parsed_dropins(units, name)[0]
-            )
+    for item, setting in unit_images(paths):
+        found = _pinned(item.image, "unit", item.quadlet or "", item.line or 0)
+        if setting.group == IMAGE:
             found = replace(found, options=image_unit_registry_options(setting.merged, Root("/")))
         wanted.append(found)
     return wanted

@@ -20,8 +20,8 @@ from bindimg.podmanversion import NEWEST_RULES, Version
 from bindimg.quadlet import CONTAINER, KEY_ROOTFS, SOURCE_EXTENSIONS
 from bindimg.rootfs import Display, Root, cwd_display, root_display
 from bindimg.store import store_images
-from bindimg.units import image_setting, quadlet_image
-from bindimg.unitset import UnitSet, parsed_dropins, search_dirs, source_units
+from bindimg.units import ImageSetting, quadlet_image, source_setting
+from bindimg.unitset import UnitSet, search_dirs, source_units
 
 
 @dataclass(frozen=True)
@@ -71,22 +71,33 @@ def list_units(
     paths: list[str], display: Display = cwd_display, podman: Version = NEWEST_RULES
 ) -> list[Listed]:
     """Each unit's image as Podman Quadlet will run it; a unit Quadlet rejects is an InputError."""
+    return [listed for listed, _ in unit_images(paths, display, podman)]
+
+
+def unit_images(
+    paths: list[str], display: Display = cwd_display, podman: Version = NEWEST_RULES
+) -> list[tuple[Listed, ImageSetting]]:
+    """`list_units`, each with the reading it comes from. `quadlet` and `line` are where the
+    unit's `Image=` is set: the unit file, or the drop-in that sets it (as `lint` names it)."""
     units, files = source_units(paths, podman)
-    listed: list[Listed] = []
+    listed: list[tuple[Listed, ImageSetting]] = []
     for path in files:
         name = os.path.basename(path)
         if not name.endswith(SOURCE_EXTENSIONS):
             raise InputError("not a .container, .image or .volume unit", path=display(path))
         item = unit_image(units, path)
         if item is not None:
-            listed.append(Listed("unit", item[0], display(path), item[1]))
+            image, setting = item
+            assert setting.assignment is not None  # unit_image returns only a unit that sets one
+            where = setting.assignment
+            listed.append((Listed("unit", image, display(where.path), where.line), setting))
     return listed
 
 
-def unit_image(units: UnitSet, path: str) -> Optional[tuple[str, int]]:
-    """(image, its physical line in the file that supplies it); None if the unit runs no image."""
-    name = os.path.basename(path)
-    setting = image_setting(units, units.load(path), name, parsed_dropins(units, name)[0])
+def unit_image(units: UnitSet, path: str) -> Optional[tuple[str, ImageSetting]]:
+    """(the image Quadlet runs, the unit's reading: `assignment` sets its `Image=`, which may
+    name a `.image` or `.build` unit that the image comes from); None if it runs no image."""
+    setting = source_setting(units, path)
     if not setting.names_image:
         return None
     if setting.runs_rootfs:
@@ -97,4 +108,4 @@ def unit_image(units: UnitSet, path: str) -> Optional[tuple[str, int]]:
     found = quadlet_image(units, setting)
     if found is None:
         raise InputError(f"Quadlet refuses this unit: no Image= in [{setting.group}]; add one", path=path)
-    return found[0], found[1].line
+    return found[0], setting

@@ -22,7 +22,7 @@ from bindimg.errors import InputError
 from bindimg.lockfile import LockEntry
 from bindimg.platforms import Platform
 from bindimg.podmanversion import NEWEST_RULES, Version
-from bindimg.quadlet import IMAGE, VOLUME
+from bindimg.quadlet import CONTAINER, IMAGE, VOLUME
 from bindimg.reference import ReferenceError, ValueKind
 from bindimg.report import as_text
 from bindimg.resolve import Request, Settings, resolve_all
@@ -32,9 +32,9 @@ from bindimg.skopeo import RegistryOptions
 from bindimg.units import (
     bound_value,
     image_reference,
-    image_setting,
     image_unit_registry_options,
     provenance_tag,
+    source_setting,
     upstream_digest,
 )
 from bindimg.unitset import UnitSet, source_units
@@ -112,9 +112,7 @@ def collect(
     host = Root("/")
     uses: list[Use] = []
     for path in files:
-        source = units.load(path)
-        name = os.path.basename(path)
-        setting = image_setting(units, source, name)
+        setting = source_setting(units, path)
         if not setting.names_image or setting.runs_rootfs:
             continue  # a volume of another driver, a root filesystem: no image
         value = setting.value
@@ -123,6 +121,8 @@ def collect(
             if setting.group == VOLUME:
                 raise InputError("Driver=image needs an Image=; add one", path=path)
             raise InputError(f"no Image= in [{setting.group}]; add one", path=path)
+        if setting.group in (CONTAINER, IMAGE):
+            bound_value(setting)  # what `add` refuses to pin (a drop-in's Image=...) is not locked
         if reference.classify(value) is ValueKind.UNIT_REFERENCE:
             continue  # the .image unit it names is scanned itself
         ref = image_reference(value, assignment.path, assignment.line)
@@ -299,8 +299,8 @@ def _rewrite_plan(units: UnitSet, uses: list[Use], entries: dict[str, LockEntry]
     """The `add` edit (pin and provenance comment, no link, no storage argument) in place."""
     texts: dict[str, str] = {}
     for use in uses:
-        source = units.load(use.unit)
-        setting = image_setting(units, source, os.path.basename(use.unit))
+        setting = source_setting(units, use.unit)
+        source = setting.source
         value = bound_value(setting)
         ref = image_reference(value, use.path, use.line)
         locked = entries[use.tag].digest
