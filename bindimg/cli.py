@@ -367,7 +367,12 @@ store_app = typer.Typer(
 app.add_typer(store_app, name="store", short_help="The embedded image store: `store init`.")
 
 
-@store_app.command("init", cls=Command, epilog=epilog("store init"))
+@store_app.command(
+    "init",
+    cls=Command,
+    short_help="Create an empty store podman accepts read-only.",
+    epilog=epilog("store init"),
+)
 @output_command()
 def store_init(
     root: str = ROOT,
@@ -405,7 +410,8 @@ def _run(argv: Optional[Sequence[str]]) -> None:
         context = getattr(error, "ctx", None)
         where = f" (see `{context.command_path} -h`)" if isinstance(error, UsageError) and context else ""
         try:
-            fail(one_line(error.format_message()) + where, EXIT_USAGE, wants_json(args))
+            # click lays its messages out over lines (choices one per line): one line here
+            fail(one_line(" ".join(error.format_message().split())) + where, EXIT_USAGE, wants_json(args))
         except typer.Exit as done:
             code = done.exit_code
     except typer.Abort:

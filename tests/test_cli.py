@@ -106,6 +106,16 @@ def test_usage_errors_have_the_one_error_style() -> None:
     assert unknown.err.startswith("bindimg: error: No such command 'frobnicate'")
     bad_choice = run_bindimg("lint", "--format", "xml", ".")
     assert bad_choice.code == 2 and bad_choice.err.startswith("bindimg: error: Invalid value for '--format'")
+    # click lays a missing choice out over lines and tabs: one plain line here
+    missing = run_bindimg("completion")
+    assert (missing.code, missing.err) == (
+        2,
+        "bindimg: error: Missing argument '[bash|zsh|fish]'. Choose from: bash, zsh, fish "
+        "(see `bindimg completion -h`)\n",
+    )
+    bare_group = run_bindimg("store")
+    assert bare_group.code == 0 and bare_group.err == ""
+    assert "  init  Create an empty store podman accepts read-only.\n" in bare_group.out
 
 
 def test_json_failures_print_the_error_object_on_stdout(tmp_path: Path) -> None:
