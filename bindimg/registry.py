@@ -57,6 +57,11 @@ class Registry(Protocol):
         """The image config of a single-platform `docker://name@digest` (its platform)."""
         ...
 
+    def ready(self) -> None:
+        """Raise ToolError when no request can succeed (skopeo missing or older than 1.9);
+        commands call it before their first progress line."""
+        ...
+
     def copy_from_registry(
         self,
         reference: str,
@@ -117,6 +122,7 @@ class Skopeo:
         # manifests asked by digest (immutable, checked): a config look-up reads its manifest
         self._by_digest: dict[tuple[str, RegistryOptions], bytes] = {}
 
+    ready = staticmethod(skopeo.check_version)
     copy_from_registry = staticmethod(skopeo.copy_from_registry)
     copy_local = staticmethod(skopeo.copy_local)
     copy_image = staticmethod(skopeo.copy_image)

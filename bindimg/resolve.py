@@ -243,6 +243,7 @@ def resolve_each(
     if not unique:
         return {}
     client = or_skopeo(registry)
+    client.ready()  # a missing skopeo is one line, before any "resolving" line
 
     def work(request: Request) -> Resolved | ExternalError:
         progress(f"resolving {request.reference}")

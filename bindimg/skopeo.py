@@ -217,8 +217,11 @@ class ToolError(ExternalError):
 
 
 @functools.cache
-def _check_version() -> None:
-    """Refuse an old or missing skopeo once, before its first real call."""
+def check_version() -> None:
+    """Refuse an old or missing skopeo once, before its first real call (and, called by
+    commands before their first progress line, before any work).
+
+    Raises ToolError (exit 3): skopeo missing, not runnable, or older than 1.9."""
     try:
         done = subprocess.run([SKOPEO, "--version"], capture_output=True, timeout=60, check=False)
     except FileNotFoundError:
@@ -258,7 +261,7 @@ def _run(
     cleanup: bool = False,
     watch: Optional[Callable[[int], None]] = None,
 ) -> bytes:
-    _check_version()
+    check_version()
     LOG.debug("%s", " ".join(argv))
     try:
         with _children_lock:

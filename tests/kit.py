@@ -147,6 +147,9 @@ class FakeRegistry:
         self.asked.append(f"config of {reference}")
         return self.answer(f"config of {reference}")
 
+    def ready(self) -> None:
+        """Always ready: no tool behind it."""
+
     def copy_from_registry(self, reference: str, dest: str, options: RegistryOptions, **more: Any) -> None:
         raise AssertionError(f"unexpected copy of {reference}")
 

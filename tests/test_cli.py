@@ -157,13 +157,19 @@ def test_missing_path_empty_directory_and_missing_lock_for_check_are_exit_2(tmp_
         assert snapshot(tmp_path) == before
 
 
-def test_skopeo_missing_is_one_line_at_the_start(tmp_path: Path) -> None:
-    unit = write(tmp_path, "src/a.container", "[Container]\nImage=registry.example/o/a:1\n")
+@pytest.mark.parametrize("command", ["add", "lock", "export"])
+def test_skopeo_missing_is_one_line_at_the_start(tmp_path: Path, command: str) -> None:
+    tag = write(tmp_path, "src/a.container", "[Container]\nImage=registry.example/o/a:1\n")
+    pinned = write(tmp_path, "pinned/b.container", f"[Container]\nImage=registry.example/o/b@{D1}\n")
     (tmp_path / "root").mkdir()
+    args = {
+        "add": ["add", "--root", str(tmp_path / "root"), str(tag)],
+        "lock": ["lock", "--lock", str(tmp_path / "bindimg.lock"), str(tag)],
+        "export": ["export", "--to", f"oci:{tmp_path / 'oci'}", str(pinned)],
+    }[command]
     before = snapshot(tmp_path)
-    done = run_bindimg(
-        "add", "-q", "--root", str(tmp_path / "root"), str(unit), env={**os.environ, "PATH": "/nonexistent"}
-    )
+    done = run_bindimg(*args, env={**os.environ, "PATH": "/nonexistent"})
+    # no progress line ("resolving …", "exporting …") before it: nothing was started
     assert (done.code, done.out) == (3, "")
     assert done.err == "bindimg: error: skopeo is not installed; bindimg needs skopeo >= 1.9 on PATH\n"
     assert snapshot(tmp_path) == before

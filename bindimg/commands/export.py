@@ -294,6 +294,8 @@ def _check(request: Export, dest: Destination) -> None:
 
 def _run(request: Export, dest: Destination, progress: Progress) -> Result:
     _check(request, dest)
+    if request.wanted:
+        request.copier.client.ready()  # a missing skopeo is one line, before any progress
     total = len(request.wanted)
     counter = iter(range(1, total + 1))
     lock = threading.Lock()
