@@ -419,8 +419,11 @@ def plan(paths: list[str], options: AddOptions, progress: Callable[[str], None] 
         planner.add(path)
     planner.check_embedded(progress)
     planner.check_bound_dir()
-    requests = [b.request for b in planner.bound.values() if b.request is not None]
-    resolved = resolve_all(requests, options.settings, progress, options.client)
+    where: dict[Request, tuple[str, int]] = {}
+    for b in planner.bound.values():  # a registry failure names the first unit of its image
+        if b.request is not None:
+            where.setdefault(b.request, (b.source.path, b.line))
+    resolved = resolve_all(where, options.settings, progress, options.client, where)
     planner.check_platforms(resolved)
     digests = {request: result.digest for request, result in resolved.items()}
     if embedder is None:
