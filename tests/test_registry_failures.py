@@ -227,3 +227,17 @@ def test_hint_names_the_option_of_the_side_that_failed() -> None:
         == "its TLS certificate is not trusted: pass its CA with --cert-dir DIR, or --tls-verify=false"
     )
     assert hint("reading manifest 1.0 in h/o/a: unauthorized") == DEFAULT_HINT
+
+
+@pytest.mark.parametrize("name", ["unknown tag", "plain HTTP"])
+def test_add_embed_of_a_pinned_image(here: Path, kinds: dict[str, Kind], name: str) -> None:
+    """Embedding fetches the pinned image's manifests: its failure names the unit as well."""
+    kind = kinds[name]
+    units(here, kind.digest)
+    (here / "root").mkdir()
+    code, out, last = failed(here, "add", "--embed", "--root", "root", *kind.options, *FAST, "q")
+    advice = kind.hint if kind.hint != DEFAULT_HINT else "check the registry and its credentials"
+    assert (code, out) == (3, "")
+    assert last == (
+        f"bindimg: error: {here}/q/a.container:5: cannot fetch {kind.digest}: {kind.digest_reason}; {advice}"
+    )

@@ -25,7 +25,7 @@ from bindimg.boundimages import BOUND_DIR, scan
 from bindimg.commands.lint import lint_root
 from bindimg.composefs import COMPOSEFS_ADVICE, find_uki
 from bindimg.embed import Embedder, EmbedOptions, Prepared
-from bindimg.errors import BindimgError, InputError
+from bindimg.errors import BindimgError, ExternalError, InputError
 from bindimg.findings import Finding
 from bindimg.lockfile import LockEntry
 from bindimg.platforms import Platform
@@ -434,9 +434,14 @@ def plan(paths: list[str], options: AddOptions, progress: Callable[[str], None] 
             digest = digests[bound.request] if bound.request is not None else bound.digest
             assert digest is not None
             name = bound.ref.canonical_name
-            prepared[dest] = embedder.prepare(
-                name, digest, bound.flattened_from, bound.options, dest, bound.installed
-            )
+            try:
+                prepared[dest] = embedder.prepare(
+                    name, digest, bound.flattened_from, bound.options, dest, bound.installed
+                )
+            except ExternalError as error:  # a registry failure names the (first) unit's Image=
+                if error.path is None and not isinstance(error, skopeo.ToolError):
+                    error.path, error.line = bound.source.path, bound.line
+                raise
         result = renderer.render(digests, prepared, embedder.store)
     except BaseException:
         embedder.close()
