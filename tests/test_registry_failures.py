@@ -117,20 +117,13 @@ def resolve_line(kind: Kind, where: str) -> str:
     return f"bindimg: error: {where}: cannot resolve {kind.tag}: {kind.tag_reason}; {kind.hint}"
 
 
+@pytest.mark.parametrize("command", [("add", "--root", "root"), ("lock", "--lock", "images.lock")])
 @pytest.mark.parametrize("name", KINDS)
-def test_add(here: Path, kinds: dict[str, Kind], name: str) -> None:
+def test_add_and_lock(here: Path, kinds: dict[str, Kind], name: str, command: tuple[str, ...]) -> None:
     kind = kinds[name]
     units(here, kind.tag)
     (here / "root").mkdir()
-    code, out, last = failed(here, "add", "--root", "root", *kind.options, *FAST, "q")
-    assert (code, out, last) == (3, "", resolve_line(kind, f"{here}/q/a.container:5"))
-
-
-@pytest.mark.parametrize("name", KINDS)
-def test_lock(here: Path, kinds: dict[str, Kind], name: str) -> None:
-    kind = kinds[name]
-    units(here, kind.tag)
-    code, out, last = failed(here, "lock", "--lock", "images.lock", *kind.options, *FAST, "q")
+    code, out, last = failed(here, *command, *kind.options, *FAST, "q")
     assert (code, out, last) == (3, "", resolve_line(kind, f"{here}/q/a.container:5"))
 
 
