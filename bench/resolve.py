@@ -9,8 +9,11 @@ N distinct tags are pushed, then in one run:
   (c) one tag resolved by bindimg's resolver, in process (a new registry: ping, connection),
   (d) the N tags resolved by bindimg's resolver, in process (no interpreter start-up),
   (e) `bindimg --version`: the interpreter and import start-up alone,
+  (f) as (d), with the by-digest check answered from the tag's look-up (no request): what
+      the check (each tag's manifest fetched again by its digest before it is pinned) costs,
 
-and the ratios a/b (the speed-up over the loop, the issue's measure) and a/d are printed.
+and the ratios a/b (the speed-up over the loop, the issue's measure) and a/d are printed,
+with the manifest requests per image that (d) and (f) made.
 Run it with `./scripts/bench` (it sets up podman as the tests do).
 """
 
@@ -19,6 +22,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import hashlib
 import os
 import subprocess
 import sys
@@ -33,6 +37,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from bindimg.registry import Skopeo  # noqa: E402
 from bindimg.resolve import DEFAULT_JOBS, Request, Settings, resolve_each, resolve_one  # noqa: E402
 from bindimg.skopeo import RegistryOptions  # noqa: E402
 from tests import ociimage  # noqa: E402
@@ -41,12 +46,17 @@ REGISTRY_IMAGE = os.environ.get("BINDIMG_TEST_REGISTRY_IMAGE", "localhost/bindim
 
 
 class DelayProxy:
-    """Forwards 127.0.0.1:port to the registry, delaying the connection and each request."""
+    """Forwards 127.0.0.1:port to the registry, delaying the connection and each request;
+    with `rate` (bytes/s), the registry's answers share a link that fast, as a distant
+    registry's would."""
 
-    def __init__(self, upstream_port: int, delay: float) -> None:
+    def __init__(self, upstream_port: int, delay: float, rate: float = 0.0) -> None:
         self.upstream_port = upstream_port
         self.delay = delay
+        self.rate = rate
+        self._link_free = 0.0  # when the shared link has sent what was queued (loop time)
         self.port = 0
+        self.served = 0  # bytes sent from the registry to clients so far
         self._ready = threading.Event()
         self._loop = asyncio.new_event_loop()
         threading.Thread(target=self._run, daemon=True).start()
@@ -68,6 +78,12 @@ class DelayProxy:
                 while data := await reader.read(65536):
                     if delay:
                         await asyncio.sleep(delay)
+                    else:  # the registry's answers
+                        self.served += len(data)
+                        if self.rate:
+                            now = self._loop.time()
+                            self._link_free = max(now, self._link_free) + len(data) / self.rate
+                            await asyncio.sleep(self._link_free - now)
                     writer.write(data)
                     await writer.drain()
             except (ConnectionError, asyncio.CancelledError):
@@ -125,6 +141,40 @@ def push(port: int, count: int, work: Path) -> None:
 
     with ThreadPoolExecutor(4) as pool:
         list(pool.map(one, range(count)))
+
+
+class Counting(Skopeo):
+    """The registry bindimg uses, counting its manifest look-ups; with `recheck=False` the
+    look-up by digest that follows a tag's is answered from the tag's bytes (no request)."""
+
+    def __init__(self, recheck: bool) -> None:
+        super().__init__()
+        self.recheck = recheck
+        self.requests = 0
+        self._answers: dict[str, bytes] = {}
+        self._lock = threading.Lock()
+
+    def inspect_raw(
+        self, reference: str, options: RegistryOptions, *, timeout: float, secrets: tuple[str, ...] = ()
+    ) -> bytes:
+        name, _, digest = reference.partition("@")
+        if digest and not self.recheck:
+            with self._lock:
+                return self._answers[reference]
+        raw = super().inspect_raw(reference, options, timeout=timeout, secrets=secrets)
+        with self._lock:
+            self.requests += 1
+            if not digest:
+                self._answers[f"{name.rpartition(':')[0]}@sha256:{hashlib.sha256(raw).hexdigest()}"] = raw
+        return raw
+
+
+def in_process(requests: list[Request], jobs: int, recheck: bool) -> tuple[float, float]:
+    """Seconds to resolve `requests` in process, and manifest requests per image."""
+    registry = Counting(recheck)
+    start = time.perf_counter()
+    resolve_each(requests, Settings(jobs=jobs), registry=registry)
+    return time.perf_counter() - start, registry.requests / len(requests)
 
 
 def timed(argv: list[str], **kwargs: object) -> float:
@@ -191,17 +241,18 @@ def main() -> None:
         resolve_one(request, Settings())
         c = time.perf_counter() - start
         requests = [Request(ref, RegistryOptions(tls_verify=False)) for ref in refs]
-        start = time.perf_counter()
-        resolve_each(requests, Settings(jobs=args.jobs))
-        d = time.perf_counter() - start
+        d, d_requests = in_process(requests, args.jobs, recheck=True)
+        f, f_requests = in_process(requests, args.jobs, recheck=False)
         e = timed([sys.executable, "-m", "bindimg", "--version"])
         print(f"tags={args.tags} delay={args.delay_ms:g}ms jobs={args.jobs} cores={os.cpu_count()}")
         print(f"(a) skopeo loop          {a:7.2f} s")
         print(f"(b) bindimg lock         {b:7.2f} s")
         print(f"(c) single resolve       {c:7.2f} s")
-        print(f"(d) N tags, in process   {d:7.2f} s")
+        print(f"(d) N tags, in process   {d:7.2f} s  ({d_requests:g} manifest requests per image)")
         print(f"(e) bindimg --version    {e:7.2f} s")
+        print(f"(f) (d) without recheck  {f:7.2f} s  ({f_requests:g} manifest requests per image)")
         print(f"a/b = {a / b:.1f}x faster than the loop;  a/d = {a / d:.1f}x without start-up")
+        print(f"by-digest check: +{d - f:.2f} s for {args.tags} tags (d/f = {d / f:.2f})")
 
 
 if __name__ == "__main__":

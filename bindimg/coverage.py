@@ -12,7 +12,9 @@ and is not part of the OS image. The ways a unit names a registry image (podman 
 * `Artifact=` of an `.artifact` unit;
 * `image:` of the containers and init containers in the `Yaml=` files of a `.kube` unit.
 
-Each unit reports each image once, at the line that supplies it.
+Each unit reports each image once, at the line that supplies it. A `Yaml=` file whose images
+cannot be known (missing, not YAML, …) is reported instead (`Unreadable`): skipping it would
+make the root look covered.
 """
 
 from __future__ import annotations
@@ -22,12 +24,12 @@ import os
 import posixpath
 from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Optional
+from typing import Optional, Union
 
 from bindimg import fsutil, pin, reference
 from bindimg.boundimages import Entry
 from bindimg.errors import InputError
-from bindimg.kube import kube_images
+from bindimg.kube import MAX_KUBE_YAML_BYTES, KubeYamlError, kube_images
 from bindimg.quadlet import (
     ARTIFACT,
     CONTAINER,
@@ -50,7 +52,7 @@ from bindimg.quadlet import (
 from bindimg.reference import ReferenceError, ValueKind
 from bindimg.rootfs import Root
 from bindimg.store import DEFAULT_STORE, VFS_KEYS, store_images
-from bindimg.unitset import MAX_UNIT_BYTES, UnitSet, parsed_dropins
+from bindimg.unitset import UnitSet, parsed_dropins
 
 # Unit types that run or fetch an image: those bootc can bind, and the others.
 COVERED_EXTENSIONS = (*SOURCE_EXTENSIONS, ".artifact", ".kube")
@@ -67,6 +69,17 @@ class Pulled:
     line: int
     unit: str  # host path of the unit
     how: str  # what names it: `Image=`, `Mount=type=image`, `Artifact=`, `Yaml=`
+
+
+@dataclass(frozen=True)
+class Unreadable:
+    """A `Yaml=` file of a `.kube` unit whose images cannot be known (`kube-yaml-unreadable`)."""
+
+    path: str  # host path of the file at fault: the YAML, or the unit when `Yaml=` names no file
+    line: Optional[int]  # None: the whole file
+    unit: str  # host path of the unit
+    message: str
+    podman_fails: bool = True  # `podman kube play` fails too; else only bindimg cannot read it
 
 
 def quadlet_units(
@@ -129,7 +142,7 @@ def image_key(image: str) -> Optional[str]:
 
 def unbound_in_root(
     root: Root, units: UnitSet, runs: Mapping[str, str], entries: Sequence[Entry]
-) -> list[Pulled]:
+) -> list[Union[Pulled, Unreadable]]:
     """`unbound_images` of the units `runs` names, against what the root binds (`entries`, its
     bound-images.d as `boundimages.scan` reads it) and what its embedded store holds."""
     present = [entry.image.value for entry in entries if entry.image is not None] + store_images(root)
@@ -143,13 +156,14 @@ def unbound_images(
     runs: Mapping[str, str],
     present: Iterable[str],
     linked: Collection[str] = (),
-) -> Iterator[Pulled]:
-    """Each image the units Quadlet runs (`runs`: file name -> host path) pull at first start.
+) -> Iterator[Union[Pulled, Unreadable]]:
+    """Each image the units Quadlet runs (`runs`: file name -> host path) pull at first start,
+    and each `Yaml=` file of theirs whose images cannot be known (`Unreadable`).
 
     `present`: the images bootc binds (bound-images.d) and the embedded store holds, in any
     spelling `image_key` folds. `linked`: host paths of the units bound-images.d links to,
     whose own `Image=` is bootc's to pull (when bootc cannot, the link rules say why). A unit
-    or YAML file that cannot be read is skipped: lint reports it under its own rule.
+    that cannot be read is skipped: lint reports it as a `parse-error`.
     """
     have = {key for key in map(image_key, present) if key is not None}
     for name, path in sorted(runs.items()):
@@ -159,6 +173,9 @@ def unbound_images(
             continue
         seen: set[str] = set()
         for pulled in named:
+            if isinstance(pulled, Unreadable):
+                yield pulled
+                continue
             if pulled.how == "Image=" and path in linked:
                 continue
             key = image_key(pulled.image)
@@ -167,7 +184,7 @@ def unbound_images(
                 yield pulled
 
 
-def _named_images(root: Root, units: UnitSet, name: str, path: str) -> Iterator[Pulled]:
+def _named_images(root: Root, units: UnitSet, name: str, path: str) -> Iterator[Union[Pulled, Unreadable]]:
     ext = posixpath.splitext(name)[1]
     merged = units.load(path).unit.merged([d.unit for d in parsed_dropins(units, name)[0]])
     group = GROUP_OF_EXTENSION.get(ext, "")
@@ -203,17 +220,59 @@ def _mounts(merged: UnitFile, unit: str) -> Iterator[Pulled]:
                 yield Pulled(source, item.path, item.line, unit, f"Mount=type={kind}")
 
 
-def _kube(root: Root, merged: UnitFile, unit: str) -> Iterator[Pulled]:
-    """`image:` of the YAML files; a relative `Yaml=` is beside the unit (Quadlet's getAbsolutePath)."""
+def _kube(root: Root, merged: UnitFile, unit: str) -> Iterator[Union[Pulled, Unreadable]]:
+    """`image:` of the YAML files, or why a file's images cannot be known; a relative `Yaml=` is
+    beside the unit (Quadlet's getAbsolutePath), a symlink resolves inside the root (as on the
+    booted system: nothing outside the root is read)."""
     inner_unit = root.inner_path(unit)
+    name = os.path.basename(unit)
     for item in merged.lookup_all(KUBE, KEY_YAML):
-        if "%" in item.value or inner_unit is None:
+        value = item.value.strip()
+        if "%" in value or inner_unit is None:
             continue  # a specifier: only systemd knows the file
-        inner = posixpath.join(posixpath.dirname(inner_unit), item.value.strip())
-        host = root.resolve(inner)
-        if not os.path.isfile(host):
+        inner = posixpath.join(posixpath.dirname(inner_unit), value)
+        try:
+            host = root.resolve(inner)
+        except InputError as error:  # a symlink loop
+            yield Unreadable(item.path, item.line, unit, f"Yaml={value}: {error.message}")
             continue
-        data = fsutil.read_input(host, MAX_UNIT_BYTES, what="kube YAML file", missing="no such file")
-        text = data.decode("utf-8", "replace")
-        for image, line in kube_images(text, host):
+        try:
+            data = fsutil.read_regular(host, MAX_KUBE_YAML_BYTES)
+        except fsutil.FileTooLargeError:
+            yield Unreadable(
+                host,
+                None,
+                unit,
+                f"larger than {MAX_KUBE_YAML_BYTES // 1024} KiB: bindimg does not read it, so the images "
+                f"{name} pulls at first start are not checked; split it (several Yaml= from podman 5.7)",
+                podman_fails=False,
+            )
+            continue
+        except OSError as error:  # missing, a directory or other non-file, unreadable
+            yield Unreadable(item.path, item.line, unit, _unreachable(root, value, host, error, name))
+            continue
+        try:
+            images = kube_images(data, host)
+        except KubeYamlError as error:
+            if error.podman_fails:
+                why = f"podman kube play fails when {name} starts, and its images are not checked; fix it"
+            else:
+                why = f"the images {name} pulls at first start are not checked; simplify it"
+            yield Unreadable(host, error.line, unit, f"{error.message}: {why}", error.podman_fails)
+            continue
+        for image, line in images:
             yield Pulled(image, host, line, unit, "Yaml=")
+
+
+def _unreachable(root: Root, value: str, host: str, error: OSError, unit: str) -> str:
+    """Why `Yaml=value` names no file podman can read (the message at the `Yaml=` line)."""
+    if isinstance(error, fsutil.NotRegularFileError):
+        what = f"is {error.kind}, not a file"
+    elif isinstance(error, FileNotFoundError):
+        what = "is not in the image"
+    else:
+        what = f"cannot be read ({error.strerror})"
+    return (
+        f"Yaml={value}: {root.inner_path(host) or host} {what}: podman kube play fails when {unit} "
+        "starts, and its images are not checked; fix the path"
+    )

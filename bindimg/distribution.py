@@ -4,6 +4,8 @@
 ping of `/v2/` (for `--tls-verify=false`, HTTPS first, then plain HTTP) and a token before
 the one request that matters. Here the ping and the token are done once per registry and
 repository, and each worker thread keeps its connection open, so a look-up is one request.
+Only `registry.Skopeo` uses it, as the first try of its `inspect_raw`: callers see a
+`Registry`, never this module.
 
 This path is taken only where its answer is certainly skopeo's: anonymous access (no
 `--creds`, no credentials for the registry in any auth file skopeo reads, no credential
@@ -15,7 +17,10 @@ it cannot answer, an oversized body), is left to skopeo, which also words the er
 
 The requests are containers/image's (docker/docker_client.go): the ping's scheme fallback,
 the Bearer token request (`service`, `scope=repository:NAME:pull`), and the Accept list of
-`manifest.DefaultRequestedManifestMIMETypes`, so the registry serves the same bytes.
+`manifest.DefaultRequestedManifestMIMETypes`, so the registry serves the same bytes; a
+config is the blob the image manifest names (`GET /v2/NAME/blobs/DIGEST`, what `skopeo
+inspect --config --raw` prints), checked against its digest; a blob redirected elsewhere
+(307 to blob storage) is left to skopeo.
 """
 
 from __future__ import annotations
@@ -96,20 +101,52 @@ class Lookups:
             path, _, ref = rest.partition("@")
         else:
             path, _, ref = rest.rpartition(":")
-        if not path or not ref or not self.eligible(registry, options):
-            raise Unsupported(reference)
-        verify = options.tls_verify is not False
-        endpoint = self._endpoint(registry, verify, timeout)
-        headers = {"Accept": ACCEPT}
-        if endpoint.realm is not None:
-            headers["Authorization"] = f"Bearer {self._token(endpoint, path, verify, timeout)}"
-        status, _, body = self._get(
-            endpoint.scheme, endpoint.host, f"/v2/{path}/manifests/{ref}", headers, verify, timeout
-        )
-        if status != 200:
-            raise _failed(status, "manifest")
+        body = self._fetch(registry, path, f"manifests/{ref}", options, timeout)
         if "@" in rest and not _matches(body, ref):
             raise Unsupported("a manifest that is not the digest asked for")  # skopeo words it
+        return body
+
+    def config(self, reference: str, manifest: bytes, options: RegistryOptions, timeout: float) -> bytes:
+        """The config blob of the image manifest `manifest` of `reference` (HOST/PATH@DIGEST),
+        as `skopeo inspect --config --raw` prints it, checked against its digest.
+
+        Raises Unsupported (ask skopeo: an index, a schema 1 manifest, a redirected blob …) or
+        Transient (retry)."""
+        registry, _, rest = reference.partition("/")
+        try:
+            document = fsutil.load_json(manifest)
+        except ValueError:
+            raise Unsupported("a manifest that is not JSON") from None
+        config = document.get("config") if isinstance(document, dict) else None
+        digest = config.get("digest") if isinstance(config, dict) else None
+        if not isinstance(digest, str) or not re.fullmatch(r"sha256:[0-9a-f]{64}", digest):
+            raise Unsupported("not an image manifest with a config")
+        body = self._fetch(registry, rest.partition("@")[0], f"blobs/{digest}", options, timeout, accept=None)
+        if not _matches(body, digest):
+            raise Unsupported("a config blob that is not the digest asked for")
+        return body
+
+    def _fetch(
+        self,
+        registry: str,
+        path: str,
+        what: str,
+        options: RegistryOptions,
+        timeout: float,
+        accept: Optional[str] = ACCEPT,
+    ) -> bytes:
+        """The body of a 200 answer to GET /v2/PATH/WHAT (`manifests/REF` or `blobs/DIGEST`)."""
+        if not path or what.endswith("/") or not self.eligible(registry, options):
+            raise Unsupported(f"{registry}/{path}")
+        verify = options.tls_verify is not False
+        endpoint = self._endpoint(registry, verify, timeout)
+        headers = {"Accept": accept} if accept else {}
+        if endpoint.realm is not None:
+            headers["Authorization"] = f"Bearer {self._token(endpoint, path, verify, timeout)}"
+        target = f"/v2/{path}/{what}"
+        status, _, body = self._get(endpoint.scheme, endpoint.host, target, headers, verify, timeout)
+        if status != 200:
+            raise _failed(status, "manifest" if what.startswith("manifests/") else "blob")
         return body
 
     def close(self) -> None:

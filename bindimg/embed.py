@@ -8,10 +8,9 @@ or read twice; an image that has them is read back from the store as plain tars,
 (flatten.py) and stored under its flattened digest, and its upstream copy deleted.
 
 Copying happens while `add` plans, since a flattened digest must be known before any unit
-is rendered: the store is this run's staging area. Until `commit` (called by `apply` before
-the units are written), `close` deletes every image this run added (and a store this run
-created), so a failed or abandoned run leaves the store as it was. `--dry-run` reads
-manifests only.
+is rendered: the store is this run's staging area (`staging.StoreRun`: the journal, `commit`,
+and the undo that leaves the store as it was after a failed or abandoned run). `--dry-run`
+reads manifests only.
 """
 
 from __future__ import annotations
@@ -23,8 +22,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Optional
 
-from bindimg import fetch, flatten, fsutil, skopeo
-from bindimg.distribution import Lookups
+from bindimg import fetch, flatten
+from bindimg.defaults import FLATTEN_MODES
 from bindimg.errors import ExternalError, InputError
 from bindimg.fetch import Described
 from bindimg.platforms import Platform
@@ -33,9 +32,9 @@ from bindimg.registry import Registry
 from bindimg.resolve import Settings
 from bindimg.rootfs import Root
 from bindimg.skopeo import RegistryOptions, SkopeoError
-from bindimg.store import DEFAULT_STORE, Layer, Store
+from bindimg.staging import StoreRun
+from bindimg.store import DEFAULT_STORE, Store
 
-FLATTEN_MODES = ("auto", "always", "never")
 IMAGE_POLICIES = ("missing",)
 
 
@@ -75,33 +74,31 @@ class Prepared:
 
 
 class Embedder:
+    """The images of one `add --embed` run, copied into the store (`staging`) as `prepare`
+    is asked for each."""
+
     def __init__(
         self,
         root: Root,
         options: EmbedOptions,
         settings: Settings,
-        progress: Callable[[str], None] = lambda _: None,
-        registry: Registry = skopeo,
+        progress: Callable[[str], None],
+        registry: Registry,
     ) -> None:
         options.check()
         self.registry = registry
         self.options = options
-        self.store = Store(root, options.store, options.driver)
+        self.staging = StoreRun(root, options.store, options.driver, registry, progress, options.dry_run)
         self.platform = Platform.parse(options.platform) if options.platform else Platform.host()
         self.settings = settings
         self.progress = progress
         self.meter: Meter = Live() if options.live else Lines(progress)
-        self._workdir: Optional[fsutil.RunDir] = None
-        self._run: Optional[str] = None
         self._prepared: dict[tuple[str, str, Optional[str]], Prepared] = {}
-        self._stored: Optional[set[str]] = None
-        self._added: list[str] = []  # references this run put into the store, in order
-        self._created: Optional[list[str]] = None  # what initialising the store created
-        self._layers_before: dict[str, Layer] = {}
-        self._committed = False
         self._described: set[str] = set()  # --dry-run: layers an earlier image would store
-        # manifests over kept connections (distribution.py); never around a fake registry
-        self._lookups = Lookups() if registry is skopeo else None
+
+    @property
+    def store(self) -> Store:
+        return self.staging.store
 
     def __enter__(self) -> Embedder:
         return self
@@ -114,39 +111,12 @@ class Embedder:
         remove the temporary directory."""
         try:
             self.meter.close()
-            if not self._committed and (self._added or self._created):
-                self._undo(self._added, self._created or [])
-                self._added, self._created = [], None
         finally:
-            if self._workdir is not None:
-                self._workdir.close()
-                self._workdir = None
-
-    def _work(self, label: str) -> str:
-        if self._workdir is None:
-            self._workdir = fsutil.RunDir("embed")  # a killed run's is swept by the next
-        top = self._workdir.path
-        return os.path.join(top, f"{len(os.listdir(top))}-{label}")
-
-    def _runroot(self) -> str:
-        """containers/storage's run directory for the copies (locks; nothing kept)."""
-        if self._run is None or not os.path.isdir(self._run):
-            self._run = self._work("run")
-            os.mkdir(self._run)
-        return self._run
+            self.staging.close()
 
     def stored(self) -> set[str]:
-        """The image names in the store; those an interrupted run left staged (its journal)
-        are taken out first (with --dry-run only left out)."""
-        if self._stored is None:
-            staged = self.store.staged()
-            if staged and not self.options.dry_run:
-                self.store.check_confined()  # skopeo deletes through the store's links
-                self.progress(f"removing {len(staged)} images an interrupted run left in the store")
-                self._undo(staged, [])
-                staged = []
-            self._stored = self.store.names() - set(staged)
-        return self._stored
+        """The image names in the store (`StoreRun.stored`)."""
+        return self.staging.stored()
 
     def prepare(
         self,
@@ -200,9 +170,7 @@ class Embedder:
         self, name: str, digest: str, options: RegistryOptions, flattened_to: Optional[str] = None
     ) -> Prepared:
         """--dry-run: what copying `name@digest` would store, from its manifests alone."""
-        described = fetch.describe(
-            name, digest, options, self.platform, self.settings, self._lookups, self.registry
-        )
+        described = fetch.describe(name, digest, options, self.platform, self.settings, self.registry)
         new = self._new_layers(described)
         self._described.update(blob.digest for blob in new)  # an image after it shares them
         size = described.config.size + sum(blob.size for blob in new)
@@ -220,11 +188,6 @@ class Embedder:
         flattened = flattened_to is not None
         return Prepared(name, flattened_to or digest, digest, flattened, f"docker://{name}@{digest}")
 
-    def _init_store(self) -> None:
-        if self._created is None:
-            self._created = self.store.init()
-            self._layers_before = self.store.layers()
-
     def _copy(
         self,
         name: str,
@@ -237,10 +200,8 @@ class Embedder:
         """Copy `name@digest` into the store; flatten it there when `mode` (or its whiteouts)
         says so. `expected`: the flattened digest it must give."""
         reference = f"{name}@{digest}"
-        described = fetch.describe(
-            name, digest, options, self.platform, self.settings, self._lookups, self.registry
-        )
-        self._init_store()
+        described = fetch.describe(name, digest, options, self.platform, self.settings, self.registry)
+        self.staging.init()
         new = self._new_layers(described)
         before = set(self.store.layers())
         present = reference in self.stored()
@@ -248,10 +209,10 @@ class Embedder:
             reference, described.config.size + sum(b.size for b in new), len(described.layers), len(new)
         )
         platform = described.platform.skopeo_args if described.platform else ()
-        dest = self.store.reference(self._runroot(), reference)
+        dest = self.staging.reference(reference)
         watch = self._watch if self.options.live else None
-        if not present:  # noted before the copy: a killed copy leaves a partial image
-            self._stage(reference)
+        if not present:
+            self.staging.stage(reference)
         fetch.retried(
             self.settings,
             reference,
@@ -260,7 +221,7 @@ class Embedder:
             ),
         )
         if not present:
-            self.stored().add(reference)
+            self.staging.copied(reference)
         image = self.store.image(reference)
         if image is None:
             raise ExternalError(f"{reference} is not in the image store after skopeo copied it; try again")
@@ -284,7 +245,7 @@ class Embedder:
                     path=unit,
                 )
             if not present:  # only the flattened image is kept
-                self._delete(reference)
+                self.staging.delete(reference)
             self.meter.end(f"flattened to {result.digest} ({why})")
             return result
         if found:
@@ -294,7 +255,7 @@ class Embedder:
                 "not survive in an image store inside an image layer; embed it with --flatten auto",
                 path=unit,
             )
-        self.meter.end(f"{len(added)} new layers, {megabytes(self._size(added))} unpacked")
+        self.meter.end(f"{len(added)} new layers, {megabytes(self.staging.size(added))} unpacked")
         return Prepared(name, digest, digest, False, None if present else f"docker://{reference}")
 
     def _watch(self, pid: int) -> None:
@@ -326,17 +287,12 @@ class Embedder:
                         return found
         return found
 
-    def _size(self, layers: list[str]) -> int:
-        known = self.store.layers()
-        return sum(known[layer].diff_size for layer in layers if layer in known)
-
     def _unpack(self, reference: str, image_id: str) -> fetch.Unpacked:
         """The stored image's config and plain layer tars (storage rebuilds them exactly)."""
-        directory = self._work("layers")
+        directory = self.staging.work("layers")
         try:
-            self.registry.copy_local(
-                self.store.reference(self._runroot(), f"@{image_id}"), f"dir:{directory}", decompress=True
-            )
+            source = self.staging.reference(f"@{image_id}")
+            self.registry.copy_local(source, f"dir:{directory}", decompress=True)
         except SkopeoError as error:
             raise ExternalError(
                 f"cannot read {reference} back from the image store: {error.message}", path=self.store.host
@@ -350,78 +306,26 @@ class Embedder:
         if unpacked is None:
             unpacked = self._unpack(reference, image_id)
         self.progress(f"flattening {reference} ({len(unpacked.layers)} layers; {why})")
-        layout = self._work("flat")
+        layout = self.staging.work("flat")
         result = flatten.flatten(unpacked.layers, unpacked.config, upstream, layout)
         for path in unpacked.layers:
             _discard(path)  # free the space before the flattened copy is stored
         flat = f"{name}@{result.digest}"
         if flat not in self.stored():
-            self._store_local(f"oci:{layout}:flattened", flat)
+            self.staging.store_local(f"oci:{layout}:flattened", flat)
         shutil.rmtree(layout, ignore_errors=True)
         return Prepared(name, result.digest, upstream, True, f"docker://{reference}")
 
-    def _stage(self, reference: str) -> None:
-        """Note `reference` as this run's, in memory and in the store's journal."""
-        self._added.append(reference)
-        self.store.stage(self._added)
-
-    def _store_local(self, source: str, reference: str) -> None:
-        self._stage(reference)
-        try:
-            self.registry.copy_local(
-                source, self.store.reference(self._runroot(), reference), preserve_digests=True
-            )
-        except SkopeoError as error:
-            raise ExternalError(
-                f"cannot copy {reference} into the image store: {error.message}", path=self.store.host
-            ) from None
-        self.stored().add(reference)
-
-    def _delete(self, reference: str) -> None:
-        try:
-            self.registry.delete_local(self.store.reference(self._runroot(), reference))
-        except SkopeoError as error:
-            raise ExternalError(
-                f"cannot delete {reference} from the image store: {error.message}", path=self.store.host
-            ) from None
-        self._added.remove(reference)
-        self.store.stage(self._added)
-        self.stored().discard(reference)
-
     def commit(self, prepared: list[Prepared]) -> list[str]:
-        """Keep what `prepare` stored (the units are written next); returns those references.
-
-        The store's lock files are created even when nothing was copied, so that podman
-        accepts it read-only; a closing line says how much the store grew.
-        """
+        """Keep what `prepare` stored (the units are written next); returns those references
+        (`StoreRun.commit`)."""
         del prepared  # every image was stored while preparing
-        self._init_store()
-        self.store.tidy()
-        self.store.stage([])
-        self._committed = True
         self.meter.close()
-        if self._added:
-            growth = self._size([layer for layer in self.store.layers() if layer not in self._layers_before])
-            self.progress(
-                f"image store {self.store.inner}: {len(self._added)} images added, "
-                f"+{megabytes(growth)} of layers"
-            )
-        return list(self._added)
+        return self.staging.commit()
 
     def undo(self, added: list[str]) -> None:
         """Delete images `commit` kept (when writing the units failed afterwards)."""
-        self._undo(added, [])
-
-    def _undo(self, added: list[str], created: list[str]) -> None:
-        host = self.store.host
-        if any(host == path or host.startswith(path + os.sep) for path in created):
-            Store.remove_created(created)  # the whole store is this run's: remove it all
-            return
-        for reference in reversed(added):
-            with contextlib.suppress(SkopeoError):
-                self.registry.delete_local(self.store.reference(self._runroot(), reference))
-        self.store.stage([])
-        self.store.tidy()
+        self.staging.undo(added)
 
 
 def _discard(*paths: str) -> None:

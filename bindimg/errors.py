@@ -16,7 +16,10 @@ EXIT_INTERNAL = 70  # a bug in bindimg, never the user's input
 EXIT_MEANINGS = {
     EXIT_FINDINGS: "findings, or a check failed",
     EXIT_USAGE: "bad input or usage; nothing was written",
-    EXIT_EXTERNAL: "registry, network or external tool failure; nothing was written",
+    EXIT_EXTERNAL: (
+        "registry, network or external tool failure; nothing was written "
+        "(export keeps the images it reports exported)"
+    ),
     EXIT_INTERNAL: "internal error: a bug in bindimg",
 }
 """What each exit code other than 0 means (JSON error objects carry it)."""

@@ -14,8 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Optional, TypeVar
 
-from bindimg import fsutil, skopeo
-from bindimg.distribution import Lookups
+from bindimg import fsutil
 from bindimg.errors import ExternalError
 from bindimg.lookupfailure import hint
 from bindimg.platforms import Platform, choose
@@ -55,8 +54,7 @@ def describe(
     options: RegistryOptions,
     wanted: Platform,
     settings: Settings,
-    fast: Optional[Lookups] = None,
-    registry: Registry = skopeo,
+    registry: Registry,
 ) -> Described:
     """The manifests of `name@digest` for `wanted`: one look-up, two for an index.
 
@@ -64,7 +62,7 @@ def describe(
     digest or a malformed manifest; InputError (from `choose`) when an index lacks `wanted`.
     """
     reference = f"{name}@{digest}"
-    raw = _manifest(reference, options, settings, fast, registry)
+    raw = _manifest(reference, options, settings, registry)
     if digest_of(raw) != digest:
         raise ExternalError(f"{reference}: the registry served a manifest with another digest; try again")
     media_type = media_type_of(raw, reference)
@@ -77,7 +75,7 @@ def describe(
         entry = choose(manifests, wanted, reference)
         instance = str(entry.get("digest", ""))
         platform = Platform.of(entry.get("platform") or {})
-        raw_instance = _manifest(f"{name}@{instance}", options, settings, fast, registry)
+        raw_instance = _manifest(f"{name}@{instance}", options, settings, registry)
         if digest_of(raw_instance) != instance:
             raise ExternalError(f"{reference}: the registry served a manifest with another digest; try again")
         manifest = json_object(raw_instance, reference)
@@ -90,10 +88,8 @@ def describe(
     )  # fmt: skip
 
 
-def _manifest(
-    reference: str, options: RegistryOptions, settings: Settings, fast: Optional[Lookups], registry: Registry
-) -> bytes:
-    return manifest(reference, options, settings, _failure(reference), fast, registry=registry)
+def _manifest(reference: str, options: RegistryOptions, settings: Settings, registry: Registry) -> bytes:
+    return manifest(reference, options, settings, _failure(reference), registry)
 
 
 def _descriptor(value: object, reference: str) -> Blob:

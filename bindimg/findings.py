@@ -18,7 +18,7 @@ WHOLE_FILE = 1  # the line of a finding about a whole file or a bound-images.d e
 
 @dataclass(frozen=True)
 class Rule:
-    severity: str  # the default; floating-tag's depends on the unit (see rules.floating_tag)
+    severity: str  # the default; floating-tag's and kube-yaml-unreadable's depend on the case
     summary: str
 
 
@@ -57,6 +57,8 @@ RULES: dict[str, Rule] = {
     "digest-gone": Rule(ERROR, "A pinned digest no longer resolves in its registry"),
     "platform-missing": Rule(ERROR, "A bound or embedded image has no image for a target platform"),
     "unbound-image": Rule(WARNING, "An image a unit in the root runs is neither bound nor embedded"),
+    # an error: podman kube play fails at start; a warning when only bindimg cannot read it
+    "kube-yaml-unreadable": Rule(ERROR, "A .kube unit's Yaml= file cannot be read: its images are unchecked"),
     "composefs-ignores-bound": Rule(ERROR, "Bound images in a root bootc installs with composefs (a UKI)"),
 }
 

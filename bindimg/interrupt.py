@@ -11,11 +11,10 @@ from __future__ import annotations
 
 import os
 import signal
+import sys
 from collections.abc import Callable
 from types import FrameType
 from typing import Optional
-
-from bindimg import skopeo
 
 SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
@@ -33,7 +32,11 @@ def _handler(signum: int, frame: Optional[FrameType]) -> None:
     # The first signal wins; later ones must not break the clean-up it starts.
     for sig in SIGNALS:
         signal.signal(sig, signal.SIG_IGN)
-    skopeo.kill_children()
+    # Looked up, not imported (no import in a signal handler): no skopeo runs before its
+    # module is loaded, and `--version`, `-h` or `lint` need not load it.
+    skopeo = sys.modules.get("bindimg.skopeo")
+    if skopeo is not None:
+        skopeo.kill_children()
     raise Interrupted(signum)
 
 

@@ -19,7 +19,6 @@ from bindimg.platforms import Platform
 from bindimg.reference import SHA256_DIGEST_RE, ReferenceError
 
 LOCK_VERSION = 1
-DEFAULT_LOCK = "bindimg.lock"
 # About 80,000 entries; a lock is a few KB. Refused before parsing (tomlkit parses about
 # 3,000 entries a second), so a disk image passed by mistake fails at once.
 MAX_LOCK_BYTES = 16 * 1024 * 1024

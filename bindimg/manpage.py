@@ -15,8 +15,9 @@ from typing import Any
 import typer
 import typer.main
 
-from bindimg.cli import EXAMPLES, app
+from bindimg.cli import app
 from bindimg.errors import EXIT_MEANINGS
+from bindimg.options import EXAMPLES
 
 
 def _roff(text: str) -> str:

@@ -4,8 +4,11 @@ An image is named in a layout's `index.json` by its `org.opencontainers.image.re
 annotation (`NAME@DIGEST`, the string skopeo's `oci:DIR:NAME@DIGEST` looks up). Images are
 merged in from staging layouts beside the destination (same file system: blobs are moved, not
 copied): blobs first, then `index.json` replaced atomically, so a killed run leaves the old
-index or the new one, and every image either names whole. An archive is the layout as one
-tar, packed deterministically.
+index or the new one, and every image either names whole. A staging layout starts with hard
+links to the destination's blobs: skopeo's `oci:` destination reuses a blob whose file is
+there (containers/image oci/layout/oci_dest.go `TryReusingBlobWithOptions`), so only missing
+blobs are downloaded, and the destination is still not written before the merge. An archive
+is the layout as one tar, packed deterministically.
 """
 
 from __future__ import annotations
@@ -89,6 +92,44 @@ def merge(stage: str, layout: str, image: str) -> Index:
     index["manifests"] = [*kept, descriptor]
     fsutil.write_atomic(os.path.join(layout, "index.json"), json.dumps(index, indent=2).encode() + b"\n")
     return index
+
+
+def link_blobs(layout: str, stage: str) -> frozenset[str]:
+    """Hard links in `stage` to every blob of `layout`; their paths relative to `stage`
+    (`blobs/ALGORITHM/HEX`). Stops linking where the file system refuses (then skopeo
+    downloads the rest, as without links)."""
+    linked: set[str] = set()
+    top = os.path.join(layout, "blobs")
+    try:
+        algorithms = sorted(os.listdir(top))
+    except OSError:
+        return frozenset()
+    try:
+        for algorithm in algorithms:
+            target_dir = os.path.join(stage, "blobs", algorithm)
+            os.makedirs(target_dir, exist_ok=True)
+            with os.scandir(os.path.join(top, algorithm)) as entries:
+                for entry in entries:
+                    if entry.is_file(follow_symlinks=False):
+                        os.link(entry.path, os.path.join(target_dir, entry.name))
+                        linked.add(os.path.join("blobs", algorithm, entry.name))
+    except OSError:  # another file system, or one without hard links
+        pass
+    return frozenset(linked)
+
+
+def written(stage: str, linked: frozenset[str] = frozenset()) -> int:
+    """Bytes skopeo has written into the staging layout `stage` so far: its blobs (and the
+    temporary files of blobs still arriving) except the `linked` ones; 0 if unreadable."""
+    total = 0
+    for directory, _, names in os.walk(stage):
+        for name in names:
+            relative = os.path.relpath(os.path.join(directory, name), stage)
+            if relative in linked or relative in ("index.json", "oci-layout"):
+                continue
+            with contextlib.suppress(OSError):
+                total += os.lstat(os.path.join(directory, name)).st_size
+    return total
 
 
 def staging_dir(parent: str) -> str:

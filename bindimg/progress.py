@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import os
 import re
+import threading
 import time
 from collections.abc import Callable
-from typing import Optional, Protocol
+from typing import Any, Optional, Protocol
 
 _TEMP_DIR = re.compile(r"^(?:c-image-)?storage\d+$")
 
@@ -60,8 +61,27 @@ class Lines:
         pass
 
 
+class Bar:
+    """One image's line of a `Live` display; `advance` may be called from any thread."""
+
+    def __init__(self, progress: Any, task: Any, label: str, total: int) -> None:
+        self._progress, self._task, self._label, self.total = progress, task, label, max(total, 1)
+
+    def advance(self, done: int) -> None:
+        """`done` of the `total` bytes have arrived (capped: a partial blob may overshoot)."""
+        self._progress.update(self._task, completed=min(done, self.total))
+
+    def end(self, summary: str, complete: bool = True) -> None:
+        """The line's final text; `complete`: the bar full (False when the copy failed)."""
+        from rich.markup import escape  # an error message may hold [brackets]
+
+        fields: dict[str, Any] = {"completed": self.total} if complete else {}
+        self._progress.update(self._task, description=escape(f"{self._label}: {summary}"), **fields)
+
+
 class Live:
-    """A rich progress line per image on stderr: bytes done/total, layers, rate."""
+    """Rich progress lines on stderr, one per image (several at once with `bar`): bytes
+    done/total, rate, a detail (layers), time."""
 
     def __init__(self) -> None:
         from rich.console import Console  # imported only on a terminal: it costs start-up time
@@ -69,7 +89,6 @@ class Live:
             BarColumn,
             DownloadColumn,
             Progress,
-            TaskID,
             TextColumn,
             TimeElapsedColumn,
             TransferSpeedColumn,
@@ -80,35 +99,43 @@ class Live:
             BarColumn(),
             DownloadColumn(),
             TransferSpeedColumn(),
-            TextColumn("{task.fields[layers]}"),
+            TextColumn("{task.fields[detail]}"),
             TimeElapsedColumn(),
             console=Console(stderr=True),
             transient=False,
         )
-        self._task: Optional[TaskID] = None
-        self._label = ""
-        self._total = 1
+        self._lock = threading.Lock()
+        self._started = False
+        self._bar: Optional[Bar] = None  # the one `start` began (Meter protocol)
+
+    def bar(self, label: str, total: int, detail: str) -> Bar:
+        """A new line for `label`, waiting for `total` bytes; thread-safe."""
+        from rich.markup import escape
+
+        with self._lock:
+            if not self._started:
+                self._progress.start()
+                self._started = True
+            task = self._progress.add_task(escape(label), total=max(total, 1), detail=escape(detail))
+        return Bar(self._progress, task, label, total)
 
     def start(self, label: str, total: int, layers: int, new_layers: int) -> None:
-        if self._task is None:
-            self._progress.start()
-        self._label, self._total = label, max(total, 1)
-        self._task = self._progress.add_task(
-            label, total=self._total, layers=f"{new_layers}/{layers} layers new"
-        )
+        self._bar = self.bar(label, total, f"{new_layers}/{layers} layers new")
 
     def advance(self, done: int) -> None:
-        if self._task is not None:
-            self._progress.update(self._task, completed=done)
+        if self._bar is not None:
+            self._bar.advance(done)
 
     def end(self, summary: str) -> None:
-        if self._task is not None:
-            self._progress.update(self._task, completed=self._total, description=f"{self._label}: {summary}")
+        if self._bar is not None:
+            self._bar.end(summary)
 
     def close(self) -> None:
-        if self._task is not None:
-            self._progress.stop()
-            self._task = None
+        with self._lock:
+            if self._started:
+                self._progress.stop()
+                self._started = False
+        self._bar = None
 
 
 def downloaded(pid: int) -> int:

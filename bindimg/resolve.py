@@ -15,17 +15,15 @@ from dataclasses import dataclass, field
 from typing import Optional, TypeVar
 
 from bindimg import fsutil, skopeo
-from bindimg.distribution import Lookups, Transient, Unsupported
+from bindimg.defaults import DEFAULT_JOBS as DEFAULT_JOBS
+from bindimg.defaults import DEFAULT_RETRY, DEFAULT_TIMEOUT
 from bindimg.errors import ExternalError
 from bindimg.lookupfailure import hint, says_missing
 from bindimg.platforms import offered
 from bindimg.reference import parse as parse_reference
-from bindimg.registry import Registry
+from bindimg.registry import Registry, or_skopeo
 from bindimg.skopeo import RegistryOptions, SkopeoError
 
-DEFAULT_JOBS = 8
-DEFAULT_RETRY = 3
-DEFAULT_TIMEOUT = 60.0
 BACKOFF_SECONDS = 0.5
 LOG = logging.getLogger("bindimg")
 # Longest wait between two attempts: a registry that is down for minutes gets an attempt
@@ -108,8 +106,10 @@ def retrying(
 ) -> T:
     """`call`, retried on transient failures with exponential back-off (0.5 s, 1 s, 2 s … at
     most MAX_BACKOFF_SECONDS); a failure for good becomes `failure(error, " (after N attempts)"
-    or "")`."""
+    or "")`. A provisional failure (the registry's direct request, `registry.Skopeo`) is never
+    the last word: with no retry left, `call` is made once more, at once, and skopeo answers."""
     attempt = 0
+    last_word = False
     while True:
         try:
             return call()
@@ -119,6 +119,9 @@ def retrying(
                 sleep(backoff(attempt))
                 attempt += 1
                 continue
+            if error.provisional and not last_word:
+                last_word = True
+                continue
             raise failure(error, f" (after {attempt + 1} attempts)" if attempt else "") from None
 
 
@@ -127,50 +130,30 @@ def manifest(
     options: RegistryOptions,
     settings: Settings,
     failure: Callable[[SkopeoError, str], Exception],
-    fast: Optional[Lookups] = None,
+    registry: Registry,
     sleep: Callable[[float], None] = time.sleep,
-    registry: Registry = skopeo,
 ) -> bytes:
-    """The exact bytes of `reference`'s top-level manifest, retried with back-off.
-
-    With `fast`, the first attempt is a direct HTTP request (distribution.py); a case it does
-    not cover, and every later attempt, is skopeo's (`skopeo inspect --raw`), which also words
-    the failure. A transient failure of the direct request counts as an attempt, except when
-    no retry is left: skopeo then makes the attempt, so the error is always skopeo's.
-    """
-    tried = fast is None
-
-    def attempt() -> bytes:
-        nonlocal tried
-        if fast is not None and not tried:
-            tried = True
-            LOG.debug("GET the manifest of %s (direct HTTP request)", reference)
-            try:
-                return fast.manifest(reference, options, settings.timeout)
-            except Unsupported:
-                pass
-            except Transient as error:
-                if settings.retry > 0:
-                    raise SkopeoError(str(error), transient=True) from None
-        return registry.inspect_raw(reference, options, timeout=settings.timeout)
-
-    return retrying(settings, attempt, failure, sleep)
+    """The exact bytes of `reference`'s top-level manifest, retried with back-off; a failure
+    for good is `failure(error, tries)`."""
+    return retrying(
+        settings, lambda: registry.inspect_raw(reference, options, timeout=settings.timeout), failure, sleep
+    )
 
 
 def resolve_one(
     request: Request,
     settings: Settings,
     sleep: Callable[[float], None] = time.sleep,
-    registry: Registry = skopeo,
-    fast: Optional[Lookups] = None,
+    registry: Optional[Registry] = None,
 ) -> Resolved:
     """Ask the registry, retrying transient failures with exponential back-off.
 
     The digest of the tag's manifest is then fetched by that digest: a registry (or a proxy)
     that serves bytes for the tag which it does not hold by their digest would otherwise get
-    a digest pinned that nobody can pull. One more request per image (`fast`'s direct look-up
-    checks the digest of what it gets by digest, as skopeo does).
+    a digest pinned that nobody can pull. One more request per image (the registry checks the
+    digest of what it gets by digest). `registry`: default, a new `registry.Skopeo`.
     """
+    client = or_skopeo(registry)
 
     def lookup(reference: str, what: str) -> bytes:
         return manifest(
@@ -178,9 +161,8 @@ def resolve_one(
             request.options,
             settings,
             lambda error, tries: _failure(request.reference, what, error, tries),
-            fast,
+            client,
             sleep,
-            registry,
         )
 
     raw = lookup(request.reference, "")
@@ -198,7 +180,7 @@ def resolve_one(
             )
     offers: Optional[tuple[str, ...]] = None
     if request.platforms:
-        offers = _platforms_of(raw, request, settings, sleep, registry)
+        offers = _platforms_of(raw, request, settings, sleep, client)
     LOG.debug("%s: %s (%s)", request.reference, digest, media_type)
     return Resolved(request.reference, digest, media_type, offers)
 
@@ -250,20 +232,20 @@ def resolve_each(
     requests: Iterable[Request],
     settings: Settings,
     progress: Callable[[str], None] = lambda _: None,
-    registry: Registry = skopeo,
+    registry: Optional[Registry] = None,
 ) -> dict[Request, Resolved | ExternalError]:
-    """Resolve every distinct request concurrently; each one's result or its own failure."""
+    """Resolve every distinct request concurrently; each one's result or its own failure.
+    `registry`: default, a new `registry.Skopeo` for these requests (one ping and token per
+    registry, one connection per thread)."""
     unique = sorted(set(requests), key=lambda r: (r.reference, repr(r.options)))
     if not unique:
         return {}
-
-    # one ping and token per registry, one connection per thread (never around a fake registry)
-    fast = Lookups() if registry is skopeo else None
+    client = or_skopeo(registry)
 
     def work(request: Request) -> Resolved | ExternalError:
         progress(f"resolving {request.reference}")
         try:
-            return resolve_one(request, settings, registry=registry, fast=fast)
+            return resolve_one(request, settings, registry=client)
         except ExternalError as error:
             return error
 
@@ -275,7 +257,7 @@ def resolve_all(
     requests: Iterable[Request],
     settings: Settings,
     progress: Callable[[str], None] = lambda _: None,
-    registry: Registry = skopeo,
+    registry: Optional[Registry] = None,
     where: Mapping[Request, tuple[str, int]] = {},
 ) -> dict[Request, Resolved]:
     """Resolve every distinct request concurrently; the first failure (in sorted order) is

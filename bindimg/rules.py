@@ -3,9 +3,9 @@
 A rule is registered by the decorator of its kind (`link_rule`: one bound-images.d entry,
 `unit_rule`: one unit, `run_rule`: all the units of a run at once) with the ids it yields,
 which must be in the catalogue (`bindimg.findings.RULES`): an id cannot drift from its code.
-The rules themselves are in `bindimg.linkrules` and `bindimg.unitrules`; the runner
-(`bindimg.commands.lint`) calls every rule of a kind, in registration order, with the same
-`Context`. A finding names the file and the physical line of the value in the file that
+The rules themselves are in `bindimg.linkrules`, `bindimg.unitrules` and `bindimg.runrules`;
+the runner (`bindimg.commands.lint`) calls every rule of a kind, in registration order, with
+the same `Context`. A finding names the file and the physical line of the value in the file that
 supplies it; a finding about a whole file or a link uses line 1 (`WHOLE_FILE`), so that
 every output format, SARIF included, has a real line to point at.
 """
@@ -16,14 +16,13 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Optional, TypeVar
 
-from bindimg import lockfile, skopeo
 from bindimg.boundimages import Entry
 from bindimg.errors import InputError
 from bindimg.findings import RULES, WHOLE_FILE, Finding, finding
 from bindimg.platforms import Platform
 from bindimg.quadlet import CONTAINER, IMAGE, Assignment, QuadletParseError
 from bindimg.reference import Reference
-from bindimg.registry import Registry
+from bindimg.registry import Registry, Skopeo
 from bindimg.resolve import Settings
 from bindimg.rootfs import Root
 from bindimg.skopeo import RegistryOptions
@@ -44,6 +43,8 @@ class LockView:
     @classmethod
     def load(cls, path: str) -> LockView:
         """Read a lock file with `lockfile.load` (its errors are InputErrors: exit 2)."""
+        from bindimg import lockfile  # tomlkit: only a lint given --lock reads TOML
+
         entries = lockfile.load(path)
         with open(path, encoding="utf-8") as handle:
             text = handle.read().split("\n")
@@ -68,7 +69,7 @@ class Remote:
     registry: RegistryOptions = field(default_factory=RegistryOptions)
     settings: Settings = field(default_factory=Settings)
     progress: Callable[[str], None] = lambda _: None
-    client: Registry = skopeo  # who asks them (a fake in unit tests)
+    client: Registry = field(default_factory=Skopeo)  # who asks them (a fake in unit tests)
 
 
 @dataclass

@@ -71,12 +71,19 @@ class RegistryOptions:
 
 
 class SkopeoError(ExternalError):
-    """skopeo failed; `stderr` is what it said, `transient` whether a retry may help."""
+    """skopeo failed; `stderr` is what it said, `transient` whether a retry may help.
 
-    def __init__(self, message: str, *, stderr: str = "", transient: bool = False) -> None:
+    `provisional`: not skopeo's answer but the direct request's (`registry.Skopeo`): the
+    next call for the same reference asks skopeo, which has the last word and words it.
+    """
+
+    def __init__(
+        self, message: str, *, stderr: str = "", transient: bool = False, provisional: bool = False
+    ) -> None:
         super().__init__(message)
         self.stderr = stderr
         self.transient = transient
+        self.provisional = provisional
 
 
 def inspect_raw(
@@ -149,6 +156,7 @@ def copy_image(
     multi_arch: str = "system",
     platform: Sequence[str] = (),
     timeout: Optional[float] = None,
+    watch: Optional[Callable[[int], None]] = None,
 ) -> None:
     """`skopeo copy --preserve-digests SOURCE DEST`, any transports, registry options per side.
 
@@ -156,7 +164,7 @@ def copy_image(
     `platform` or the host), `all` (the list and every image) or `index-only`. A manifest is
     never converted: skopeo fails instead, so the destination holds the digests pinned.
     `reference` (the image's own name) keeps a tag or repository such as `503` from being
-    taken for a transient failure.
+    taken for a transient failure. `watch(pid)` is called about every 0.2 s while skopeo runs.
     """
     with ExitStack() as stack:
         auth: list[str] = []
@@ -170,7 +178,7 @@ def copy_image(
         argv = [SKOPEO, *_platform_args(platform), "copy", "--quiet", "--preserve-digests"]
         argv += [f"--multi-arch={multi_arch}", *auth, source, dest]
         secrets = _secrets(src_options) + _secrets(dest_options)
-        _run(argv, timeout=timeout, secrets=secrets, reference=reference, fds=fds)
+        _run(argv, timeout=timeout, secrets=secrets, reference=reference, fds=fds, watch=watch)
 
 
 def inspect_local_raw(transport_ref: str, *, timeout: Optional[float] = None) -> bytes:

@@ -22,12 +22,12 @@ from dataclasses import dataclass
 from typing import Any, Optional
 
 from bindimg import fsutil
+from bindimg.defaults import DEFAULT_STORE as DEFAULT_STORE
+from bindimg.defaults import DRIVERS as DRIVERS
 from bindimg.errors import InputError
 from bindimg.pin import STORAGE_KEYS
 from bindimg.rootfs import Root
 
-DEFAULT_STORE = "/usr/lib/containers/storage"
-DRIVERS = ("overlay", "vfs")
 # vfs has no additional image stores: `vfs.imagestore` is its read-only store option.
 VFS_KEYS = ("vfs.imagestore",)
 # No mount happens while an image is copied in; the overlay driver still refuses to start on

@@ -104,6 +104,10 @@ class UnitSet:
         self._cache: dict[str, Source] = {}
         self._units: Optional[tuple[dict[str, str], list[InputError]]] = None
         self._listings: dict[str, Optional[frozenset[str]]] = {}
+        # A run reads a tree that does not change under it; `lint --root` asks each of these
+        # several times per unit (its rules, then the coverage of what units pull).
+        self._hosts: dict[str, str] = {}
+        self._dropin_paths: dict[str, list[str]] = {}
 
     def _listed(self, directory: str, name: str) -> bool:
         """Whether `name` may be in a search directory, each listed once: most of the drop-in
@@ -119,8 +123,12 @@ class UnitSet:
 
     def host(self, path: str) -> str:
         """`path` with its symlinks resolved inside the root (unchanged without a root)."""
-        inner = self.root.inner_path(path) if self.root is not None else None
-        return path if self.root is None or inner is None else self.root.resolve(inner)
+        if self.root is None:
+            return path
+        if path not in self._hosts:
+            inner = self.root.inner_path(path)
+            self._hosts[path] = path if inner is None else self.root.resolve(inner)
+        return self._hosts[path]
 
     def load(self, path: str, text: Optional[str] = None) -> Source:
         if path not in self._cache:
@@ -146,6 +154,11 @@ class UnitSet:
         The first drop-in of a file name found wins; the podman version decides the order in
         which directories are tried (cmd/quadlet/main.go loadUnitDropins).
         """
+        if filename not in self._dropin_paths:
+            self._dropin_paths[filename] = self._find_dropins(filename)
+        return list(self._dropin_paths[filename])
+
+    def _find_dropins(self, filename: str) -> list[str]:
         names = dropin_dir_names(filename)
         if self.podman >= DROPIN_NAME_FIRST:
             tried = [(directory, name) for name in names for directory in self.search_dirs]

@@ -11,13 +11,15 @@ from __future__ import annotations
 import difflib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 from bindimg import fsutil
 from bindimg.boundimages import Link
-from bindimg.embed import Embedder, Prepared
 from bindimg.quadlet import redact_credentials
 from bindimg.unitset import MAX_UNIT_BYTES
+
+if TYPE_CHECKING:  # a plan of `lock --rewrite` embeds nothing: it need not load the embedder
+    from bindimg.embed import Embedder, Prepared
 
 
 @dataclass(frozen=True)

@@ -11,12 +11,12 @@ import json
 import os
 import platform
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 import pytest
 
 from tests import ociimage
-from tests.kit import BOUND, D1, D2, EMBED, QDIR, link, run_bindimg, snapshot, store, write
+from tests.kit import BOUND, D1, D2, EMBED, QDIR, STORAGE, link, run_bindimg, snapshot, store, write
 from tests.registry import PushedImage, Registry
 
 # The platform this machine is not: what `add` refuses by default for a single-arch image.
@@ -190,7 +190,6 @@ def test_lint_remote_and_lint_root_agree_with_add(here: Path, single: PushedImag
     code, rows, found = findings("q", "--remote", "--no-tls-verify", "--platform", OTHER)
     assert (code, rows) == (1, [("platform-missing", "error", "q/app.container", 2)])
     assert single.by_digest in found[0]["message"] and OTHER in found[0]["message"]
-    assert findings("q", "--platform", OTHER)[:2] == (0, [])  # sources, no lock, no --remote: unknown
 
     unit = container(here, f"r/{QDIR}/app.container", single.ref)
     assert run("add", "--root", "r", "--no-tls-verify", "--platform", OTHER, str(unit))[0] == 2
@@ -199,6 +198,31 @@ def test_lint_remote_and_lint_root_agree_with_add(here: Path, single: PushedImag
     assert findings(*root_args, "--platform", HOST)[:2] == (0, [])
     code, rows, _ = findings(*root_args, "--platform", OTHER)
     assert (code, rows) == (1, [("platform-missing", "error", f"r/{QDIR}/app.container", 3)])
+
+
+def test_platform_with_nowhere_to_read_platforms_from_is_bad_usage(here: Path) -> None:
+    """A root has no lock: `--platform` needs `--remote`; sources need `--lock` or `--remote`.
+    Either way one line, exit 2, no registry asked (none runs here) and nothing written."""
+    container(here, "q/app.container", f"quay.io/o/app@{D1}")
+    container(here, f"r/{QDIR}/app.container", f"quay.io/o/app@{D1}", f"{STORAGE}\n")
+    link(here / "r", "app.container", f"/{QDIR}/app.container")
+    before = snapshot(here)
+    assert run("lint", "--root", "r", "--platform", OTHER) == (
+        2,
+        "",
+        "bindimg: error: --platform with --root needs --remote: an image root has no lock to read "
+        "the platforms from; add --remote\n",
+    )
+    assert run("lint", "q", "--platform", OTHER) == (
+        2,
+        "",
+        "bindimg: error: --platform needs the images' platforms: add --lock FILE (read from the "
+        "lock, offline) or --remote (asked of the registries)\n",
+    )
+    code, out, _ = run("lint", "--root", "r", "--platform", OTHER, "--format", "json")
+    assert code == 2 and json.loads(out)["error"]["exit_code"] == 2
+    assert snapshot(here) == before
+    assert run("lint", "--root", "r", "-q") == (0, "", "")  # without --platform: nothing to ask
 
 
 def test_a_per_platform_manifest_is_reported_when_building_for_several(here: Path, both: PushedImage) -> None:
@@ -333,6 +357,102 @@ def test_add_warns_about_the_images_its_units_mount(here: Path) -> None:
     assert code == 0, err
     # line 4 of the unit as written: `add` put GlobalArgs= under Image=
     assert f"{unit}:4: warning: unbound-image: quay.io/o/data@{D2} (Mount=type=image" in err
+
+
+def kube(root: Path, name: str, yaml: str, data: Optional[bytes] = None) -> None:
+    """`NAME.kube` with `Yaml=YAML` on line 2, and the YAML file beside it when `data` is given."""
+    write(root, f"{QDIR}/{name}.kube", f"[Kube]\nYaml={yaml}\n")
+    if data is not None:
+        write(root, f"{QDIR}/{yaml}", data)
+
+
+POD = b"apiVersion: v1\nkind: Pod\nspec:\n  containers:\n  - name: c\n    image: quay.io/o/%s:1\n"
+
+
+def unreadable_kube_root(root: Path, outside: Path) -> None:
+    """`.kube` units whose YAML podman kube play cannot read, one bindimg does not read, and
+    near misses podman reads (each of those names one image, reported unbound)."""
+    kube(root, "syntax", "syntax.yaml", POD % b"s" + b"  - name: d\n    image: [\n")  # line 9
+    kube(root, "scalar", "scalar.yaml", b"# a pod, one day\njust a string\n")  # line 2
+    kube(root, "seq", "seq.yaml", b"- apiVersion: v1\n  kind: Pod\n")  # line 1
+    kube(root, "multi", "multi.yaml", POD % b"m" + b"---\nkind: Pod\nkind: Service\n")  # line 9
+    kube(root, "latin", "latin.yaml", POD % b"l" + b"# caf\xe9\n")  # line 7
+    kube(root, "huge", "huge.yaml")
+    with open(root / QDIR / "huge.yaml", "wb") as handle:
+        handle.truncate(2 * 1024 * 1024)  # over the bound: refused by its size, never read
+    kube(root, "dir", "dir.yaml")
+    (root / QDIR / "dir.yaml").mkdir()
+    kube(root, "missing", "missing.yaml")
+    outside.write_bytes(POD % b"outside")  # on the host, outside the root: never read
+    kube(root, "escape", "escape.yaml")
+    os.symlink(str(outside), root / QDIR / "escape.yaml")  # resolves inside the root: missing
+    kube(root, "climb", "../../../../../../../outside.yaml")  # `..` stops at the root: missing
+    # near misses: podman reads these, so they are checked (and their image is unbound)
+    kube(root, "bom", "bom.yaml", b"\xef\xbb\xbf---\n~\n---\n" + POD % b"bom")  # line 9
+    kube(root, "wide", "wide.yaml", (POD % b"wide").decode().encode("utf-16"))  # line 6
+    kube(root, "spec", "%N.yaml")  # a specifier: only systemd knows the file
+
+
+UNREADABLE = [
+    ("unbound-image", "warning", f"r/{QDIR}/bom.yaml", 9),
+    ("kube-yaml-unreadable", "error", f"r/{QDIR}/climb.kube", 2),
+    ("kube-yaml-unreadable", "error", f"r/{QDIR}/dir.kube", 2),
+    ("kube-yaml-unreadable", "error", f"r/{QDIR}/escape.kube", 2),
+    ("kube-yaml-unreadable", "warning", f"r/{QDIR}/huge.yaml", 1),
+    ("kube-yaml-unreadable", "error", f"r/{QDIR}/latin.yaml", 7),
+    ("kube-yaml-unreadable", "error", f"r/{QDIR}/missing.kube", 2),
+    ("kube-yaml-unreadable", "error", f"r/{QDIR}/multi.yaml", 9),
+    ("kube-yaml-unreadable", "error", f"r/{QDIR}/scalar.yaml", 2),
+    ("kube-yaml-unreadable", "error", f"r/{QDIR}/seq.yaml", 1),
+    ("kube-yaml-unreadable", "error", f"r/{QDIR}/syntax.yaml", 9),
+    ("unbound-image", "warning", f"r/{QDIR}/wide.yaml", 6),
+]
+
+
+def test_a_kube_yaml_that_cannot_be_read_is_reported_not_skipped(here: Path) -> None:
+    unreadable_kube_root(here / "r", here / "outside.yaml")
+    code, rows, found = findings("--root", "r")
+    assert (code, rows) == (1, UNREADABLE)
+    messages = {(f["path"], f["line"]): f["message"] for f in found}
+    assert messages[(f"r/{QDIR}/escape.kube", 2)] == (
+        f"Yaml=escape.yaml: {here}/outside.yaml is not in the image: podman kube play fails when "
+        "escape.kube starts, and its images are not checked; fix the path"
+    )
+    assert messages[(f"r/{QDIR}/dir.kube", 2)].startswith(f"Yaml=dir.yaml: /{QDIR}/dir.yaml is a directory")
+    assert messages[(f"r/{QDIR}/multi.yaml", 9)].startswith('not YAML: found duplicate key "kind"')
+    assert messages[(f"r/{QDIR}/huge.yaml", 1)].startswith("larger than 1024 KiB: bindimg does not read it")
+    assert not any("outside" in f["message"] and "quay.io" in f["message"] for f in found)
+    code, out, err = run("lint", "--root", "r")
+    assert code == 1 and err == "bindimg: 9 errors, 3 warnings\n"
+    assert (
+        f"r/{QDIR}/latin.yaml:7: error: kube-yaml-unreadable: not UTF-8 text (byte 87): podman kube "
+        "play fails when latin.kube starts, and its images are not checked; fix it\n"
+    ) in out
+
+
+def test_kube_yaml_findings_are_in_sarif_and_list_root_skips_them(here: Path) -> None:
+    unreadable_kube_root(here / "r", here / "outside.yaml")
+    code, out, _ = run("lint", "--root", "r", "--format", "sarif")
+    assert code == 1
+    run_ = json.loads(out)["runs"][0]
+    rules = [rule["id"] for rule in run_["tool"]["driver"]["rules"]]
+    located = sorted(
+        (
+            r["ruleId"],
+            r["level"],
+            r["locations"][0]["physicalLocation"]["artifactLocation"]["uri"],
+            r["locations"][0]["physicalLocation"]["region"]["startLine"],
+        )
+        for r in run_["results"]
+        if rules[r["ruleIndex"]] == r["ruleId"] == "kube-yaml-unreadable"
+    )
+    assert located == sorted(row for row in UNREADABLE if row[0] == "kube-yaml-unreadable")
+    code, out, err = run("list", "--root", "r")
+    assert code == 0, err
+    assert sorted(line for line in out.splitlines() if "\tunbound\t" in line) == [
+        f"quay.io/o/bom:1\tunbound\tr/{QDIR}/bom.yaml:9",
+        f"quay.io/o/wide:1\tunbound\tr/{QDIR}/wide.yaml:6",
+    ]
 
 
 # --- 3. the composefs backend ----------------------------------------------------------------

@@ -12,7 +12,7 @@ import pytest
 from bindimg import lockfile
 from bindimg.composefs import find_uki
 from bindimg.errors import ExternalError, InputError
-from bindimg.kube import kube_images
+from bindimg.kube import KubeYamlError, kube_images
 from bindimg.platforms import Platform, missing, offered, problem
 from bindimg.resolve import Request, Settings, digest_of, resolve_one
 from bindimg.rootfs import Root
@@ -154,13 +154,44 @@ data:
 
 
 def test_kube_images_are_those_of_containers_and_init_containers_with_lines() -> None:
-    assert kube_images(KUBE, "k.yaml") == [("quay.io/o/web:2", 11), ("quay.io/o/init:1", 8)]
+    assert kube_images(KUBE.encode(), "k.yaml") == [("quay.io/o/web:2", 11), ("quay.io/o/init:1", 8)]
 
 
-def test_kube_yaml_that_does_not_parse_names_file_and_line() -> None:
-    with pytest.raises(InputError) as caught:
-        kube_images("spec:\n  containers: [\n", "k.yaml")
-    assert (caught.value.path, caught.value.line) == ("k.yaml", 3)
+@pytest.mark.parametrize(
+    ("data", "shift"),
+    [
+        (b"\xef\xbb\xbf" + KUBE.encode(), 0),  # UTF-8 with a byte-order mark
+        (KUBE.encode("utf-16"), 0),  # UTF-16 with its byte-order mark, as go-yaml reads it
+        (b"---\n~\n---\n" + KUBE.encode() + b"---\n", 3),  # empty and null documents: podman skips them
+    ],
+)
+def test_kube_yaml_podman_reads_is_read_alike(data: bytes, shift: int) -> None:
+    assert kube_images(data, "k.yaml") == [("quay.io/o/web:2", 11 + shift), ("quay.io/o/init:1", 8 + shift)]
+
+
+@pytest.mark.parametrize(
+    ("data", "line", "says"),
+    [
+        (b"spec:\n  containers: [\n", 3, "not YAML: expected the node content"),
+        (b"kind: Pod\nmetadata: {}\nkind: Pod\n", 3, 'not YAML: found duplicate key "kind"'),
+        (b"kind: Pod\nspec: *nowhere\n", 2, "not YAML: found undefined alias 'nowhere'"),
+        (b"# a comment\n\njust text\n", 3, "a YAML document that is a single value, not a Kubernetes object"),
+        (b"kind: Pod\n---\n- kind: Pod\n", 3, "a YAML document that is a list, not a Kubernetes object"),
+        (b"kind: Pod\nname: caf\xe9\n", 2, "not UTF-8 text (byte 19)"),
+    ],
+)
+def test_kube_yaml_podman_cannot_read_names_file_line_and_why(data: bytes, line: int, says: str) -> None:
+    with pytest.raises(KubeYamlError) as caught:
+        kube_images(data, "k.yaml")
+    assert (caught.value.path, caught.value.line, caught.value.podman_fails) == ("k.yaml", line, True)
+    assert caught.value.message.startswith(says)
+
+
+def test_kube_yaml_nested_too_deep_for_the_parser_is_only_bindimg_s_problem() -> None:
+    with pytest.raises(KubeYamlError) as caught:
+        kube_images(b"a: " + b"[" * 400 + b"]" * 400 + b"\n", "k.yaml")
+    assert (caught.value.line, caught.value.podman_fails) == (None, False)
+    assert caught.value.message == "nested too deep for bindimg's YAML parser"
 
 
 def test_uki_is_found_as_bootc_finds_it(tmp_path: Path) -> None:

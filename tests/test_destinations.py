@@ -17,6 +17,7 @@ from bindimg.destinations import (
     Copier,
     LayoutDestination,
     MirrorDestination,
+    Plan,
     StorageDestination,
     Wanted,
     destination,
@@ -81,6 +82,7 @@ def test_containers_storage_copies_one_platform_to_name_at_digest() -> None:
                 "reference": "quay.io/org/app",
                 "multi_arch": "system",
                 "platform": ("linux", "arm64", "v8"),
+                "watch": None,  # not on a terminal
             },
         )
     ]
@@ -167,3 +169,43 @@ def test_an_oci_layout_with_platforms_copies_the_chosen_images_then_the_index_al
     ]
     assert client.asked == [item.image]
     assert list(tmp_path.iterdir()) == []  # the staging layout is gone
+
+
+def _sha(data: bytes) -> str:
+    return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+def test_plan_counts_each_blob_once_less_what_the_layout_holds(tmp_path: Path) -> None:
+    shared = {"digest": "sha256:" + "5" * 64, "size": 1000}
+
+    def image(config: str, own: int) -> bytes:
+        layers = [shared, {"digest": "sha256:" + str(own) * 64, "size": own * 100}]
+        config_blob = {"digest": "sha256:" + config * 64, "size": 10}
+        return json.dumps({"config": config_blob, "layers": layers}).encode()
+
+    amd64, arm64 = image("a", 1), image("b", 2)
+    index = json.dumps(
+        {
+            "mediaType": "application/vnd.oci.image.index.v1+json",
+            "manifests": [
+                {"digest": _sha(amd64), "platform": {"os": "linux", "architecture": "amd64"}},
+                {"digest": _sha(arm64), "platform": {"os": "linux", "architecture": "arm64"}},
+            ],
+        }
+    ).encode()
+    by_digest = {_sha(raw): raw for raw in (index, amd64, arm64)}
+    item = Wanted(ITEM.name, _sha(index), "lock", None, None)
+    client = Recording(answer=lambda ref: by_digest[ref.split("@")[1]])
+    held = tmp_path / "layout" / "blobs" / "sha256" / ("5" * 64)  # the shared layer
+    held.parent.mkdir(parents=True)
+    held.write_bytes(b"x")
+    dest = destination(f"oci:{tmp_path}/layout", copier(client))
+    manifests = len(index) + len(amd64) + len(arm64)
+    # index, 2 manifests, 2 configs, 3 layers; the shared layer is there
+    assert dest.plan(item, [], "/run/x") == Plan(manifests + 2 * 10 + 100 + 200, 7, 8)
+    arm = [Platform.parse("linux/arm64")]
+    assert dest.plan(item, arm, "/run/x") == Plan(len(index) + len(arm64) + 10 + 200, 4, 5)
+    store = destination("containers-storage:", copier(client))
+    assert store.plan(item, arm, "/run/x") == Plan(10 + 1000 + 200, 3, 3)  # no manifest blobs there
+    missing = [Platform.parse("linux/s390x")]  # not in the index: the copy says so, not the plan
+    assert store.plan(item, missing, "/run/x") == Plan(0, 0, 0)

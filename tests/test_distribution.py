@@ -1,5 +1,6 @@
-"""Direct manifest look-ups (bindimg/distribution.py): where they stand in for skopeo, and
-that they give skopeo's bytes with one ping per registry and one request per tag."""
+"""Direct manifest look-ups (bindimg/distribution.py): where they stand in for skopeo, that
+they give skopeo's bytes with one ping per registry and one request per tag, and how a failed
+direct request leaves the last word to skopeo (registry.Skopeo, resolve.retrying)."""
 
 from __future__ import annotations
 
@@ -10,9 +11,10 @@ from pathlib import Path
 import pytest
 
 from bindimg.distribution import Lookups, Unsupported
-from bindimg.resolve import Request, Settings, digest_of, resolve_each
-from bindimg.skopeo import RegistryOptions
-from tests.faultproxy import PING, fault_proxy
+from bindimg.registry import Skopeo
+from bindimg.resolve import Request, Settings, digest_of, resolve_each, retrying
+from bindimg.skopeo import RegistryOptions, SkopeoError
+from tests.faultproxy import PING, Rule, fault_proxy, server_error
 from tests.registry import Registry
 
 ANON = RegistryOptions(tls_verify=False)
@@ -102,3 +104,82 @@ def test_skopeos_bytes_with_one_ping_and_two_requests_per_tag(registry: Registry
             assert found[Request(ref, ANON)].digest == digest_of(raw)  # type: ignore[union-attr]
         with pytest.raises(Unsupported):  # an unknown tag: skopeo is to judge and word it
             Lookups().manifest(f"{proxy.host}/{unique_repo}:nope", ANON, 10)
+
+
+# --- the fast path inside registry.Skopeo: a failure of it is never the last word ----------------
+
+
+def _failure(error: SkopeoError, tries: str) -> Exception:
+    return RuntimeError(f"{error.message}{tries}")
+
+
+@pytest.mark.parametrize(("retry", "slept"), [(0, []), (2, [0.5])])
+def test_a_provisional_failure_counts_as_an_attempt_only_when_a_retry_is_left(
+    retry: int, slept: list[float]
+) -> None:
+    answers: list[object] = [SkopeoError("timed out", transient=True, provisional=True), b"{}"]
+    waits: list[float] = []
+
+    def call() -> bytes:
+        answer = answers.pop(0)
+        if isinstance(answer, Exception):
+            raise answer
+        assert isinstance(answer, bytes)
+        return answer
+
+    assert retrying(Settings(retry=retry), call, _failure, waits.append) == b"{}"
+    assert (answers, waits) == ([], slept)
+
+
+def test_a_provisional_failure_again_is_final() -> None:
+    """A registry that answers provisionally twice in a row (a bug) does not loop."""
+    calls: list[int] = []
+
+    def call() -> bytes:
+        calls.append(1)
+        raise SkopeoError("timed out", transient=True, provisional=True)
+
+    with pytest.raises(RuntimeError, match=r"^timed out$"):
+        retrying(Settings(retry=0), call, _failure, lambda _: None)
+    assert len(calls) == 2
+
+
+@pytest.mark.e2e
+def test_with_no_retry_left_skopeo_answers_after_a_failed_direct_request(
+    registry: Registry, unique_repo: str
+) -> None:
+    from tests import ociimage
+
+    pushed = registry.push_image(ociimage.app_image(f"{unique_repo}-r0"), unique_repo, "t")
+    with fault_proxy(registry.host) as proxy:
+        proxy.add(Rule(server_error(), path=r"/manifests/t$", times=1))
+        ref = f"{proxy.host}/{unique_repo}:t"
+        found = resolve_each([Request(ref, ANON)], Settings(retry=0))
+        assert found[Request(ref, ANON)].digest == pushed.digest  # type: ignore[union-attr]
+        # the direct request's 500, then skopeo's attempt (no back-off, no retry counted)
+        assert [s.outcome for s in proxy.requests(r"/manifests/t$")] == ["Status", "pass"]
+
+
+@pytest.mark.e2e
+def test_an_image_config_is_one_blob_request_after_the_look_up_by_digest(
+    registry: Registry, unique_repo: str
+) -> None:
+    """What `lock` asks to learn a single-platform image's platform: skopeo's bytes, and no
+    manifest request beyond the look-up by digest that the by-digest check makes anyway."""
+    from tests import ociimage
+
+    pushed = registry.push_image(ociimage.app_image(f"{unique_repo}-cfg"), unique_repo, "c")
+    with fault_proxy(registry.host) as proxy:
+        pinned = f"{proxy.host}/{unique_repo}@{pushed.digest}"
+        client = Skopeo()
+        config_digest = json.loads(client.inspect_raw(pinned, ANON, timeout=10))["config"]["digest"]
+        config = client.inspect_config(pinned, ANON, timeout=10)
+        assert [s.path for s in proxy.requests(r"/manifests/|/blobs/")] == [
+            f"/v2/{unique_repo}/manifests/{pushed.digest}",
+            f"/v2/{unique_repo}/blobs/{config_digest}",
+        ]
+        assert config == subprocess.run(
+            ["skopeo", "inspect", "--config", "--raw", "--tls-verify=false", f"docker://{pinned}"],
+            capture_output=True,
+            check=True,
+        ).stdout

@@ -7,13 +7,20 @@ with podman or skopeo: what was exported must work without the source.
 
 from __future__ import annotations
 
+import dataclasses
+import fcntl
 import json
 import os
+import pty
+import re
 import shutil
 import signal
+import struct
 import subprocess
 import sys
 import tempfile
+import termios
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,7 +28,8 @@ from pathlib import Path
 import pytest
 
 from tests import ociimage
-from tests.kit import D1, D2, QDIR, Run, link, run_bindimg, snapshot, write
+from tests.faultproxy import FaultProxy, fault_proxy
+from tests.kit import D1, D2, QDIR, RUN_TIMEOUT, Run, link, run_bindimg, snapshot, write
 from tests.registry import PushedImage, Registry, skopeo
 
 pytestmark = pytest.mark.e2e
@@ -332,8 +340,9 @@ PINNED = f"quay.io/org/app@{D1}"
         ),
         (
             ["{unit}", "--to", "docker://mirror.example/m", "--platform", "linux/arm64"],
-            "--platform: a mirror gets every platform (the pinned index names them all, "
-            "and a registry refuses an index whose images it lacks); drop --platform",
+            "--platform: a mirror gets every platform of an index (a registry refuses an index "
+            "whose images it lacks, and a smaller index would not have the pinned digest); drop "
+            "--platform, or export only some platforms to oci:DIR or oci-archive:FILE",
         ),
         (
             ["{unit}", "--to", "docker://mirror.example/m:tag"],
@@ -503,3 +512,133 @@ def test_an_image_units_own_registry_settings_apply_to_its_image(
     failed = run_bindimg("export", str(unit), "--to", f"oci:{tmp_path}/other", "--retry", "0")
     assert failed.code == 3
     assert "http: server gave HTTP response to HTTPS client" in failed.err
+
+
+# --- on a terminal; what an oci: DEST already holds ------------------------------------------
+
+ESCAPES = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]|\x1b\][^\x07]*\x07")
+EMPTY_INDEX = '{"schemaVersion": 2, "manifests": []}'
+
+
+def on_terminal(*args: str) -> tuple[int, str, str]:
+    """`python -m bindimg ARGS` with stderr on a pseudo-terminal 400 columns wide: the exit
+    code, stdout, and what the terminal showed (escape sequences removed)."""
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 50, 400, 0, 0))
+    env = {**os.environ, "TERM": "xterm", "COLUMNS": "400"}
+    env.pop("NO_COLOR", None)
+    child = subprocess.Popen(
+        [sys.executable, "-m", "bindimg", *args],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=slave,
+        env=env,
+    )
+    os.close(slave)
+    shown = bytearray()
+
+    def read() -> None:
+        while True:
+            try:
+                data = os.read(master, 65536)
+            except OSError:  # EIO: the child closed the terminal
+                return
+            if not data:
+                return
+            shown.extend(data)
+
+    reader = threading.Thread(target=read)
+    reader.start()
+    try:
+        out, _ = child.communicate(timeout=RUN_TIMEOUT)
+    finally:
+        child.kill()
+        reader.join(timeout=30)
+        os.close(master)
+    return child.returncode, out.decode(), ESCAPES.sub("", shown.decode("utf-8", "replace"))
+
+
+def blobs_of(registry: Registry, image: PushedImage) -> dict[str, int]:
+    """Every blob an OCI layout holds for `image` (all platforms): digest -> size."""
+    found: dict[str, int] = {}
+    pending = [image.digest]
+    while pending:
+        digest = pending.pop()
+        raw = registry.raw_manifest(image.repo, digest)
+        found[digest] = len(raw)
+        document = json.loads(raw)
+        pending += [m["digest"] for m in document.get("manifests", [])]
+        for blob in [document.get("config"), *document.get("layers", [])]:
+            if blob is not None:
+                found[blob["digest"]] = blob["size"]
+    return found
+
+
+def blob_gets(proxy: FaultProxy) -> list[str]:
+    return sorted(s.path.rsplit("/", 1)[1] for s in proxy.requests(r"/blobs/sha256:") if s.method == "GET")
+
+
+def test_on_a_terminal_each_image_has_a_live_line_with_its_exact_bytes(
+    fresh_registry: Registry, tmp_path: Path
+) -> None:
+    app, multi, _ = push_three(fresh_registry, "tty")
+    lock = lock_file(tmp_path / "bindimg.lock", (app, multi))
+    code, out, shown = on_terminal("export", "--lock", str(lock), "--to", f"oci:{tmp_path}/layout", *NO_TLS)
+    assert code == 0, shown
+    assert statuses(out) == sorted(("exported", i.by_digest) for i in (app, multi))
+    for image in (app, multi):
+        blobs = blobs_of(fresh_registry, image)
+        total = sum(blobs.values())
+        ended = rf"exported in \d+\.\d s: {len(blobs)} of {len(blobs)} blobs new, {total} bytes"
+        assert re.search(rf"{re.escape(image.by_digest)}: {ended}", shown), shown
+        assert f"{len(blobs)}/{len(blobs)} blobs new" in shown  # the line's detail while it runs
+    assert isinstance(multi.content, ociimage.Index)  # every platform's blobs are counted
+    pushed = {blob.digest for image in multi.content.images for blob in image.blobs()}
+    assert len(blobs_of(fresh_registry, multi)) == 1 + len(pushed)  # a blob two platforms share: once
+    assert "exporting" not in shown  # the live line replaces the start and end lines
+    assert "2 exported" in shown
+
+
+def test_an_oci_dest_fetches_only_the_blobs_it_lacks(fresh_registry: Registry, tmp_path: Path) -> None:
+    shared: ociimage.LayerSpec = {"usr/lib/base/data": "base " * 50_000, "etc/base": "shared\n"}
+    base = fresh_registry.push_image(ociimage.image([shared]), "exp/base", "1")
+    app = fresh_registry.push_image(ociimage.image([shared, {"etc/app": "app\n"}]), "exp/app", "1")
+    layout = tmp_path / "layout"
+    with fault_proxy(fresh_registry.host) as proxy:
+        via = tuple(dataclasses.replace(image, host=proxy.host) for image in (base, app))
+        first = export_lock(lock_file(tmp_path / "base.lock", via[:1]), f"oci:{layout}")
+        assert first.code == 0, first.err
+        proxy.seen.clear()
+        app_lock = lock_file(tmp_path / "app.lock", via[1:])
+        code, _, shown = on_terminal("export", "--lock", str(app_lock), "--to", f"oci:{layout}", *NO_TLS)
+        assert code == 0, shown
+        second = blob_gets(proxy)
+        # a run killed after moving blobs, before writing the index: every blob is there
+        (layout / "index.json").write_text(EMPTY_INDEX)
+        proxy.seen.clear()
+        again = export_lock(lock_file(tmp_path / "both.lock", via), f"oci:{layout}")
+        assert again.code == 0, again.err
+        third = blob_gets(proxy)
+    manifest = json.loads(fresh_registry.raw_manifest(app.repo, app.digest))
+    base_manifest = json.loads(fresh_registry.raw_manifest(base.repo, base.digest))
+    shared_layer, own_layer = (layer["digest"] for layer in manifest["layers"])
+    assert base_manifest["layers"][0]["digest"] == shared_layer
+    assert second == sorted([manifest["config"]["digest"], own_layer])  # the shared layer: not again
+    new = len(fresh_registry.raw_manifest(app.repo, app.digest)) + manifest["config"]["size"]
+    new += manifest["layers"][1]["size"]
+    assert f"{via[1].by_digest}: exported in " in shown
+    assert f"3 of 4 blobs new, {new} bytes" in shown  # manifest, config, own layer
+    assert third == sorted([manifest["config"]["digest"], base_manifest["config"]["digest"]])
+    assert index_refs(layout) == {v.by_digest: v.digest for v in via}
+    held = {p.name for p in (layout / "blobs" / "sha256").iterdir()}
+    assert held == {d.split(":")[1] for i in (base, app) for d in blobs_of(fresh_registry, i)}
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".bindimg-export-")]
+    fresh_registry.stop()
+    for image in via:  # the layout is whole: skopeo reads each image back by its digest
+        copied = tmp_path / f"check-{image.repo.replace('/', '-')}"
+        skopeo("copy", "--quiet", "--preserve-digests", f"oci:{layout}:{image.by_digest}", f"oci:{copied}:x")
+        assert index_refs_digest(copied) == image.digest
+
+
+def index_refs_digest(layout: Path) -> str:
+    return str(json.loads((layout / "index.json").read_text())["manifests"][0]["digest"])

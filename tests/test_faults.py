@@ -258,11 +258,11 @@ def test_a_transient_fault_on_the_first_try_is_retried_and_pins_the_registry_dig
     assert (qdir / "d.container").read_bytes() == (
         f"[Container]\r\n# bindimg: pinned from {setup.app}\r\nImage={app_pinned}\r\n{STORAGE}\r\n".encode()
     )
-    # a manifest: the faulty one, skopeo's retry, the pinned digest fetched by digest, and skopeo
-    # reading it by digest for the single-platform image's config (platform look-up);
-    # the ping: the faulty one, skopeo's retry, the one the direct look-ups keep, and skopeo's
-    # before that config look-up
-    assert len(proxy.requests(path)) == 4
+    # a manifest: the faulty one, skopeo's retry, the pinned digest fetched by digest (which the
+    # single-platform image's config look-up then reads again from memory: one blob request);
+    # the ping: the faulty one, skopeo's retry, the one the direct look-ups keep
+    assert len(proxy.requests(path)) == 3
+    assert len(proxy.requests(r"^/v2/test/app/blobs/sha256:")) == 1
 
 
 # --- classification (no registry) ---------------------------------------------------------------

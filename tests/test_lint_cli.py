@@ -249,6 +249,7 @@ def _dangling(root: Path) -> None:
 
 def _kube(root: Path) -> None:
     write(root, f"{QDIR}/app.kube", "[Kube]\nYaml=/srv/app.yml\n")
+    write(root, "srv/app.yml", "apiVersion: v1\nkind: Pod\n")
     link(root, "app.kube", f"/{QDIR}/app.kube")
 
 

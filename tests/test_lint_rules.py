@@ -89,6 +89,7 @@ def test_every_spec_id_has_a_rule() -> None:
             "digest-gone",
             "platform-missing",
             "unbound-image",
+            "kube-yaml-unreadable",
             "composefs-ignores-bound",
         ]
     )
@@ -365,6 +366,7 @@ def test_dangling_link(root: Path) -> None:
 
 def test_bad_extension(root: Path) -> None:
     bound(root, "app.kube", "[Kube]\nYaml=/srv/app.yml\n")
+    write(root, "srv/app.yml", "apiVersion: v1\nkind: Pod\n")  # a YAML podman reads: no other finding
     bound(root, ".image", f"[Image]\nImage=quay.io/o/a@{D1}\n")
     assert lint_r() == [
         ("bad-extension", E, f"{LINKS}/.image", 1),

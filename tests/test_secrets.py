@@ -23,14 +23,17 @@ import json
 import os
 import re
 import shutil
-import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+import typer
 
 from bindimg import cli, skopeo
+from bindimg.commands import add as add_cmd
+from bindimg.registry import Skopeo
+from bindimg.resolve import Settings
 from bindimg.skopeo import RegistryOptions
 from tests.faultproxy import EchoUnauthorized, FaultProxy, RequireBasicAuth, Rule, fault_proxy
 from tests.kit import QDIR, Run, run_bindimg
@@ -240,13 +243,59 @@ def test_no_secret_in_any_output(tmp_path: Path, gate: FaultProxy, source: str) 
 # --- internal errors: the traceback (-v) holds no secret either ----------------------------------
 
 
-def _cli(args: list[str]) -> int:
-    """bindimg in this process (so its functions can be patched); the exit code."""
-    with pytest.raises(SystemExit) as exited:
-        cli.main(args)
-    code = exited.value.code
-    assert isinstance(code, int)
-    return code
+class QuotingRegistry(Skopeo):
+    """The real skopeo registry with a bug: a failed look-up is raised as a RuntimeError that
+    quotes skopeo's whole command line, as the skopeo on PATH (ARGV_SHIM) recorded it."""
+
+    def __init__(self, log: Path) -> None:
+        super().__init__()
+        self.log = log
+
+    def inspect_raw(
+        self, reference: str, options: RegistryOptions, *, timeout: float, secrets: tuple[str, ...] = ()
+    ) -> bytes:
+        try:
+            return super().inspect_raw(reference, options, timeout=timeout, secrets=secrets)
+        except skopeo.SkopeoError:
+            argv = ["skopeo", *(self.log / "argv").read_bytes().decode().split("\0")[:-1]]
+            raise RuntimeError(f"cannot run {argv!r} with {options!r}") from None
+
+
+class ReprRegistry(Skopeo):
+    """A bug whose message shows the registry options (with the unit's Creds=)."""
+
+    def inspect_raw(
+        self, reference: str, options: RegistryOptions, *, timeout: float, secrets: tuple[str, ...] = ()
+    ) -> bytes:
+        assert options.creds == CREDS  # the unit's Creds= did arrive here
+        raise ValueError(f"unexpected answer for {reference} with {options!r}")
+
+
+ARGV_SHIM = """#!/bin/sh
+# Test shim: the version check goes to the real skopeo; a call records its argv, what its
+# --authfile is and what the private TMPDIR holds meanwhile, then fails as skopeo would.
+[ "$1" = --version ] && exec REAL_SKOPEO "$@"
+printf '%s\\0' "$@" >>"$BINDIMG_SHIM_LOG/argv"
+for arg in "$@"; do
+    case $arg in
+    --authfile=*) readlink "${arg#--authfile=}" >>"$BINDIMG_SHIM_LOG/authfiles" ;;
+    esac
+done
+ls -A "$BINDIMG_SHIM_TMP" >>"$BINDIMG_SHIM_LOG/tmp"
+echo 'time="now" level=fatal msg="manifest unknown"' >&2
+exit 1
+"""
+
+
+def _add(unit: Path, client: Skopeo, creds: str | None = None) -> int:
+    """`bindimg add -v` of `unit` with `client`, in this process, inside the CLI's one error
+    boundary (what prints a traceback with -v); the exit code."""
+    out = cli.Output(verbose=True)
+    with pytest.raises(typer.Exit) as exited, out.errors():
+        root = str(unit.parents[4])
+        add_cmd.run([str(unit)], root=root, registry=RegistryOptions(creds=creds), settings=Settings(retry=0),
+                    client=client)  # fmt: skip
+    return exited.value.exit_code
 
 
 @pytest.fixture
@@ -259,7 +308,6 @@ def pinned_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Path, 
     private = tmp_path / "tmp"
     private.mkdir()
     monkeypatch.setattr("tempfile.tempdir", str(private))
-    skopeo._check_version()  # the real skopeo's version, before subprocess.run is replaced
     return unit, private
 
 
@@ -276,37 +324,33 @@ def test_traceback_of_a_failing_skopeo_call_holds_no_secret(
     """An error that quotes skopeo's whole command line and its arguments: argv carries only
     the memfd's /proc path, and nothing is on disk, before or after the failure."""
     unit, private = pinned_root
-    seen: list[list[str]] = []
-
-    def broken_popen(argv: list[str], **kwargs: object) -> object:
-        seen.append(argv)
-        authfile = next(a.split("=", 1)[1] for a in argv if a.startswith("--authfile="))
-        assert os.readlink(authfile).startswith("/memfd:bindimg-auth")
-        assert os.listdir(private) == []
-        raise RuntimeError(f"cannot run {argv!r} with {kwargs!r}")
-
-    monkeypatch.setattr(subprocess, "Popen", broken_popen)
-    code = _cli(["add", "-v", "--root", str(unit.parents[4]), "--retry", "0", "--creds", CREDS, str(unit)])
+    real = shutil.which("skopeo")
+    assert real is not None
+    bindir, log = private.parent / "bin", private.parent / "skopeo-calls"
+    bindir.mkdir()
+    log.mkdir()
+    (bindir / "skopeo").write_text(ARGV_SHIM.replace("REAL_SKOPEO", real))
+    (bindir / "skopeo").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bindir}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.setenv("BINDIMG_SHIM_LOG", str(log))
+    monkeypatch.setenv("BINDIMG_SHIM_TMP", str(private))
+    code = _add(unit, QuotingRegistry(log), creds=CREDS)
     out, err = capsys.readouterr()
     assert code == 70
-    assert len(seen) == 1
+    authfiles = (log / "authfiles").read_text().splitlines()  # one skopeo call, one auth file
+    assert len(authfiles) == 1 and authfiles[0].startswith("/memfd:bindimg-auth"), authfiles
+    assert (log / "tmp").read_text() == ""
     assert "RuntimeError: cannot run ['skopeo', 'inspect', '--raw'" in err
     _assert_traceback_clean(err, out)
     assert os.listdir(private) == []
 
 
 def test_traceback_that_prints_the_registry_options_holds_no_secret(
-    pinned_root: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    pinned_root: tuple[Path, Path], capsys: pytest.CaptureFixture[str]
 ) -> None:
     """A bug whose message shows the options object (with the unit's Creds=): repr hides them."""
     unit, _ = pinned_root
-
-    def broken_inspect(reference: str, options: RegistryOptions, **kwargs: object) -> bytes:
-        assert options.creds == CREDS  # the unit's Creds= did arrive here
-        raise ValueError(f"unexpected answer for {reference} with {options!r}")
-
-    monkeypatch.setattr(skopeo, "inspect_raw", broken_inspect)
-    code = _cli(["add", "-v", "--root", str(unit.parents[4]), str(unit)])
+    code = _add(unit, ReprRegistry())
     out, err = capsys.readouterr()
     assert code == 70
     assert "ValueError: unexpected answer for registry.example/org/app:1 with RegistryOptions(" in err

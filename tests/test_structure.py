@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import ast
+import os
 from pathlib import Path
+from typing import Optional
 
 import pytest
 
 from bindimg.commands import lint  # noqa: F401  (the runner imports every rule, as a run does)
 from bindimg.findings import RULES
 from bindimg.rules import REPORTED_BY, unit_rule
+from tests.kit import PINNED, run_bindimg, write
 
 
 def test_every_catalogued_rule_is_reported_by_a_registered_function() -> None:
@@ -58,3 +61,62 @@ def test_the_modules_import_each_other_without_a_cycle() -> None:
     for name in sorted(graph):
         visit(name, ())
     assert len(done) == len(files) > 30
+
+
+# What a start loads: the command line itself and nothing a command needs (bench/startup.py
+# measures what that saves; these keep a module-level import from undoing it).
+STARTUP_MODULES = {
+    "bindimg",
+    "bindimg.cli",
+    "bindimg.defaults",
+    "bindimg.errors",
+    "bindimg.findings",
+    "bindimg.interrupt",
+    "bindimg.options",
+    "bindimg.output",
+    "bindimg.report",
+}
+
+
+def _loaded(*args: str, cwd: Path, env: Optional[dict[str, str]] = None) -> tuple[int, set[str]]:
+    """Exit code of `bindimg ARGS` and the bindimg modules it imported (Python's import report)."""
+    done = run_bindimg(*args, cwd=cwd, env={**os.environ, **(env or {}), "PYTHONPROFILEIMPORTTIME": "1"})
+    names = {
+        line.rsplit("|", 1)[1].strip() for line in done.err.splitlines() if line.startswith("import time:")
+    }
+    return done.code, {name for name in names if name.split(".")[0] == "bindimg"}
+
+
+@pytest.mark.parametrize(
+    ("args", "env"),
+    [
+        (("--version",), {}),
+        (("lint", "-h"), {}),
+        (("completion", "bash"), {}),
+        ((), {"_BINDIMG_COMPLETE": "complete_bash", "COMP_WORDS": "bindimg lint --f", "COMP_CWORD": "2"}),
+    ],
+)
+def test_version_help_and_completion_load_no_command(
+    args: tuple[str, ...], env: dict[str, str], tmp_path: Path
+) -> None:
+    assert _loaded(*args, cwd=tmp_path, env=env) == (0, STARTUP_MODULES)
+
+
+@pytest.mark.parametrize(("command", "code"), [(("lint", "."), 0), (("lock", "--check", "."), 2)])
+def test_lint_and_lock_load_neither_the_embedder_nor_export(
+    command: tuple[str, ...], code: int, tmp_path: Path
+) -> None:
+    write(tmp_path, "app.container", f"[Container]\nImage={PINNED}\n")
+    exit_code, loaded = _loaded(*command, cwd=tmp_path)
+    assert exit_code == code
+    assert f"bindimg.commands.{command[0]}" in loaded
+    embedding_or_export = {
+        "bindimg.commands.add",
+        "bindimg.commands.export",
+        "bindimg.destinations",
+        "bindimg.embed",
+        "bindimg.fetch",
+        "bindimg.flatten",
+        "bindimg.progress",
+    }
+    assert loaded & embedding_or_export == set()

@@ -22,13 +22,14 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from typing import Any, Optional
 
-from bindimg import fsutil, lockfile, reference, skopeo
+from bindimg import fsutil, lockfile, reference
 from bindimg.commands.list import list_root, list_units
 from bindimg.destinations import Copier, Destination, MirrorDestination, Wanted, destination
 from bindimg.errors import EXIT_EXTERNAL, BindimgError, ExternalError, InputError, excerpt
 from bindimg.platforms import Platform
+from bindimg.progress import Bar, Live
 from bindimg.reference import ReferenceError
-from bindimg.registry import Registry
+from bindimg.registry import Registry, or_skopeo
 from bindimg.resolve import Settings
 from bindimg.rootfs import Root, root_display
 from bindimg.skopeo import RegistryOptions
@@ -160,6 +161,7 @@ class Export:
     platforms: list[Platform] = field(default_factory=list)
     registries_conf: Optional[str] = None
     dry_run: bool = False
+    live: bool = False  # a live line per image with bytes done/total (stderr is a terminal)
 
 
 @dataclass
@@ -225,11 +227,13 @@ def run(
     registry: RegistryOptions = RegistryOptions(),
     settings: Settings = Settings(),
     dry_run: bool = False,
+    live: bool = False,
     progress: Progress = lambda _: None,
-    client: Registry = skopeo,
+    client: Optional[Registry] = None,
 ) -> Result:
     """`bindimg export`: the images of exactly one of `root`, `lock_path` or `paths` (units or
-    directories), to `to`; `dest_options` reach a mirror DEST, `registry` the sources.
+    directories), to `to`; `dest_options` reach a mirror DEST, `registry` the sources. `live`:
+    a live line per image (bytes done/total) instead of a line when each starts and ends.
 
     Raises InputError (nothing copied) for a source, DEST or option that cannot work; a
     failure to copy an image is that image's outcome (`Result.failure`).
@@ -247,10 +251,11 @@ def run(
     request = Export(
         unique(wanted),
         to,
-        Copier(registry, dest_options, settings, client),
+        Copier(registry, dest_options, settings, or_skopeo(client)),
         [Platform.parse(text) for text in platforms],
         registries_conf,
         dry_run,
+        live,
     )
     return export(request, progress)
 
@@ -273,8 +278,9 @@ def _check(request: Export, dest: Destination) -> None:
     if isinstance(dest, MirrorDestination):
         if request.platforms:
             raise InputError(
-                "--platform: a mirror gets every platform (the pinned index names them all, and a "
-                "registry refuses an index whose images it lacks); drop --platform"
+                "--platform: a mirror gets every platform of an index (a registry refuses an index "
+                "whose images it lacks, and a smaller index would not have the pinned digest); drop "
+                "--platform, or export only some platforms to oci:DIR or oci-archive:FILE"
             )
         by_repo: dict[str, str] = {}
         for item in request.wanted:
@@ -297,8 +303,11 @@ def _run(request: Export, dest: Destination, progress: Progress) -> Result:
     counter = iter(range(1, total + 1))
     lock = threading.Lock()
 
+    meter = Live() if request.live and not request.dry_run else None
+
     def work(item: Wanted, runroot: str) -> Outcome:
         started = time.monotonic()
+        bar: Optional[Bar] = None
         try:
             if dest.holds(item):
                 return Outcome(item, "present")
@@ -306,18 +315,33 @@ def _run(request: Export, dest: Destination, progress: Progress) -> Result:
                 return Outcome(item, "planned")
             with lock:
                 number = next(counter)
-            progress(f"[{number}/{total}] exporting {item.image}")
-            dest.put(item, request.platforms, runroot)
+            if meter is None:
+                progress(f"[{number}/{total}] exporting {item.image}")
+                dest.put(item, request.platforms, runroot)
+            else:
+                plan = dest.plan(item, request.platforms, runroot)
+                bar = meter.bar(item.image, plan.size, f"{plan.blobs}/{plan.total} blobs new")
+                dest.put(item, request.platforms, runroot, bar.advance)
         except BindimgError as error:
-            progress(f"failed {item.image}: {error}")
+            if bar is not None:
+                bar.end(f"failed: {error}", complete=False)
+            else:
+                progress(f"failed {item.image}: {error}")
             return Outcome(item, "failed", error, time.monotonic() - started)
         seconds = time.monotonic() - started
-        progress(f"exported {item.image} ({seconds:.1f} s)")
+        if bar is not None:
+            bar.end(f"exported in {seconds:.1f} s: {plan.blobs} of {plan.total} blobs new, {plan.size} bytes")
+        else:
+            progress(f"exported {item.image} ({seconds:.1f} s)")
         return Outcome(item, "exported", seconds=seconds)
 
     jobs = max(1, min(request.copier.settings.jobs, total or 1))
-    with _runroot() as runroot, ThreadPoolExecutor(max_workers=jobs) as pool:
-        outcomes = list(pool.map(lambda item: work(item, runroot), request.wanted))
+    try:
+        with _runroot() as runroot, ThreadPoolExecutor(max_workers=jobs) as pool:
+            outcomes = list(pool.map(lambda item: work(item, runroot), request.wanted))
+    finally:
+        if meter is not None:
+            meter.close()
     if not request.dry_run:
         dest.finish()
     counts = {status: sum(o.status == status for o in outcomes) for status in STATUSES}

@@ -16,6 +16,7 @@ from dataclasses import replace
 from typing import Optional
 
 import bindimg.linkrules  # importing a rule module registers its rules
+import bindimg.runrules
 import bindimg.unitrules  # noqa: F401
 from bindimg import reference, storageconf
 from bindimg.boundimages import Entry, scan
@@ -152,9 +153,21 @@ def lint(
     """`bindimg lint`: the image root `root`, or else the units under `paths` (checked against
     the lock file `lock_path` if given), read as the podman of version `podman` reads them;
     `targets`: the platforms the OS image is built for (`--platform`). Raises InputError for
-    what cannot be read at all."""
+    what cannot be read at all, and for `targets` with nowhere to learn the platforms from:
+    a root has no lock, so it needs `remote`; sources need a lock or `remote` (else `--platform`
+    would check nothing, silently)."""
     if root is not None:
+        if targets and remote is None:
+            raise InputError(
+                "--platform with --root needs --remote: an image root has no lock to read the "
+                "platforms from; add --remote"
+            )
         return lint_root(Root(root), root, remote, targets, podman)
+    if targets and remote is None and lock_path is None:
+        raise InputError(
+            "--platform needs the images' platforms: add --lock FILE (read from the lock, offline) "
+            "or --remote (asked of the registries)"
+        )
     lock = LockView.load(lock_path) if lock_path is not None else None
     return lint_sources(paths, lock, remote, targets, podman)
 

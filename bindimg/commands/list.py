@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Optional
 
 from bindimg import boundimages
-from bindimg.coverage import quadlet_units, unbound_in_root
+from bindimg.coverage import Pulled, quadlet_units, unbound_in_root
 from bindimg.errors import InputError
 from bindimg.podmanversion import NEWEST_RULES, Version
 from bindimg.quadlet import CONTAINER, KEY_ROOTFS, SOURCE_EXTENSIONS
@@ -61,6 +61,8 @@ def list_root(root: Root, display: Display) -> list[Listed]:
     listed.extend(Listed("embedded", name, None, None) for name in store_images(root))
     units = UnitSet(search_dirs(root), root)
     for pulled in unbound_in_root(root, units, quadlet_units(units)[0], entries):
+        if not isinstance(pulled, Pulled):
+            continue  # a YAML file lint reports (`kube-yaml-unreadable`), no image
         listed.append(Listed("unbound", pulled.image, display(pulled.path), pulled.line))
     return listed
 
