@@ -36,6 +36,7 @@ from bindimg.defaults import TRANSPORTS
 from bindimg.errors import ExternalError, InputError, excerpt
 from bindimg.fetch import Blob
 from bindimg.flatten import FLATTENED_FROM
+from bindimg.lookupfailure import AUTH_REFUSED, hint, says_missing
 from bindimg.platforms import Platform, choose
 from bindimg.progress import downloaded
 from bindimg.reference import ReferenceError
@@ -123,7 +124,7 @@ class Copier:
                 platform=platform,
                 watch=watch,
             ),
-            lambda error, tries: ExternalError(f"{error.message}{tries}"),
+            _failure(dest),
             self.sleep,
         )
 
@@ -136,7 +137,7 @@ class Copier:
             lambda: self.client.inspect_raw(
                 f"{item.name}@{wanted}", self.source.merged(item.options), timeout=self.settings.timeout
             ),
-            lambda error, tries: ExternalError(f"{error.message}{tries}"),
+            _failure(),
             self.sleep,
         )
         if digest_of(raw) != wanted:
@@ -417,14 +418,17 @@ class MirrorDestination(Destination):
                 ),
                 lambda error, tries: (
                     error
-                    if not error.transient
+                    if says_missing(error.message) or AUTH_REFUSED.search(error.message)
                     else ExternalError(
-                        f"cannot reach the mirror for {self.target(item)}: {error.message}{tries}"
+                        f"cannot reach the mirror for {self.target(item)}: {error.message}{tries}; "
+                        + hint(error.message, "--dest-tls-verify", "check the mirror")
                     )
                 ),
                 self.copier.sleep,
             )
-        except SkopeoError:  # not there (or not readable: the copy then says why)
+        # Not there; or not readable (a registry may refuse reads of a repository it does not
+        # have yet): the copy then says why.
+        except SkopeoError:
             return False
         return digest_of(raw) == item.digest
 
@@ -455,6 +459,20 @@ class MirrorDestination(Destination):
             registries.append(table)
         document.add("registry", registries)
         return tomlkit.dumps(document).encode()
+
+
+def _failure(dest: str = "") -> Callable[[SkopeoError, str], ExternalError]:
+    """A copy or look-up failed for good: skopeo's words and, for a TLS mismatch, the option
+    that turns TLS off for the side that failed (the mirror of a `docker://` DEST, else the
+    source registry)."""
+    mirror = dest[len("docker://") :].partition("/")[0] if dest.startswith("docker://") else ""
+
+    def failure(error: SkopeoError, tries: str) -> ExternalError:
+        flag = "--dest-tls-verify" if mirror and f"//{mirror}/" in error.message else "--tls-verify"
+        advice = hint(error.message, flag, default="")
+        return ExternalError(f"{error.message}{tries}" + (f"; {advice}" if advice else ""))
+
+    return failure
 
 
 def destination(text: str, copier: Copier) -> Destination:

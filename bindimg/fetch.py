@@ -16,6 +16,7 @@ from typing import Any, Optional, TypeVar
 
 from bindimg import fsutil
 from bindimg.errors import ExternalError
+from bindimg.lookupfailure import hint
 from bindimg.platforms import Platform, choose
 from bindimg.registry import Registry
 from bindimg.resolve import Settings, digest_of, manifest, media_type_of, retrying
@@ -126,7 +127,8 @@ def retried(settings: Settings, reference: str, call: Callable[[], T]) -> T:
 
 def _failure(reference: str) -> Callable[[SkopeoError, str], Exception]:
     return lambda error, tries: ExternalError(
-        f"cannot fetch {reference}: {error.message}{tries}; check the registry and its credentials"
+        f"cannot fetch {reference}: {error.message}{tries}; "
+        + hint(error.message, default="check the registry and its credentials")
     )
 
 

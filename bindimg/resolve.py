@@ -8,9 +8,8 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import re
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Optional, TypeVar
@@ -19,6 +18,7 @@ from bindimg import fsutil, skopeo
 from bindimg.defaults import DEFAULT_JOBS as DEFAULT_JOBS
 from bindimg.defaults import DEFAULT_RETRY, DEFAULT_TIMEOUT
 from bindimg.errors import ExternalError
+from bindimg.lookupfailure import hint, says_missing
 from bindimg.platforms import offered
 from bindimg.reference import parse as parse_reference
 from bindimg.registry import Registry, or_skopeo
@@ -26,11 +26,6 @@ from bindimg.skopeo import RegistryOptions, SkopeoError
 
 BACKOFF_SECONDS = 0.5
 LOG = logging.getLogger("bindimg")
-# What registries (distribution, quay, ghcr) answer for a tag or digest they do not have.
-# Whole words only: a port (127.0.0.1:34045) or a digest may hold the digits 404.
-MANIFEST_UNKNOWN = re.compile(r"manifest unknown|\bnot found\b|\b404\b", re.IGNORECASE)
-# Refused credentials (some registries answer so for a repository they do not have, too).
-AUTH_REFUSED = re.compile(r"unauthorized|authentication required|denied", re.IGNORECASE)
 # Longest wait between two attempts: a registry that is down for minutes gets an attempt
 # every 30 s (`--retry 20` would otherwise wait 0.5 s * 2^19, six days, before the last one).
 MAX_BACKOFF_SECONDS = 30.0
@@ -89,11 +84,13 @@ def media_type_of(manifest: bytes, reference: str) -> str:
 
 class ResolveError(ExternalError):
     """A look-up failed for good; `transient` when the network or registry was at fault (after
-    the retries), not the reference: `lint --remote` reports only the others as `digest-gone`."""
+    the retries); `missing` when the registry answered it has no such manifest, the one answer
+    `lint --remote` reports as `digest-gone` (TLS, credentials, network: exit 3)."""
 
-    def __init__(self, message: str, *, transient: bool) -> None:
+    def __init__(self, message: str, *, transient: bool, missing: bool = False) -> None:
         super().__init__(message)
         self.transient = transient
+        self.missing = missing
 
 
 def backoff(attempt: int) -> float:
@@ -189,18 +186,19 @@ def resolve_one(
 
 
 def _failure(reference: str, what: str, error: SkopeoError, tries: str) -> ResolveError:
-    """A failed look-up of `reference` (`what` says which step): a tag or digest the registry
-    does not have is told apart from an outage."""
-    missing = MANIFEST_UNKNOWN.search(error.message) and not AUTH_REFUSED.search(error.message)
-    if not what and not error.transient and missing:
+    """A failed look-up of `reference` (`what` says which step, and is said only when the
+    registry answered it has no such manifest): a tag or digest the registry does not have
+    is told apart from an outage."""
+    missing = not error.transient and says_missing(error.message)
+    if not what and missing:
         kind = "digest" if "@" in reference else "tag"
         return ResolveError(
             f"{reference}: no such {kind} in the registry ({error.message}); check the {kind}",
             transient=False,
+            missing=True,
         )
     return ResolveError(
-        f"cannot resolve {reference}: {what}{error.message}{tries}; "
-        "check the reference, the registry and its credentials",
+        f"cannot resolve {reference}: {what if missing else ''}{error.message}{tries}; {hint(error.message)}",
         transient=error.transient,
     )
 
@@ -261,14 +259,19 @@ def resolve_all(
     settings: Settings,
     progress: Callable[[str], None] = lambda _: None,
     registry: Optional[Registry] = None,
+    where: Mapping[Request, tuple[str, int]] = {},
 ) -> dict[Request, Resolved]:
-    """Resolve every distinct request concurrently; the first failure (in sorted order) is raised."""
+    """Resolve every distinct request concurrently; the first failure (in sorted order) is
+    raised, naming the file and line `where` gives for its request (the unit's Image=)."""
     outcomes = resolve_each(requests, settings, progress, registry)
-    failures = [o for o in outcomes.values() if isinstance(o, ExternalError)]
-    for failure in failures:
+    failures = [(r, o) for r, o in outcomes.items() if isinstance(o, ExternalError)]
+    for _, failure in failures:
         if isinstance(failure, skopeo.ToolError):  # the same for every image: said once
             raise failure
     if failures:
+        request, first = failures[0]
         more = f" (and {len(failures) - 1} more)" if len(failures) > 1 else ""
-        raise ExternalError(failures[0].message + more)
+        error = ExternalError(first.message + more)
+        error.path, error.line = where.get(request, (None, None))
+        raise error
     return {r: o for r, o in outcomes.items() if isinstance(o, Resolved)}

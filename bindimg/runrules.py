@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from typing import Optional
 
-from bindimg import platforms
+from bindimg import platforms, skopeo
 from bindimg.coverage import Unreadable, unbound_in_root
 from bindimg.coverage import message as unbound_message
 from bindimg.errors import ExternalError
@@ -89,8 +89,9 @@ def digest_gone(views: Sequence[UnitView], ctx: Context) -> Iterator[Finding]:
     once); with --platform, also whether the image it serves has each target platform.
 
     A flattened embedded unit is pinned to a digest only its store has: it is checked by the
-    upstream digest in its provenance comment. A registry or network failure is not a
-    finding but an ExternalError (exit 3): it says nothing about the pin.
+    upstream digest in its provenance comment. Only a registry answering it has no such
+    manifest makes `digest-gone`; any other failure (TLS, refused credentials, network) says
+    nothing about the pin and is an ExternalError (exit 3) naming the first unit of the image.
     """
     units, root, remote, targets = ctx.units, ctx.root, ctx.remote, ctx.targets
     if remote is None:
@@ -106,7 +107,10 @@ def digest_gone(views: Sequence[UnitView], ctx: Context) -> Iterator[Finding]:
         wanted.setdefault(Request(checked, options, platforms=bool(targets)), []).append(u)
     for request, outcome in resolve_each(wanted, remote.settings, remote.progress, remote.client).items():
         if isinstance(outcome, ExternalError):
-            if isinstance(outcome, ResolveError) and outcome.transient:
+            if not (isinstance(outcome, ResolveError) and outcome.missing):
+                first = wanted[request][0].assignment  # TLS, credentials, network: not the pin's fault
+                if first is not None and not isinstance(outcome, skopeo.ToolError):
+                    outcome.path, outcome.line = first.path, first.line
                 raise outcome
             reason = outcome.message
         elif outcome.digest != request.reference.rpartition("@")[2]:

@@ -84,7 +84,12 @@ def test_tls_verification_is_on_by_default(tmp_path: Path, images: PushedImages)
     before = snapshot(tmp_path)
     done = run_bindimg("add", "--root", str(tmp_path), "--retry", "0", str(path))
     assert done.code == 3
-    assert done.err.splitlines()[-1].startswith(f"bindimg: error: cannot resolve {images.app.ref}: ")
+    last = done.err.splitlines()[-1]
+    assert last.startswith(f"bindimg: error: {path}:2: cannot resolve {images.app.ref}: ")
+    assert last.endswith(  # the registry speaks plain HTTP: the hint names the option
+        "http: server gave HTTP response to HTTPS client; the registry speaks plain HTTP: "
+        "pass --tls-verify=false (or mark it insecure in registries.conf)"
+    )
     assert snapshot(tmp_path) == before
 
 
@@ -104,7 +109,7 @@ def test_one_unknown_tag_of_three_changes_nothing(tmp_path: Path, images: Pushed
     assert code == 3
     assert out == ""
     last = err.splitlines()[-1]
-    assert last.startswith(f"bindimg: error: {missing}: no such tag in the registry (")
+    assert last.startswith(f"bindimg: error: {paths[2]}:2: {missing}: no such tag in the registry (")
     assert last.endswith("manifest unknown: manifest unknown); check the tag")
     assert snapshot(tmp_path) == before
 
@@ -133,7 +138,7 @@ def test_registry_stopped_exits_3_after_retries_and_changes_nothing(
     elapsed = time.monotonic() - started
     assert (code, out) == (3, "")
     last = err.splitlines()[-1]
-    assert last.startswith(f"bindimg: error: cannot resolve {pushed.ref}: ")
+    assert last.startswith(f"bindimg: error: {paths[2]}:2: cannot resolve {pushed.ref}: ")
     assert "connection refused" in last and "(after 3 attempts)" in last
     assert elapsed >= 0.5 + 1.0  # the two back-offs really happened
     assert snapshot(tmp_path) == before

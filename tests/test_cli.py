@@ -390,7 +390,8 @@ def test_unknown_tag_says_no_such_tag(tmp_path: Path, registry: Registry, unique
     write(tmp_path, "q/a.container", f"[Container]\nImage={missing}\n")
     done = run_bindimg("lock", "-q", "--no-tls-verify", "--lock", str(tmp_path / "l"), str(tmp_path / "q"))
     assert (done.code, done.out) == (3, "")
-    assert done.err.startswith(f"bindimg: error: {missing}: no such tag in the registry (")
+    where = f"{tmp_path}/q/a.container:2"  # the unit's Image= first, then the reference
+    assert done.err.startswith(f"bindimg: error: {where}: {missing}: no such tag in the registry (")
     assert done.err.endswith("); check the tag\n")
 
 

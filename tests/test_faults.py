@@ -108,8 +108,10 @@ def assert_failed(setup: Setup, code: int, out: str, err: str, error: str) -> No
 
 
 def _error(setup: Setup, ref: str, reason: str, suffix: str = RETRIED) -> str:
-    """The error line as a regex: `reason` is a regex, the rest literal."""
-    return re.escape(f"bindimg: error: cannot resolve {ref}: ") + reason + re.escape(suffix)
+    """The error line as a regex: `reason` is a regex, the rest literal. It names the first
+    unit of the image (a.container, whose Image= is on line 5; d.container shares it)."""
+    where = f"{setup.units[0]}:5"
+    return re.escape(f"bindimg: error: {where}: cannot resolve {ref}: ") + reason + re.escape(suffix)
 
 
 # --- the look-up fails for good: exit 3, one line, nothing written -------------------------------
@@ -209,7 +211,8 @@ def test_missing_tag_that_looks_like_a_status_code_is_not_retried(tmp_path: Path
     *progress, last = err.splitlines()
     assert sorted(progress) == [f"resolving {setup.host}/test/app:503", f"resolving {setup.multi}"]
     assert last == (
-        f"bindimg: error: {setup.host}/test/app:503: no such tag in the registry (reading manifest 503 in "
+        f"bindimg: error: {setup.units[0]}:5: {setup.host}/test/app:503: no such tag in the registry "
+        f"(reading manifest 503 in "
         f"{setup.host}/test/app: manifest unknown: manifest unknown); check the tag"
     )
     # not retried: bindimg's direct request, then skopeo's, which judges and words the answer

@@ -357,5 +357,5 @@ def test_remote_with_the_registry_down_exits_3(here: Path, fresh_registry: Regis
     fresh_registry.stop()
     code, out, err = lint("q", "--remote", "--no-tls-verify", "--retry", "0", "-q")
     assert (code, out) == (3, "")
-    assert err.startswith(f"bindimg: error: cannot resolve {pushed.by_digest}: ")
+    assert err.startswith(f"bindimg: error: q/app.container:2: cannot resolve {pushed.by_digest}: ")
     assert "connection refused" in err and len(err.splitlines()) == 1

@@ -68,7 +68,7 @@ def test_a_digest_the_registry_does_not_serve_is_never_pinned(
         before = snapshot(root)
         for args in (["add", "--root", str(root)], ["lock", "--lock", str(tmp_path / name / "bindimg.lock")]):
             run = run_bindimg(*args, "-q", "--no-tls-verify", "--retry", "0", *units)
-            refused(run, 3, f"cannot resolve {proxy.host}/test/app:1.0", "not served by digest")
+            refused(run, 3, f"{units[0]}:2: cannot resolve {proxy.host}/test/app:1.0", "not served by digest")
             assert snapshot(root) == before, name
         assert not (tmp_path / name / "bindimg.lock").exists()
 
@@ -79,5 +79,6 @@ def test_a_manifest_nested_too_deep_is_exit_3(tmp_path: Path, proxy: FaultProxy)
     root, units = _root(tmp_path, proxy)
     before = snapshot(root)
     run = run_bindimg("add", "-q", "--no-tls-verify", "--retry", "0", "--root", str(root), *units)
-    refused(run, 3, f"{proxy.host}/test/app:1.0", "the registry returned a manifest that is not JSON")
+    named = f"{units[0]}:2: {proxy.host}/test/app:1.0"
+    refused(run, 3, named, "the registry returned a manifest that is not JSON")
     assert snapshot(root) == before

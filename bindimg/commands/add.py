@@ -16,19 +16,19 @@ import os
 from collections.abc import Callable, Sequence
 from typing import Optional
 
-from bindimg import lockfile
+from bindimg import lockfile, skopeo
 from bindimg.collect import UNIT_EXTENSIONS, AddOptions, Collector
 from bindimg.commands.lint import lint_root
 from bindimg.composefs import COMPOSEFS_ADVICE, find_uki
 from bindimg.embed import Embedder, EmbedOptions, Prepared
-from bindimg.errors import BindimgError, InputError
+from bindimg.errors import BindimgError, ExternalError, InputError
 from bindimg.findings import Finding
 from bindimg.platforms import Platform
 from bindimg.podmanversion import NEWEST, NEWEST_RULES, Podman, Version
 from bindimg.registry import Registry, or_skopeo
 from bindimg.render import Renderer
 from bindimg.report import as_text
-from bindimg.resolve import Settings, resolve_all
+from bindimg.resolve import Request, Settings, resolve_all
 from bindimg.rootfs import Root
 from bindimg.skopeo import RegistryOptions
 from bindimg.unitset import source_units
@@ -70,8 +70,11 @@ def plan(
         )
     planner.check_embedded(progress)
     planner.check_bound_dir()
-    requests = [b.request for b in planner.bound.values() if b.request is not None]
-    resolved = resolve_all(requests, options.settings, progress, options.client)
+    where: dict[Request, tuple[str, int]] = {}
+    for b in planner.bound.values():  # a registry failure names the first unit of its image
+        if b.request is not None:
+            where.setdefault(b.request, (b.source.path, b.line))
+    resolved = resolve_all(where, options.settings, progress, options.client, where)
     planner.check_platforms(resolved)
     digests = {request: result.digest for request, result in resolved.items()}
     if embedder is None:
@@ -82,9 +85,14 @@ def plan(
             digest = digests[bound.request] if bound.request is not None else bound.digest
             assert digest is not None
             name = bound.ref.canonical_name
-            prepared[dest] = embedder.prepare(
-                name, digest, bound.flattened_from, bound.options, dest, bound.installed
-            )
+            try:
+                prepared[dest] = embedder.prepare(
+                    name, digest, bound.flattened_from, bound.options, dest, bound.installed
+                )
+            except ExternalError as error:  # a registry failure names the (first) unit's Image=
+                if error.path is None and not isinstance(error, skopeo.ToolError):
+                    error.path, error.line = bound.source.path, bound.line
+                raise
         result = renderer.render(digests, prepared, embedder.store)
     except BaseException:
         embedder.close()

@@ -191,12 +191,11 @@ class Result:
             + (f" (and {len(failed) - 1} more)" if len(failed) > 1 else "")
             + f"; exported: {', '.join(done) or 'none'}; already there: {', '.join(present) or 'none'}"
         )
-        error: BindimgError = (
-            ExternalError(message)
-            if any(o.error is not None and o.error.exit_code == EXIT_EXTERNAL for o in failed)
-            else InputError(message)
-        )
-        return error
+        first = failed[0].item  # a unit's image (the first unit of several) is named by its Image=
+        path, line = (first.quadlet, first.line) if first.line else (None, None)
+        if any(o.error is not None and o.error.exit_code == EXIT_EXTERNAL for o in failed):
+            return ExternalError(message, path=path, line=line)
+        return InputError(message, path=path, line=line)
 
 
 @contextlib.contextmanager

@@ -22,7 +22,7 @@ from bindimg import reference, storageconf
 from bindimg.boundimages import Entry, scan
 from bindimg.composefs import find_uki
 from bindimg.coverage import adds_embedded_store, quadlet_units
-from bindimg.errors import InputError
+from bindimg.errors import ExternalError, InputError
 from bindimg.findings import Finding, finding, sort_findings
 from bindimg.platforms import Platform
 from bindimg.podmanversion import NEWEST_RULES, Version
@@ -129,7 +129,12 @@ class _Linter:
             for unit_rule in UNIT_RULES:
                 self.findings.extend(unit_rule(u, ctx))
         for run_rule in RUN_RULES:
-            self.findings.extend(run_rule(bound_views, ctx))
+            try:
+                self.findings.extend(run_rule(bound_views, ctx))
+            except ExternalError as error:  # --remote: named as the findings would be
+                if error.path is not None:
+                    error.path = display(error.path)
+                raise
         unique: dict[tuple[str, str, int], Finding] = {}
         for item in self.findings:  # one finding per rule and line: the first (most precise) wins
             unique.setdefault((item.id, item.path, item.line), replace(item, path=display(item.path)))

@@ -221,7 +221,8 @@ def _lock(
         return pins[tag] is None and tag not in existing
 
     requests = {tag: Request(tag, u[0].options, platforms=True) for tag, u in by_tag.items() if stale(tag)}
-    resolved = resolve_all(requests.values(), settings, progress)
+    where = {request: (by_tag[tag][0].path, by_tag[tag][0].line) for tag, request in requests.items()}
+    resolved = resolve_all(requests.values(), settings, progress, where=where)
     entries: dict[str, LockEntry] = {}
     for tag, tag_uses in by_tag.items():
         used_by = tuple(sorted({_relative(u.unit, lock_dir) for u in tag_uses}))
