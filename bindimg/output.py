@@ -138,7 +138,8 @@ def show_add(out: Output, plan: Plan, podman: Podman, dry_run: bool) -> None:
         from bindimg import write
 
         out.progress(
-            f"bindimg: dry run, nothing written: {len(files)} files and {len(links)} links would change"
+            f"bindimg: dry run, nothing written: {_count(len(files), 'file')} and "
+            f"{_count(len(links), 'link')} would change"
         )
         sys.stdout.write(write.diff(plan))
         return
@@ -167,7 +168,8 @@ def show_lock(out: Output, result: LockResult, lock_file: str, check: bool, dry_
             if dry_run
             else ("written" if result.written else "unchanged")
         )
-        out.text(f"{status} {lock_file} ({len(result.entries)} images, {len(result.resolved)} resolved)")
+        images = _count(len(result.entries), "image")
+        out.text(f"{status} {lock_file} ({images}, {len(result.resolved)} resolved)")
 
 
 def show_lint(out: Output, findings: Sequence[Finding], podman: Podman) -> dict[str, int]:

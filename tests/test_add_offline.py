@@ -145,7 +145,7 @@ def test_dry_run_prints_a_diff_and_writes_nothing(root: Path) -> None:
     before = snapshot(root)
     code, out, err = add(root, unit, extra=("--dry-run",))
     assert code == 0
-    assert err == "bindimg: dry run, nothing written: 1 files and 1 links would change\n"
+    assert err == "bindimg: dry run, nothing written: 1 file and 1 link would change\n"
     assert snapshot(root) == before
     link = root / BOUND / "app.container"
     assert out == (

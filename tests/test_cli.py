@@ -353,7 +353,7 @@ def test_dry_run_says_so(tmp_path: Path) -> None:
     unit = write(tmp_path, f"root/{QDIR}/a.container", f"[Container]\nImage=quay.io/o/a@{D1}\n")
     done = run_bindimg("add", "--dry-run", "--root", str(tmp_path / "root"), str(unit))
     assert done.code == 0
-    assert done.err == "bindimg: dry run, nothing written: 1 files and 1 links would change\n"
+    assert done.err == "bindimg: dry run, nothing written: 1 file and 1 link would change\n"
     assert done.out.startswith(f"--- {unit}\n+++ {unit}\n")
 
 

@@ -280,7 +280,7 @@ def test_lock_skips_rootfs_units(here: Path) -> None:
     assert (here / "bindimg.lock").read_text() == (
         f'{HEADER}version = 1\n\n[images."quay.io/o/app:1"]\ndigest = "{D1}"\nused-by = ["q/app.container"]\n'
     )
-    assert done.out == f"quay.io/o/app:1: added {D1}\nwritten bindimg.lock (1 images, 0 resolved)\n"
+    assert done.out == f"quay.io/o/app:1: added {D1}\nwritten bindimg.lock (1 image, 0 resolved)\n"
     assert bindimg("lock", "--lock", "bindimg.lock", "--check", "q").code == 0
     done = bindimg("lock", "--lock", "bindimg.lock", "--rewrite", "q")
     assert done.code == 0, done.err

@@ -44,7 +44,7 @@ def test_lock_keeps_the_digest_a_source_is_pinned_to_offline(
 
     assert run(tmp_path, "lock", "q") == (
         0,
-        f"{a.ref}: added {a.digest}\nwritten bindimg.lock (1 images, 0 resolved)\n",
+        f"{a.ref}: added {a.digest}\nwritten bindimg.lock (1 image, 0 resolved)\n",
         "",
     )
     locked = (
@@ -59,7 +59,7 @@ def test_lock_keeps_the_digest_a_source_is_pinned_to_offline(
 
     code, out, err = run(tmp_path, "lock", "--rewrite", "q")
     assert code == 0, err
-    assert out == f"pinned {raw}\nunchanged bindimg.lock (1 images, 0 resolved)\n"
+    assert out == f"pinned {raw}\nunchanged bindimg.lock (1 image, 0 resolved)\n"
     assert raw.read_text() == f"[Container]\n# bindimg: pinned from {a.pinned}\nImage={by_a}\n"
     assert {path: path.read_bytes() for path in kept} == kept
     assert (tmp_path / "bindimg.lock").read_text() == locked
