@@ -36,6 +36,7 @@ from bindimg import skopeo as skopeo_mod
 from bindimg.commands import add as add_mod
 from bindimg.embed import EmbedOptions
 from bindimg.errors import ExternalError, InputError
+from bindimg.registry import Skopeo
 from bindimg.rootfs import Root
 from bindimg.skopeo import RegistryOptions
 from bindimg.store import Store
@@ -616,11 +617,8 @@ def test_a_failed_copy_leaves_the_root_untouched(
         units[-1].write_text(f"[Container]\nImage={pushed.ref}\n")
     copies: list[str] = []
 
-    class FailingSecondCopy:
+    class FailingSecondCopy(Skopeo):
         """The real skopeo, except that the second copy into the store fails."""
-
-        def __getattr__(self, name: str) -> Any:
-            return getattr(skopeo_mod, name)
 
         def copy_from_registry(self, reference: str, dest: str, *args: Any, **kwargs: Any) -> None:
             copies.append(dest)
