@@ -20,7 +20,6 @@ registry to registry, so its line only fills when the copy is done.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import shutil
 import threading
@@ -31,7 +30,7 @@ from typing import Any, Optional
 
 import tomlkit
 
-from bindimg import ocilayout, reference
+from bindimg import fsutil, ocilayout, reference
 from bindimg.defaults import TRANSPORTS
 from bindimg.errors import ExternalError, InputError, excerpt
 from bindimg.fetch import Blob
@@ -188,7 +187,7 @@ class Copier:
         if item.store is not None:
             stored = item.store.reference(runroot, item.image)
             try:
-                manifest = json.loads(self.client.inspect_local_raw(stored))
+                manifest = fsutil.load_json(self.client.inspect_local_raw(stored))
             except (SkopeoError, ValueError):
                 manifest = {}
             annotations = manifest.get("annotations") if isinstance(manifest, dict) else None
@@ -199,7 +198,7 @@ class Copier:
 
 def _json(raw: bytes) -> dict[str, Any]:
     try:
-        document = json.loads(raw)
+        document = fsutil.load_json(raw)
     except ValueError:
         document = None
     if not isinstance(document, dict):
@@ -335,7 +334,7 @@ class LayoutDestination(Destination):
         watch: Optional[Callable[[int], None]],
     ) -> None:
         """The index whole (its digest is the pin), and only the images of `platforms`."""
-        document = json.loads(self.copier.manifest(item))
+        document = _json(self.copier.manifest(item))
         if document.get("mediaType") in _LISTS or "manifests" in document:
             manifests = [m for m in document.get("manifests") or [] if isinstance(m, dict)]
             chosen = {str(choose(manifests, wanted, item.image).get("digest")) for wanted in platforms}

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import glob
 import hashlib
-import json
 import os
 import re
 import select
@@ -277,10 +276,12 @@ class Lookups:
         if status != 200:
             raise _failed(status, "token")
         try:
-            document = json.loads(body)
+            document = fsutil.load_json(body)
+            if not isinstance(document, dict):
+                raise TypeError
             token = document.get("token") or document.get("access_token")
             lifetime = float(document.get("expires_in") or 60)
-        except (ValueError, AttributeError, TypeError):
+        except (ValueError, TypeError):
             raise Unsupported("a token answer that is not JSON") from None
         if not isinstance(token, str) or not token:
             raise Unsupported("a token answer without a token")

@@ -56,7 +56,7 @@ def read_index(layout: str) -> Index:
     path = os.path.join(layout, "index.json")
     try:
         with open(path, "rb") as handle:
-            document = json.loads(handle.read())
+            document = fsutil.load_json(handle.read())
     except FileNotFoundError:
         return empty_index()
     except (OSError, ValueError) as error:
@@ -160,7 +160,7 @@ def archived_index(archive: str) -> Index:
         with tarfile.open(archive) as tar:
             member = next((m for m in tar if os.path.normpath(m.name) == "index.json" and m.isfile()), None)
             stream = tar.extractfile(member) if member is not None else None
-            document = json.loads(stream.read()) if stream is not None else None
+            document = fsutil.load_json(stream.read()) if stream is not None else None
     except (OSError, tarfile.TarError, ValueError) as error:
         raise _unreadable(archive, error) from None
     if not isinstance(document, dict) or not isinstance(document.get("manifests"), list):

@@ -287,7 +287,7 @@ def _tar_split_names(path: str) -> Iterator[str]:
     try:
         with gzip.open(path, "rb") as handle:
             for line in handle:
-                entry = json.loads(line)
+                entry = fsutil.load_json(line)
                 if not isinstance(entry, dict) or entry.get("type") != 1:
                     continue
                 name = entry.get("name")
