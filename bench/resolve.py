@@ -7,10 +7,12 @@ N distinct tags are pushed, then in one run:
   (a) a plain shell loop of `skopeo inspect --raw` over the N tags,
   (b) `bindimg lock` over N units with the default --jobs (interpreter start-up included),
   (c) one tag resolved by bindimg's resolver, in process (a new registry: ping, connection),
-  (d) the N tags resolved by bindimg's resolver, in process (no interpreter start-up),
+  (d) the N tags resolved by bindimg's resolver as `lock` resolves them (their platforms
+      too), in process (no interpreter start-up),
   (e) `bindimg --version`: the interpreter and import start-up alone,
   (f) as (d), with the by-digest check answered from the tag's look-up (no request): what
-      the check (each tag's manifest fetched again by its digest before it is pinned) costs,
+      the check (each tag's manifest fetched again by its digest before it is pinned, while
+      the image's config is read) costs,
 
 and the ratios a/b (the speed-up over the loop, the issue's measure) and a/d are printed,
 with the manifest requests per image that (d) and (f) made.
@@ -240,7 +242,7 @@ def main() -> None:
         start = time.perf_counter()
         resolve_one(request, Settings())
         c = time.perf_counter() - start
-        requests = [Request(ref, RegistryOptions(tls_verify=False)) for ref in refs]
+        requests = [Request(ref, RegistryOptions(tls_verify=False), platforms=True) for ref in refs]
         d, d_requests = in_process(requests, args.jobs, recheck=True)
         f, f_requests = in_process(requests, args.jobs, recheck=False)
         e = timed([sys.executable, "-m", "bindimg", "--version"])

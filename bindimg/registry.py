@@ -31,6 +31,7 @@ keeps that run's pings, tokens and connections (per thread).
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import threading
 from collections.abc import Callable, Mapping, Sequence
@@ -38,6 +39,8 @@ from typing import Optional, Protocol
 
 from bindimg import skopeo
 from bindimg.distribution import Lookups, Transient, Unsupported
+from bindimg.reference import ReferenceError
+from bindimg.reference import parse as parse_reference
 from bindimg.skopeo import RegistryOptions, SkopeoError
 
 LOG = logging.getLogger("bindimg")
@@ -103,6 +106,15 @@ class Registry(Protocol):
         ...
 
 
+def _pinned(reference: str, raw: bytes) -> str:
+    """`canonical-name@digest` of the manifest `raw` that the tag `reference` served ("" when
+    `reference` has no canonical name)."""
+    try:
+        return parse_reference(reference).pinned("sha256:" + hashlib.sha256(raw).hexdigest())
+    except ReferenceError:
+        return ""
+
+
 def or_skopeo(registry: Optional[Registry]) -> Registry:
     """`registry`, else a new `Skopeo`: the default of the entry points (a command run)."""
     return Skopeo() if registry is None else registry
@@ -119,7 +131,8 @@ class Skopeo:
         self._direct = Lookups(None if environ is None else dict(environ))
         self._local = threading.local()
         self._lock = threading.Lock()
-        # manifests asked by digest (immutable, checked): a config look-up reads its manifest
+        # manifests by `name@digest` (bytes whose sha256 is that digest, from a look-up by tag
+        # or by digest): a config look-up reads its manifest here
         self._by_digest: dict[tuple[str, RegistryOptions], bytes] = {}
 
     ready = staticmethod(skopeo.check_version)
@@ -147,9 +160,10 @@ class Skopeo:
             direct,
             lambda: skopeo.inspect_raw(reference, options, timeout=timeout, secrets=secrets),
         )
-        if "@" in reference:
+        pinned = reference if "@" in reference else _pinned(reference, raw)
+        if pinned:
             with self._lock:
-                self._by_digest[(reference, options)] = raw
+                self._by_digest[(pinned, options)] = raw
         return raw
 
     def inspect_config(self, reference: str, options: RegistryOptions, *, timeout: float) -> bytes:

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -14,7 +16,7 @@ from bindimg.composefs import find_uki
 from bindimg.errors import ExternalError, InputError
 from bindimg.kube import KubeYamlError, kube_images
 from bindimg.platforms import Platform, missing, offered, problem
-from bindimg.resolve import Request, Settings, digest_of, resolve_one
+from bindimg.resolve import Request, ResolveError, Settings, digest_of, resolve_one
 from bindimg.rootfs import Root
 from tests.kit import FakeRegistry
 
@@ -99,6 +101,42 @@ def test_resolve_learns_platforms_from_an_index_or_one_config_look_up() -> None:
     ]
     assert resolve_one(Request("q.io/o/single:1"), settings, registry=fake).platforms is None
     assert len(fake.asked) == 7  # not asked for: no config look-up
+
+
+def test_the_config_is_read_while_the_by_digest_check_runs() -> None:
+    """With `beside`, a single-platform image costs two round trips: its config is asked
+    before its by-digest check has answered (the check waits for it here: one after the
+    other, it would wait in vain)."""
+    config_asked = threading.Event()
+    plain = _registry(b'{"os": "linux", "architecture": "amd64"}')
+
+    def answer(reference: str) -> bytes:
+        if reference.startswith("config of "):
+            config_asked.set()
+        elif "@" in reference:
+            assert config_asked.wait(10), "the by-digest check was made before the config was asked"
+        return plain.answer(reference)
+
+    with ThreadPoolExecutor(1) as beside:
+        request = Request("q.io/o/single:1", platforms=True)
+        single = resolve_one(request, Settings(retry=0), registry=FakeRegistry(answer), beside=beside)
+    assert (single.media_type, single.platforms) == (MANIFEST, ("linux/amd64",))
+
+
+def test_a_tag_not_served_by_digest_is_the_failure_told_when_its_config_fails_too() -> None:
+    tag = json.dumps({"mediaType": MANIFEST, "config": {"digest": DIGEST}}).encode()
+    answers = {"q.io/o/single:1": tag, f"q.io/o/single@{digest_of(tag)}": tag + b" "}
+    fake = FakeRegistry(lambda ref: b"<html>" if ref.startswith("config of ") else answers[ref])
+    request = Request("q.io/o/single:1", platforms=True)
+    with ThreadPoolExecutor(1) as beside, pytest.raises(ResolveError) as caught:
+        resolve_one(request, Settings(retry=0), registry=fake, beside=beside)
+    assert caught.value.message == (
+        f"cannot resolve q.io/o/single:1: the tag's manifest {digest_of(tag)} is not served by digest; "
+        "check the registry or the proxy in front of it"
+    )
+    assert sorted(fake.asked) == sorted(
+        ["q.io/o/single:1", f"q.io/o/single@{digest_of(tag)}", f"config of q.io/o/single@{digest_of(tag)}"]
+    )
 
 
 def test_a_config_that_is_not_json_is_a_registry_failure() -> None:

@@ -161,21 +161,24 @@ def test_with_no_retry_left_skopeo_answers_after_a_failed_direct_request(
 
 
 @pytest.mark.e2e
-def test_an_image_config_is_one_blob_request_after_the_look_up_by_digest(
-    registry: Registry, unique_repo: str
+@pytest.mark.parametrize("looked_up", ["c", "digest"])
+def test_an_image_config_is_one_blob_request_after_the_look_up(
+    registry: Registry, unique_repo: str, looked_up: str
 ) -> None:
     """What `lock` asks to learn a single-platform image's platform: skopeo's bytes, and no
-    manifest request beyond the look-up by digest that the by-digest check makes anyway."""
+    manifest request beyond the tag's look-up (its bytes are the manifest of their digest)
+    or the look-up by digest."""
     from tests import ociimage
 
     pushed = registry.push_image(ociimage.app_image(f"{unique_repo}-cfg"), unique_repo, "c")
     with fault_proxy(registry.host) as proxy:
         pinned = f"{proxy.host}/{unique_repo}@{pushed.digest}"
+        asked = f"{proxy.host}/{unique_repo}:c" if looked_up == "c" else pinned
         client = Skopeo()
-        config_digest = json.loads(client.inspect_raw(pinned, ANON, timeout=10))["config"]["digest"]
+        config_digest = json.loads(client.inspect_raw(asked, ANON, timeout=10))["config"]["digest"]
         config = client.inspect_config(pinned, ANON, timeout=10)
         assert [s.path for s in proxy.requests(r"/manifests/|/blobs/")] == [
-            f"/v2/{unique_repo}/manifests/{pushed.digest}",
+            f"/v2/{unique_repo}/manifests/{'c' if looked_up == 'c' else pushed.digest}",
             f"/v2/{unique_repo}/blobs/{config_digest}",
         ]
         assert config == subprocess.run(
