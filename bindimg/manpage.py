@@ -30,7 +30,8 @@ def _commands(
     command: Any, path: tuple[str, ...], parent: Any = None
 ) -> Iterator[tuple[tuple[str, ...], Any, Any]]:
     """(name path, command, context) of `command` and of every subcommand, depth first."""
-    ctx = typer.Context(command, info_name=path[-1], parent=parent)
+    # the command's own settings (`-h` beside `--help`), as click's `make_context` applies them
+    ctx = typer.Context(command, info_name=path[-1], parent=parent, **command.context_settings)
     yield path, command, ctx
     for name, sub in sorted(getattr(command, "commands", {}).items()):
         yield from _commands(sub, (*path, name), ctx)

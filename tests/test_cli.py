@@ -241,6 +241,8 @@ def test_man_pages_are_generated_from_the_cli_and_committed() -> None:
         )
     add = generated["bindimg-add.1"]
     assert ".SH EXAMPLES" in add and "\\-\\-tls\\-verify" in add and ".B 3" in add
+    for name, text in generated.items():  # the short spellings -h shows, too
+        assert ".B \\-h, \\-\\-help\n" in text, name
 
 
 # --- docs: the contract -------------------------------------------------------------------------
@@ -267,7 +269,7 @@ def test_every_option_is_documented_in_docs_commands() -> None:
     text = (DOCS / "commands.md").read_text()
     for name in manpage.pages():
         page = manpage.pages()[name]
-        for option in re.findall(r"^\.B (\\-\\-[a-z\\-]+)", page, re.MULTILINE):
+        for option in re.findall(r"^\.B (?:\\-[a-z], )?(\\-\\-[a-z\\-]+)", page, re.MULTILINE):
             plain = option.replace("\\-", "-")
             assert f"`{plain}" in text, f"{plain} ({name}) is not in docs/commands.md"
 
