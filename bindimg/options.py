@@ -152,7 +152,10 @@ OUTPUT = Output()
 # Options shared by several commands (typer reads these default objects per parameter).
 QUIET = typer.Option(False, "-q", "--quiet", help="Print nothing but errors (and JSON asked for).")
 VERBOSE = typer.Option(
-    False, "-v", "--verbose", help="Show each registry request and decision; tracebacks on internal errors."
+    False,
+    "-v",
+    "--verbose",
+    help="Show each step on stderr (registry requests, decisions); tracebacks on internal errors.",
 )
 ROOT = typer.Option("/", "--root", metavar="DIR", help="The image root to work in.")
 AUTHFILE = typer.Option(
