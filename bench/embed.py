@@ -4,6 +4,8 @@ Images (pushed to the test registry container, gzip layers as skopeo writes them
 
   base   the local test base image (Debian + python3 + skopeo: one ~300 MB layer)
   app    base + one small layer (shares base's layer)
+  data   base + a 40 MB layer of random bytes (an application's own layer: incompressible,
+         so that the copy itself takes about a second, as for a real application image)
   slim   base + a layer deleting /usr/share/doc and /usr/share/locale (whiteouts: flattened)
 
 For each image in turn (then `slim` once more), in one run: the plain
@@ -11,7 +13,8 @@ For each image in turn (then `slim` once more), in one run: the plain
 `bindimg add --embed --root B` of a unit naming REF into root B; both stores hold the same
 layers before each step (except after the flattened `slim`), so the ratio is bindimg's cost
 over skopeo's for the same copy, interpreter start-up and tag look-up included (and, in the
-next column, with the start-up measured by `bindimg --version` taken out). `du -sb`
+next column, with the start-up measured by `bindimg --version` taken out; bindimg's byte code
+is compiled first, as pip does for an installed package). `du -sb`
 of each store gives the growth. `--build` also times a `podman build` whose RUN step embeds
 `base` on the build's own overlayfs. Run it with `./scripts/bench`.
 """
@@ -19,6 +22,7 @@ of each store gives the growth. `--build` also times a `podman build` whose RUN 
 from __future__ import annotations
 
 import argparse
+import compileall
 import json
 import os
 import subprocess
@@ -32,8 +36,13 @@ REPO = Path(__file__).resolve().parent.parent
 REGISTRY_IMAGE = os.environ.get("BINDIMG_TEST_REGISTRY_IMAGE", "localhost/bindimg-test-registry:latest")
 BASE_IMAGE = os.environ.get("BINDIMG_TEST_BASE_IMAGE", "localhost/bindimg-test-base:latest")
 BINDIMG = [str(REPO / ".venv/bin/python"), "-m", "bindimg"]
-IMAGES = ("base", "app", "slim")
-RECIPES = {"app": "RUN echo app > /etc/bench-app", "slim": "RUN rm -rf /usr/share/doc /usr/share/locale"}
+IMAGES = ("base", "app", "data", "slim")
+RECIPES = {
+    "app": "RUN echo app > /etc/bench-app",
+    "data": "RUN head -c 40000000 /dev/urandom > /opt/bench-data",
+    "slim": "RUN rm -rf /usr/share/doc /usr/share/locale",
+}
+LABELS = {"app": "app (small layer)", "data": "data (40 MB layer)"}
 
 
 def run(*argv: str, **kwargs: object) -> subprocess.CompletedProcess[str]:
@@ -80,6 +89,7 @@ def main() -> None:
     )
     parser.add_argument("--build", action="store_true", help="also time a podman build that embeds `base`")
     args = parser.parse_args()
+    compileall.compile_dir(str(REPO / "bindimg"), quiet=1)  # pip compiles an installed package too
     name = f"bindimg-bench-embed-{os.getpid()}"
     run("podman", "run", "-d", "--rm", "--name", name, "-p", "127.0.0.1::5000", REGISTRY_IMAGE)
     built: list[str] = []
@@ -111,13 +121,12 @@ def main() -> None:
             print("each step: `skopeo copy docker://REF containers-storage:[overlay@S/…]REF`")
             print("into root S, then `bindimg add --embed --root B` into root B (S and B hold the same")
             print("layers before each step), this machine, in this order:")
-            print("step              skopeo   bindimg   ratio   without start-up  S growth  B growth")
+            print("step                skopeo   bindimg   ratio   without start-up  S growth  B growth")
             plain_root, embed_root = tmp / "skopeo", tmp / "bindimg"
             plain_root.mkdir()
             embed_root.mkdir()
             sizes = {"S": 0, "B": 0}
             for image in (*IMAGES, "slim"):
-                label = image
                 ref = f"{host}/bench/{image}:1"
                 plain = timed(
                     [
@@ -138,8 +147,10 @@ def main() -> None:
                 elif image == "slim":
                     (plain_root / "done-slim").touch()
                     label = "slim (flattened)"
+                else:
+                    label = LABELS.get(image, image)
                 print(
-                    f"{label:16} {plain:6.2f}s  {embed:6.2f}s  {embed / plain:5.2f}x  "
+                    f"{label:18} {plain:6.2f}s  {embed:6.2f}s  {embed / plain:5.2f}x  "
                     f"{(embed - startup) / plain:13.2f}x  {mb(grown['S']):>13}  {mb(grown['B']):>13}"
                 )
             if args.build:

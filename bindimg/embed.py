@@ -33,7 +33,7 @@ from bindimg.resolve import Settings
 from bindimg.rootfs import Root
 from bindimg.skopeo import RegistryOptions, SkopeoError
 from bindimg.staging import StoreRun
-from bindimg.store import DEFAULT_STORE, Store
+from bindimg.store import DEFAULT_STORE, Layer, Store
 
 IMAGE_POLICIES = ("missing",)
 
@@ -159,10 +159,11 @@ class Embedder:
             return self._describe(name, digest, options)
         return self._copy(name, digest, options, unit, self.options.flatten)
 
-    def _new_layers(self, described: Described) -> list[fetch.Blob]:
-        """The layers of `described` the store does not have (by blob digest)."""
+    def _new_layers(self, described: Described, layers: dict[str, Layer]) -> list[fetch.Blob]:
+        """The layers of `described` the store (whose `layers` these are) does not have (by
+        blob digest)."""
         known: set[Optional[str]] = set(self._described)
-        for layer in self.store.layers().values():
+        for layer in layers.values():
             known.update((layer.compressed_digest, layer.diff_digest))
         return [blob for blob in described.layers if blob.digest not in known]
 
@@ -171,7 +172,7 @@ class Embedder:
     ) -> Prepared:
         """--dry-run: what copying `name@digest` would store, from its manifests alone."""
         described = fetch.describe(name, digest, options, self.platform, self.settings, self.registry)
-        new = self._new_layers(described)
+        new = self._new_layers(described, self.store.layers())
         self._described.update(blob.digest for blob in new)  # an image after it shares them
         size = described.config.size + sum(blob.size for blob in new)
         then = (
@@ -202,8 +203,8 @@ class Embedder:
         reference = f"{name}@{digest}"
         described = fetch.describe(name, digest, options, self.platform, self.settings, self.registry)
         self.staging.init()
-        new = self._new_layers(described)
-        before = set(self.store.layers())
+        before = self.store.layers()
+        new = self._new_layers(described, before)
         present = reference in self.stored()
         self.meter.start(
             reference, described.config.size + sum(b.size for b in new), len(described.layers), len(new)

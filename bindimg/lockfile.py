@@ -10,9 +10,6 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Optional
 
-import tomlkit
-from tomlkit.exceptions import TOMLKitError
-
 from bindimg import fsutil, reference
 from bindimg.errors import InputError
 from bindimg.platforms import Platform
@@ -44,6 +41,10 @@ def load(path: str) -> dict[str, LockEntry]:
     raw = fsutil.read_input(
         path, MAX_LOCK_BYTES, what="lock file", missing="no such lock file; create it with `bindimg lock`"
     )
+    # tomlkit (about 10 ms to import) only when a lock is read or written, not for LockEntry
+    import tomlkit
+    from tomlkit.exceptions import TOMLKitError
+
     try:
         text = raw.decode("utf-8")
         document = tomlkit.parse(text).unwrap()
@@ -125,6 +126,8 @@ def _line_of(text: str, key: str) -> Optional[int]:
 
 def dumps(entries: Lock) -> str:
     """The lock's text: header comment, version, entries in sorted key order."""
+    import tomlkit
+
     document = tomlkit.document()
     document.add(tomlkit.comment(HEADER))
     document.add("version", LOCK_VERSION)

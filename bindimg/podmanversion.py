@@ -46,6 +46,8 @@ _RPM_STRING_TYPE = 6
 
 # "5.4.2", "5.6.0~rc1", "1:5.4.2+ds1-2" (dpkg: epoch, upstream version, revision).
 _VERSION_RE = re.compile(r"(?:\d+:)?(\d+)\.(\d+)(?:\.(\d+))?")
+# A `Package: podman` line of dpkg's status file (field names are case-insensitive).
+_DPKG_PODMAN = re.compile(r"^(?i:package):[^\S\n]*podman[^\S\n]*$", re.MULTILINE)
 
 
 @dataclass(frozen=True)
@@ -118,7 +120,7 @@ def detect(root: Root) -> Podman:
         found = _rpm_version(root.resolve(inner))
         if found is not None:
             return _found(found, inner)
-    found = _dpkg_version(root.resolve(DPKG_STATUS))
+    found = dpkg_version(root.resolve(DPKG_STATUS))
     return _found(found, DPKG_STATUS) if found is not None else NEWEST
 
 
@@ -177,15 +179,19 @@ def _header_strings(blob: bytes, wanted: tuple[int, ...]) -> dict[int, str]:
     return found
 
 
-def _dpkg_version(path: str) -> Optional[str]:
-    """Version: of the installed `podman` paragraph in dpkg's status file (deb-control(5))."""
+def dpkg_version(path: str) -> Optional[str]:
+    """Version: of the installed `podman` paragraph in dpkg's status file `path` (deb-control(5));
+    None when there is none or the file cannot be read."""
     try:
         text = fsutil.read_regular(path, MAX_DPKG_STATUS).decode("utf-8", "replace")
     except OSError:
         return None
-    for paragraph in text.split("\n\n"):
+    # Only the paragraphs naming podman are parsed: a status file has thousands (tens of ms).
+    for named in _DPKG_PODMAN.finditer(text):
+        start = text.rfind("\n\n", 0, named.start())
+        end = text.find("\n\n", named.end())
         fields: dict[str, str] = {}
-        for line in paragraph.split("\n"):
+        for line in text[start + 2 if start >= 0 else 0 : end if end >= 0 else len(text)].split("\n"):
             name, colon, value = line.partition(":")
             if colon and not line[:1].isspace():
                 fields[name.lower()] = value.strip()

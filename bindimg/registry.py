@@ -146,10 +146,17 @@ class Skopeo:
         self, reference: str, options: RegistryOptions, *, timeout: float, secrets: tuple[str, ...] = ()
     ) -> bytes:
         """The exact bytes of the top-level manifest of `docker://reference`: one direct request
-        where it is certain, else (and after it failed) `skopeo inspect --raw`.
+        where it is certain, else (and after it failed) `skopeo inspect --raw`. A manifest asked
+        by digest earlier in this run is not asked again (its bytes were checked against that
+        digest; e.g. `add --embed` reads the manifest `resolve` checked by digest).
 
         Raises SkopeoError: skopeo's, or a provisional one when the direct request failed
         transiently (the next call for `reference` in this thread is then skopeo's)."""
+        if "@" in reference:
+            with self._lock:
+                known = self._by_digest.get((reference, options))
+            if known is not None:
+                return known
 
         def direct() -> bytes:
             LOG.debug("GET the manifest of %s (direct HTTP request)", reference)

@@ -11,7 +11,6 @@ by bindimg, as a regular file of bounded size, and handed over the same way: a F
 from __future__ import annotations
 
 import base64
-import functools
 import json
 import logging
 import os
@@ -20,6 +19,7 @@ import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from typing import Optional
@@ -216,23 +216,67 @@ class ToolError(ExternalError):
     """skopeo is missing or too old: no call can succeed, whatever the image."""
 
 
-@functools.cache
 def check_version() -> None:
     """Refuse an old or missing skopeo once, before its first real call (and, called by
-    commands before their first progress line, before any work).
+    commands before their first progress line, before any work). Waits for the check
+    `check_version_soon` started, or starts it.
 
     Raises ToolError (exit 3): skopeo missing, not runnable, or older than 1.9."""
-    try:
-        done = subprocess.run([SKOPEO, "--version"], capture_output=True, timeout=60, check=False)
-    except FileNotFoundError:
-        raise ToolError("skopeo is not installed; bindimg needs skopeo >= 1.9 on PATH") from None
-    except OSError as error:
-        raise ToolError(f"cannot run skopeo: {error.strerror}; check the skopeo on PATH") from None
-    except subprocess.TimeoutExpired:
-        raise ToolError("skopeo --version did not answer within 60 s; check the skopeo on PATH") from None
-    problem = version_error(done.stdout.decode("utf-8", "replace"))
+    problem = _version_check().result()
     if problem is not None:
         raise ToolError(problem)
+
+
+def check_version_soon() -> None:
+    """Start `check_version`'s `skopeo --version` in the background (once per process): a
+    command that will run skopeo calls this first, so that skopeo's start-up overlaps
+    bindimg's own (imports, reading the units) instead of following it."""
+    _version_check()
+
+
+_version_lock = threading.Lock()
+_version_future: Optional[Future[Optional[str]]] = None
+
+
+def _version_check() -> Future[Optional[str]]:
+    """The one `skopeo --version` check of this process: why skopeo cannot be used, or None."""
+    global _version_future
+    with _version_lock:
+        if _version_future is None:
+            _version_future = Future()
+            threading.Thread(
+                target=_ask_version, args=(_version_future,), name="skopeo-version", daemon=True
+            ).start()
+        return _version_future
+
+
+def _ask_version(answer: Future[Optional[str]]) -> None:
+    try:
+        answer.set_result(_version_problem())
+    except BaseException as error:  # a bindimg bug: said by check_version, not lost in a thread
+        answer.set_exception(error)
+
+
+def _version_problem() -> Optional[str]:
+    try:
+        child = _start([SKOPEO, "--version"], stderr=subprocess.DEVNULL)
+    except FileNotFoundError:
+        return "skopeo is not installed; bindimg needs skopeo >= 1.9 on PATH"
+    except OSError as error:
+        return f"cannot run skopeo: {error.strerror}; check the skopeo on PATH"
+    except SkopeoError as error:
+        return error.message
+    try:
+        with child:
+            try:
+                stdout, _ = child.communicate(timeout=60)
+            except subprocess.TimeoutExpired:
+                child.kill()
+                child.communicate()
+                return "skopeo --version did not answer within 60 s; check the skopeo on PATH"
+    finally:
+        _finished(child)
+    return version_error(stdout.decode("utf-8", "replace"))
 
 
 # Every skopeo running now: a terminated bindimg kills them, none may outlive it.
@@ -251,6 +295,24 @@ def kill_children() -> None:
             child.kill()
 
 
+def _start(
+    argv: list[str], *, fds: tuple[int, ...] = (), cleanup: bool = False, stderr: int = subprocess.PIPE
+) -> subprocess.Popen[bytes]:
+    """skopeo started and noted in `_children` (OSError when it cannot be run; SkopeoError
+    while bindimg is being terminated, unless it is for clean-up)."""
+    with _children_lock:
+        if _terminating and not cleanup:
+            raise SkopeoError("bindimg is being terminated")
+        child = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=stderr, pass_fds=fds)
+        _children.add(child)
+    return child
+
+
+def _finished(child: subprocess.Popen[bytes]) -> None:
+    with _children_lock:
+        _children.discard(child)
+
+
 def _run(
     argv: list[str],
     *,
@@ -264,11 +326,7 @@ def _run(
     check_version()
     LOG.debug("%s", " ".join(argv))
     try:
-        with _children_lock:
-            if _terminating and not cleanup:
-                raise SkopeoError("bindimg is being terminated")
-            child = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, pass_fds=fds)
-            _children.add(child)
+        child = _start(argv, fds=fds, cleanup=cleanup)
     except FileNotFoundError:
         raise SkopeoError("skopeo is not installed; install skopeo >= 1.9") from None
     except OSError as error:
@@ -285,8 +343,7 @@ def _run(
                 child.kill()
                 raise
     finally:
-        with _children_lock:
-            _children.discard(child)
+        _finished(child)
     if child.returncode != 0:
         stderr = _redact(stderr_bytes.decode("utf-8", "replace"), secrets)
         reason = _reason(stderr)

@@ -23,16 +23,13 @@ import re
 from collections.abc import Iterator
 from typing import Any, Optional
 
-import tomlkit
-from tomlkit.exceptions import TOMLKitError
-
+from bindimg import podmanversion
 from bindimg.rootfs import Root
 
 VENDOR = "/usr/share/containers"
 ADMIN = "/etc/containers"
 MAIN = f"{ADMIN}/storage.conf"
 MODES = ("rootful", "rootless")
-_DPKG_STATUS = "/var/lib/dpkg/status"
 _MAX_BYTES = 1 << 20
 _OURS = "50-bindimg"
 
@@ -52,20 +49,9 @@ def reads_dropins(root: Root) -> bool:
             continue
         if not names or any(not n.startswith(_OURS) for n in names):
             return True  # a directory bindimg made itself, for its own drop-ins, tells nothing
-    version = _dpkg_version(root, "podman")
-    return version is not None and version >= 6
-
-
-def _dpkg_version(root: Root, package: str) -> Optional[int]:
-    """The major version of an installed Debian package, from dpkg's status file."""
-    text = _read(root.resolve(_DPKG_STATUS))
-    for stanza in (text or "").split("\n\n"):
-        if re.search(rf"^Package: {re.escape(package)}$", stanza, re.MULTILINE) and re.search(
-            r"^Status: install ok installed$", stanza, re.MULTILINE
-        ):
-            found = re.search(r"^Version: (?:\d+:)?(\d+)\.", stanza, re.MULTILINE)
-            return int(found.group(1)) if found else None
-    return None
+    found = podmanversion.dpkg_version(root.resolve(podmanversion.DPKG_STATUS))
+    version = podmanversion.parse_version(found) if found is not None else None
+    return version is not None and version[0] >= (6, 0, 0)
 
 
 def dropin_name(store: str) -> str:
@@ -126,6 +112,9 @@ def main_lists(root: Root, store: str) -> Optional[tuple[bool, int]]:
 def additional_stores(text: str) -> list[str]:
     """The paths in `[storage.options] additionalimagestores` of a storage.conf text ([] when
     it is not valid TOML: containers-storage would refuse it anyway)."""
+    import tomlkit  # only a root with a storage.conf or drop-ins pays for the import
+    from tomlkit.exceptions import TOMLKitError
+
     try:
         document: Any = tomlkit.parse(text).unwrap()
     except TOMLKitError:

@@ -186,3 +186,27 @@ def test_an_image_config_is_one_blob_request_after_the_look_up(
             capture_output=True,
             check=True,
         ).stdout
+
+
+@pytest.mark.e2e
+def test_a_manifest_asked_by_digest_is_asked_once_per_run(registry: Registry, unique_repo: str) -> None:
+    """`add --embed` reads the manifest the tag's look-up already fetched by digest (and
+    checked): no third manifest request before the copy."""
+    from bindimg import fetch
+    from bindimg.platforms import Platform
+    from tests import ociimage
+
+    registry.push_image(ociimage.app_image(f"{unique_repo}-once"), unique_repo, "once")
+    with fault_proxy(registry.host) as proxy:
+        client = Skopeo()
+        request = Request(f"{proxy.host}/{unique_repo}:once", ANON)
+        resolved = resolve_each([request], Settings(), registry=client)[request]
+        assert not isinstance(resolved, Exception)
+        described = fetch.describe(
+            f"{proxy.host}/{unique_repo}", resolved.digest, ANON, Platform.host(), Settings(), client
+        )
+        assert described.instance == resolved.digest
+        assert [s.path for s in proxy.requests(r"/manifests/")] == [
+            f"/v2/{unique_repo}/manifests/once",
+            f"/v2/{unique_repo}/manifests/{resolved.digest}",
+        ]

@@ -87,6 +87,15 @@ def test_dpkg_status_only_counts_an_installed_podman(tmp_path: Path) -> None:
     assert detect(Root(str(root))).describe() == "podman 4.3.1 (from /var/lib/dpkg/status)"
 
 
+def test_a_full_status_file_is_read_to_its_end_and_only_a_package_field_counts(tmp_path: Path) -> None:
+    root = tmp_path / "r"
+    many = [paragraph(f"lib{i}", "1.0") for i in range(20000)]  # about 2.4 MB, as a desktop's
+    mention = paragraph("podman-compose", "1.0").replace(" continued", " Package: podman\n continued")
+    last = "package:   podman \nStatus: install ok installed\nVersion: 1:6.0.1+ds1-1\n"
+    dpkg_status(root, *many, mention, paragraph("podman-docker", "9.9"), last)
+    assert detect(Root(str(root))) == Podman((6, 0, 1), "6.0.1", "/var/lib/dpkg/status")
+
+
 def test_damaged_or_hostile_databases_mean_newest_rules(tmp_path: Path) -> None:
     root = tmp_path / "r"
     write(root, "usr/lib/sysimage/rpm/rpmdb.sqlite", b"SQLite format 3\0 but nothing after")

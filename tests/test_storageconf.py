@@ -62,6 +62,13 @@ def test_dpkg_podman_version_tells(tmp_path: Path, version: str, status: str, re
     assert storageconf.reads_dropins(Root(str(tmp_path))) is reads
 
 
+def test_a_status_file_larger_than_a_mib_is_read_to_its_end(tmp_path: Path) -> None:
+    others = "".join(f"Package: lib{i}\nStatus: install ok installed\nVersion: 1.0\n\n" for i in range(30000))
+    podman = "Package: podman\nStatus: hold ok installed\nVersion: 6.0.1\n"  # held: installed too
+    write(tmp_path, "var/lib/dpkg/status", others + podman)  # 1.8 MB: podman after the first MiB
+    assert storageconf.reads_dropins(Root(str(tmp_path))) is True
+
+
 def test_registration_rootful_and_rootless(tmp_path: Path) -> None:
     root = Root(str(tmp_path))
     assert storageconf.registration(root, STORE, rootless=True) == {}  # old podman: GlobalArgs only
