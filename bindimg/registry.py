@@ -134,6 +134,9 @@ class Skopeo:
         # manifests by `name@digest` (bytes whose sha256 is that digest, from a look-up by tag
         # or by digest): a config look-up reads its manifest here
         self._by_digest: dict[tuple[str, RegistryOptions], bytes] = {}
+        # manifests a look-up by digest got (so the registry serves them by that digest; not
+        # those only inferred from a tag's bytes): asked once per run
+        self._served: dict[tuple[str, RegistryOptions], bytes] = {}
 
     ready = staticmethod(skopeo.check_version)
     copy_from_registry = staticmethod(skopeo.copy_from_registry)
@@ -148,13 +151,14 @@ class Skopeo:
         """The exact bytes of the top-level manifest of `docker://reference`: one direct request
         where it is certain, else (and after it failed) `skopeo inspect --raw`. A manifest asked
         by digest earlier in this run is not asked again (its bytes were checked against that
-        digest; e.g. `add --embed` reads the manifest `resolve` checked by digest).
+        digest; e.g. `add --embed` reads the manifest `resolve` checked by digest); one only
+        inferred from a tag's bytes is (that is `resolve`'s by-digest check).
 
         Raises SkopeoError: skopeo's, or a provisional one when the direct request failed
         transiently (the next call for `reference` in this thread is then skopeo's)."""
         if "@" in reference:
             with self._lock:
-                known = self._by_digest.get((reference, options))
+                known = self._served.get((reference, options))
             if known is not None:
                 return known
 
@@ -171,6 +175,8 @@ class Skopeo:
         if pinned:
             with self._lock:
                 self._by_digest[(pinned, options)] = raw
+                if pinned == reference:
+                    self._served[(reference, options)] = raw
         return raw
 
     def inspect_config(self, reference: str, options: RegistryOptions, *, timeout: float) -> bytes:
