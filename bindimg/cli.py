@@ -209,6 +209,10 @@ def lock(
     """Freeze the tags that units use into a lock file for reproducible builds.
 
     Prints each change: `REF: OLD -> NEW`, `REF: added DIGEST`, `REF: dropped`."""
+    from bindimg import skopeo
+
+    if not check:  # --check reads no registry
+        skopeo.check_version_soon()
     from bindimg.commands import lock as lock_cmd
     from bindimg.platforms import Platform
 
@@ -336,6 +340,9 @@ def export(
     """Copy the pinned images (of a root, a lock or units) to a container store, OCI layout or mirror.
 
     One line per image: `exported`, `present` (already there), `planned` (--dry-run) or `failed`."""
+    from bindimg import skopeo
+
+    skopeo.check_version_soon()
     from bindimg.commands import export as export_cmd
     from bindimg.skopeo import RegistryOptions
 
