@@ -6,6 +6,10 @@ they do not show in `ps`, and never on disk, so no kill of bindimg can leave the
 auth file the user names (`--authfile`, a unit's `AuthFile=`, `REGISTRY_AUTH_FILE`) is read
 by bindimg, as a regular file of bounded size, and handed over the same way: a FIFO or
 /dev/zero in its place is refused instead of making skopeo read without end.
+
+No skopeo outlives bindimg: SIGTERM, SIGHUP and SIGINT kill them (`kill_children`), and a
+SIGKILL of bindimg, which nothing in bindimg can catch, makes the kernel kill them (a
+parent-death signal set by setpriv; see `_launcher`).
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import json
 import logging
 import os
 import re
+import shutil
 import subprocess
 import threading
 import time
@@ -235,6 +240,48 @@ def check_version() -> None:
         raise ToolError(problem)
 
 
+# What a SIGKILLed bindimg (the OOM killer, a build's time-out, `kill -9`) cannot do: kill
+# its skopeo, which would go on writing into the store after bindimg is gone and race with
+# the next run undoing this one. The kernel does it: setpriv (util-linux >= 2.33) sets a
+# parent-death signal (prctl PR_SET_PDEATHSIG) and executes the rest of its command line.
+# Not subprocess's `preexec_fn`: Python documents it as unsafe in a process with threads,
+# and bindimg starts skopeo from thread pools.
+# SIGKILL, not SIGTERM: skopeo has no SIGTERM handler (it would die as abruptly), and a
+# SIGTERM that bindimg's caller, or bindimg's own handler while it cleans up (interrupt.py),
+# made ignored would be ignored by skopeo too; bindimg's own kill_children sends SIGKILL.
+# setpriv sets the signal only once it runs: a bindimg killed between the fork and the
+# prctl leaves no parent to signal. The shell between setpriv and skopeo closes that gap:
+# it reads its parent after the prctl and executes skopeo only if that is still bindimg
+# ($0): a parent dying after the prctl sends the signal, one dead before it is not the
+# parent any more. The signal survives both execs (it is reset only for set-user-ID or
+# file-capability programs, which skopeo is not); a rootless skopeo's own re-executed child
+# gets one from containers/storage (pkg/reexec/command_linux.go).
+_PDEATHSIG = ("--pdeathsig", "KILL", "--", "/bin/sh", "-c", '[ "$PPID" = "$0" ] && exec "$@"')
+_NOT_INSTALLED = "skopeo is not installed; install skopeo >= 1.9"
+
+
+@functools.cache
+def _launcher() -> tuple[str, ...]:
+    """What goes before bindimg's pid and the skopeo command line: setpriv with SIGKILL as
+    the parent-death signal, then the shell's check; () where setpriv is missing or lacks
+    `--pdeathsig` (busybox's): skopeo then runs as a plain child, which SIGTERM, SIGHUP and
+    SIGINT still kill but which a SIGKILLed bindimg leaves running. Found once, by running
+    the launcher with no command (the shell's `exec` of nothing succeeds)."""
+    setpriv = shutil.which("setpriv")
+    if setpriv is not None:
+        launcher = (setpriv, *_PDEATHSIG)
+        try:
+            argv = [*launcher, str(os.getpid())]
+            probe = subprocess.run(argv, capture_output=True, timeout=60, check=False)
+        except (OSError, subprocess.TimeoutExpired):
+            probe = None
+        if probe is not None and probe.returncode == 0:
+            LOG.debug("skopeo runs under %s --pdeathsig KILL: it dies with bindimg", setpriv)
+            return launcher
+    LOG.debug("no setpriv with --pdeathsig: a SIGKILLed bindimg would leave its skopeo running")
+    return ()
+
+
 # Every skopeo running now: a terminated bindimg kills them, none may outlive it.
 _children: set[subprocess.Popen[bytes]] = set()
 _children_lock = threading.Lock()
@@ -262,15 +309,24 @@ def _run(
     watch: Optional[Callable[[int], None]] = None,
 ) -> bytes:
     check_version()
-    LOG.debug("%s", " ".join(argv))
+    LOG.debug("%s", " ".join(argv))  # skopeo's command line, without the launcher
+    command = argv
+    launcher = _launcher()
+    if launcher:
+        # The shell would say "exec: skopeo: not found"; bindimg says it as without setpriv.
+        if shutil.which(argv[0]) is None:
+            raise SkopeoError(_NOT_INSTALLED)
+        # The signal comes when the *thread* that started skopeo ends: this one, which waits
+        # for skopeo (or kills and reaps it) before it returns.
+        command = [*launcher, str(os.getpid()), *argv]
     try:
         with _children_lock:
             if _terminating and not cleanup:
                 raise SkopeoError("bindimg is being terminated")
-            child = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, pass_fds=fds)
+            child = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, pass_fds=fds)
             _children.add(child)
     except FileNotFoundError:
-        raise SkopeoError("skopeo is not installed; install skopeo >= 1.9") from None
+        raise SkopeoError(_NOT_INSTALLED) from None
     except OSError as error:
         raise SkopeoError(f"cannot run skopeo: {error.strerror}; check the skopeo on PATH") from None
     try:
