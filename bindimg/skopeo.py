@@ -240,22 +240,17 @@ def check_version() -> None:
         raise ToolError(problem)
 
 
-# What a SIGKILLed bindimg (the OOM killer, a build's time-out, `kill -9`) cannot do: kill
-# its skopeo, which would go on writing into the store after bindimg is gone and race with
-# the next run undoing this one. The kernel does it: setpriv (util-linux >= 2.33) sets a
-# parent-death signal (prctl PR_SET_PDEATHSIG) and executes the rest of its command line.
-# Not subprocess's `preexec_fn`: Python documents it as unsafe in a process with threads,
-# and bindimg starts skopeo from thread pools.
-# SIGKILL, not SIGTERM: skopeo has no SIGTERM handler (it would die as abruptly), and a
-# SIGTERM that bindimg's caller, or bindimg's own handler while it cleans up (interrupt.py),
-# made ignored would be ignored by skopeo too; bindimg's own kill_children sends SIGKILL.
-# setpriv sets the signal only once it runs: a bindimg killed between the fork and the
-# prctl leaves no parent to signal. The shell between setpriv and skopeo closes that gap:
-# it reads its parent after the prctl and executes skopeo only if that is still bindimg
-# ($0): a parent dying after the prctl sends the signal, one dead before it is not the
-# parent any more. The signal survives both execs (it is reset only for set-user-ID or
-# file-capability programs, which skopeo is not); a rootless skopeo's own re-executed child
-# gets one from containers/storage (pkg/reexec/command_linux.go).
+# A SIGKILLed bindimg (the OOM killer, a build's time-out) cannot kill its skopeo, which would
+# go on writing into the store and race with the next run undoing this one: the kernel does,
+# by a parent-death signal (prctl PR_SET_PDEATHSIG) that setpriv (util-linux >= 2.33) sets
+# before it executes the rest of its command line. Not `preexec_fn`: Python documents it as
+# unsafe with threads, and bindimg starts skopeo from thread pools. SIGKILL: skopeo has no
+# SIGTERM handler (no cleaner end), and a SIGTERM ignored by bindimg's caller (or by
+# interrupt.py while it cleans up) would be ignored by skopeo too.
+# A bindimg killed between the fork and setpriv's prctl leaves no parent to signal; the shell
+# closes that gap: it reads its parent after the prctl and executes skopeo only if that is
+# still bindimg ($0). The signal survives both execs (skopeo is not set-user-ID); a rootless
+# skopeo's re-executed child has its own (containers/storage pkg/reexec/command_linux.go).
 _PDEATHSIG = ("--pdeathsig", "KILL", "--", "/bin/sh", "-c", '[ "$PPID" = "$0" ] && exec "$@"')
 _NOT_INSTALLED = "skopeo is not installed; install skopeo >= 1.9"
 

@@ -199,13 +199,14 @@ class Store:
         layers = self.layers()
         for record in self._index("images"):
             if name in (record.get("names") or []) and isinstance(record.get("id"), str):
-                chain: list[str] = []
-                top = _text(record.get("layer"))
-                while top is not None and top in layers and top not in chain:
-                    chain.append(top)
-                    top = layers[top].parent
-                return str(record["id"]), chain[::-1]
+                return str(record["id"]), _chain(record, layers)
         return None
+
+    def used_layers(self) -> set[str]:
+        """The layers some image of the store is made of: not those a killed copy left (it
+        commits layers before their image)."""
+        layers = self.layers()
+        return {layer for record in self._index("images") for layer in _chain(record, layers)}
 
     def big_data(self, image_id: str, key: str) -> Optional[bytes]:
         """A piece of an image's data as containers/storage keeps it (e.g. its config under
@@ -277,6 +278,16 @@ def store_images(root: Root) -> list[str]:
     """Every image name in the embedded store, overlay's then vfs's (either driver may be used)."""
     stores = [Store(root, DEFAULT_STORE, driver, reading=True) for driver in DRIVERS]
     return [name for store in stores for name in sorted(store.names())]
+
+
+def _chain(record: dict[str, Any], layers: dict[str, Layer]) -> list[str]:
+    """The layer ids of the image `record` (of images.json), bottom first."""
+    chain: list[str] = []
+    top = _text(record.get("layer"))
+    while top is not None and top in layers and top not in chain:
+        chain.append(top)
+        top = layers[top].parent
+    return chain[::-1]
 
 
 def _text(value: object) -> Optional[str]:

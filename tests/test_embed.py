@@ -43,7 +43,7 @@ from bindimg.store import Store
 from tests import buildimage, ociimage
 from tests.faultproxy import fault_proxy
 from tests.kit import QDIR, STORE, run_bindimg
-from tests.registry import PushedImage, Registry
+from tests.registry import PushedImage, Registry, skopeo
 
 pytestmark = pytest.mark.e2e
 
@@ -881,3 +881,40 @@ def test_images_a_killed_run_left_staged_are_taken_out_by_the_next_run(
         for n in image["names"]
     ]
     assert len(names) == 1 and names[0].startswith(f"{whiteout.host}/{whiteout.repo}@")  # flattened only
+
+
+def test_layers_a_killed_copy_left_are_read_for_whiteouts_when_the_next_copy_reuses_them(
+    tmp_path: Path, small_images: dict[str, PushedImage]
+) -> None:
+    """containers/storage commits an image's layers before the image: a copy killed in
+    between (skopeo now dies with a SIGKILLed bindimg) leaves layers no image uses, and the
+    next copy of that image reuses them. Their whiteouts must still be found: the image is
+    flattened exactly as in a store that never saw the killed copy."""
+    plain, whiteout = small_images["plain"], small_images["whiteout"]
+    roots = {name: tmp_path / name / "root" for name in ("clean", "killed")}
+    for name, root in roots.items():
+        root.mkdir(parents=True)
+        units = write_units(tmp_path / name, {"plain": plain})
+        assert run_bindimg("add", "--embed", "--root", str(root), "--no-tls-verify", *units).code == 0
+    store = Store(Root(str(roots["killed"])))
+    reference = f"{whiteout.host}/{whiteout.repo}@{whiteout.digest}"
+    runroot = tmp_path / "runroot"
+    skopeo(
+        *("copy", "--src-tls-verify=false", "--preserve-digests"),
+        f"docker://{reference}",
+        store.reference(str(runroot), reference),
+    )
+    # what the killed copy leaves: the image's layers, no image
+    index = roots["killed"] / STORE / "overlay-images/images.json"
+    records = json.loads(index.read_text())
+    index.write_text(json.dumps([r for r in records if reference not in r["names"]]))
+    assert reference not in store.names() and len(store.layers()) > len(store.used_layers())
+    pinned_units = {}
+    for name, root in roots.items():
+        units = write_units(tmp_path / name, {"whiteout": whiteout})
+        done = run_bindimg("add", "--embed", "--root", str(root), "--no-tls-verify", *units)
+        assert done.code == 0, done.err
+        pinned_units[name] = (root / QDIR / "whiteout.container").read_text()
+    assert pinned_units["killed"] == pinned_units["clean"]
+    lines = pinned_units["killed"].splitlines()
+    assert lines[1] == f"# bindimg: pinned from {whiteout.ref} (flattened from {whiteout.digest})", lines
