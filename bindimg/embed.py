@@ -206,7 +206,7 @@ class Embedder:
         present = reference in self.stored()  # (a killed run's staged images taken out first)
         new = self._new_layers(described)
         before = set(self.store.layers())
-        checked = self.store.used_layers()
+        checked = self.store.layers_of(self.stored())
         self.meter.start(
             reference, described.config.size + sum(b.size for b in new), len(described.layers), len(new)
         )
@@ -274,8 +274,8 @@ class Embedder:
     def _markers(self, chain: list[str], unchecked: list[str], limit: int = 3) -> Optional[list[str]]:
         """Up to `limit` whiteout or opaque markers in the `unchecked` layers of the image's
         `chain`, as `layer N: path`; None when a layer's tar-split record is missing.
-        Layers of images the store had before come from images embedded without markers;
-        the others are this copy's, or a killed copy's (which skopeo reuses), and are read."""
+        Layers of the images the store had before come from images embedded without
+        markers; the others are this copy's, or a killed copy's (which skopeo reuses)."""
         found: list[str] = []
         for number, layer in enumerate(chain, 1):
             if layer not in unchecked:

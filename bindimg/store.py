@@ -202,11 +202,28 @@ class Store:
                 return str(record["id"]), _chain(record, layers)
         return None
 
-    def used_layers(self) -> set[str]:
-        """The layers some image of the store is made of: not those a killed copy left (it
-        commits layers before their image)."""
+    def layers_of(self, names: set[str]) -> set[str]:
+        """The layers of the images named one of `names`: not those of an image a killed
+        copy left unnamed, nor those it left without an image (a copy commits the layers,
+        then the image, then its names)."""
         layers = self.layers()
-        return {layer for record in self._index("images") for layer in _chain(record, layers)}
+        return {
+            layer
+            for record in self._index("images")
+            if names.intersection(record.get("names") or [])
+            for layer in _chain(record, layers)
+        }
+
+    def unnamed(self, digest: str) -> list[str]:
+        """The ids of the images of manifest `digest` that have no name: a copy killed before
+        it named the image left them."""
+        return [
+            record["id"]
+            for record in self._index("images")
+            if isinstance(record.get("id"), str)
+            and not record.get("names")
+            and record.get("digest") == digest
+        ]
 
     def big_data(self, image_id: str, key: str) -> Optional[bytes]:
         """A piece of an image's data as containers/storage keeps it (e.g. its config under
