@@ -1,5 +1,6 @@
 """`bindimg add --embed`: copy each image from its registry straight into the store, look
-for whiteouts in the layers this copy added, flatten and replace only the images that have them.
+for whiteouts in the layers no stored image had (this copy's, or a killed copy's), flatten and
+replace only the images that have them.
 
 The copy is skopeo's own (`docker://` to `containers-storage:`): layers the store already has
 are not downloaded again. Whiteouts are found in the tar-split record containers/storage
@@ -203,9 +204,10 @@ class Embedder:
         reference = f"{name}@{digest}"
         described = fetch.describe(name, digest, options, self.platform, self.settings, self.registry)
         self.staging.init()
+        present = reference in self.stored()  # (a killed run's staged images taken out first)
         before = self.store.layers()
         new = self._new_layers(described, before)
-        present = reference in self.stored()
+        checked = self.store.layers_of(self.stored())
         self.meter.start(
             reference, described.config.size + sum(b.size for b in new), len(described.layers), len(new)
         )
@@ -230,7 +232,7 @@ class Embedder:
         if described.platform is None:
             self._check_platform(reference, self.store.big_data(image_id, described.config.digest))
         added = [layer for layer in chain if layer not in before]
-        found = self._markers(chain, added)
+        found = self._markers(chain, [layer for layer in chain if layer not in checked])
         unpacked = None
         if found is None:  # storage kept no tar-split record: read the layers themselves
             unpacked = self._unpack(reference, image_id)
@@ -270,13 +272,14 @@ class Embedder:
                 f"choose --platform {declared} or another image"
             )
 
-    def _markers(self, chain: list[str], added: list[str], limit: int = 3) -> Optional[list[str]]:
-        """Up to `limit` whiteout or opaque markers in the layers this copy `added` (of the
-        image's `chain`), as `layer N: path`; None when a layer's tar-split record is missing.
-        Layers the store had before come from images embedded without markers."""
+    def _markers(self, chain: list[str], unchecked: list[str], limit: int = 3) -> Optional[list[str]]:
+        """Up to `limit` whiteout or opaque markers in the `unchecked` layers of the image's
+        `chain`, as `layer N: path`; None when a layer's tar-split record is missing.
+        Layers of the images the store had before come from images embedded without
+        markers; the others are this copy's, or a killed copy's (which skopeo reuses)."""
         found: list[str] = []
         for number, layer in enumerate(chain, 1):
-            if layer not in added:
+            if layer not in unchecked:
                 continue
             names = self.store.layer_paths(layer)
             if names is None:

@@ -193,7 +193,7 @@ class RunDir:
 
     def __init__(self, label: str) -> None:
         sweep_run_dirs()
-        self.path = tempfile.mkdtemp(prefix=f"{RUN_DIR_PREFIX}{label}-")
+        self.path = tempfile.mkdtemp(prefix=f"{RUN_DIR_PREFIX}{label}-", dir=temp_dir())
         self._fd: Optional[int] = os.open(self.path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         fcntl.flock(self._fd, fcntl.LOCK_EX)
 
@@ -204,9 +204,25 @@ class RunDir:
             self._fd = None
 
 
+def temp_dir() -> str:
+    """The directory for temporary data, as Python's `tempfile` chooses it (TMPDIR, TEMP, TMP,
+    /tmp, /var/tmp, /usr/tmp: the first writable directory), found without writing into it:
+    `tempfile.gettempdir` probes each candidate by creating a file, which a kill at that
+    moment leaves behind (in a RUN step, in the image's /tmp). Set as `tempfile.tempdir`."""
+    if tempfile.tempdir is None:
+        candidates = [os.environ.get(name) for name in ("TMPDIR", "TEMP", "TMP")]
+        for candidate in [*candidates, "/tmp", "/var/tmp", "/usr/tmp"]:
+            if candidate and os.path.isdir(candidate) and os.access(candidate, os.W_OK | os.X_OK):
+                tempfile.tempdir = os.path.abspath(candidate)
+                break
+        else:
+            return tempfile.gettempdir()  # Python's own search (the working directory) or error
+    return tempfile.tempdir
+
+
 def sweep_run_dirs() -> None:
     """Remove the temporary directories of runs that were killed: those whose lock is free."""
-    top = tempfile.gettempdir()
+    top = temp_dir()
     try:
         names = [n for n in os.listdir(top) if n.startswith(RUN_DIR_PREFIX)]
     except OSError:

@@ -6,15 +6,21 @@ they do not show in `ps`, and never on disk, so no kill of bindimg can leave the
 auth file the user names (`--authfile`, a unit's `AuthFile=`, `REGISTRY_AUTH_FILE`) is read
 by bindimg, as a regular file of bounded size, and handed over the same way: a FIFO or
 /dev/zero in its place is refused instead of making skopeo read without end.
+
+No skopeo outlives bindimg: SIGTERM, SIGHUP and SIGINT kill them (`kill_children`), and a
+SIGKILL of bindimg, which nothing in bindimg can catch, makes the kernel kill them (a
+parent-death signal set by setpriv; see `_launcher`).
 """
 
 from __future__ import annotations
 
 import base64
+import functools
 import json
 import logging
 import os
 import re
+import shutil
 import subprocess
 import threading
 import time
@@ -252,7 +258,9 @@ def _version_check() -> Future[Optional[str]]:
 
 def _ask_version(answer: Future[Optional[str]]) -> None:
     try:
-        answer.set_result(_version_problem())
+        problem = _version_problem()
+        _launcher()  # found now too, while bindimg loads, not before its first real skopeo
+        answer.set_result(problem)
     except BaseException as error:  # a bindimg bug: said by check_version, not lost in a thread
         answer.set_exception(error)
 
@@ -277,6 +285,43 @@ def _version_problem() -> Optional[str]:
     finally:
         _finished(child)
     return version_error(stdout.decode("utf-8", "replace"))
+
+
+# A SIGKILLed bindimg (the OOM killer, a build's time-out) cannot kill its skopeo, which would
+# go on writing into the store and race with the next run undoing this one: the kernel does,
+# by a parent-death signal (prctl PR_SET_PDEATHSIG) that setpriv (util-linux >= 2.33) sets
+# before it executes the rest of its command line. Not `preexec_fn`: Python documents it as
+# unsafe with threads, and bindimg starts skopeo from thread pools. SIGKILL: skopeo has no
+# SIGTERM handler (no cleaner end), and a SIGTERM ignored by bindimg's caller (or by
+# interrupt.py while it cleans up) would be ignored by skopeo too.
+# A bindimg killed between the fork and setpriv's prctl leaves no parent to signal; the shell
+# closes that gap: it reads its parent after the prctl and executes skopeo only if that is
+# still bindimg ($0). The signal survives both execs (skopeo is not set-user-ID); a rootless
+# skopeo's re-executed child has its own (containers/storage pkg/reexec/command_linux.go).
+_PDEATHSIG = ("--pdeathsig", "KILL", "--", "/bin/sh", "-c", '[ "$PPID" = "$0" ] && exec "$@"')
+_NOT_INSTALLED = "skopeo is not installed; install skopeo >= 1.9"
+
+
+@functools.cache
+def _launcher() -> tuple[str, ...]:
+    """What goes before bindimg's pid and the skopeo command line: setpriv with SIGKILL as
+    the parent-death signal, then the shell's check; () where setpriv is missing or lacks
+    `--pdeathsig` (busybox's): skopeo then runs as a plain child, which SIGTERM, SIGHUP and
+    SIGINT still kill but which a SIGKILLed bindimg leaves running. Found once, by running
+    the launcher with no command (the shell's `exec` of nothing succeeds)."""
+    setpriv = shutil.which("setpriv")
+    if setpriv is not None:
+        launcher = (setpriv, *_PDEATHSIG)
+        try:
+            argv = [*launcher, str(os.getpid())]
+            probe = subprocess.run(argv, capture_output=True, timeout=60, check=False)
+        except (OSError, subprocess.TimeoutExpired):
+            probe = None
+        if probe is not None and probe.returncode == 0:
+            LOG.debug("skopeo runs under %s --pdeathsig KILL: it dies with bindimg", setpriv)
+            return launcher
+    LOG.debug("no setpriv with --pdeathsig: a SIGKILLed bindimg would leave its skopeo running")
+    return ()
 
 
 # Every skopeo running now: a terminated bindimg kills them, none may outlive it.
@@ -324,11 +369,20 @@ def _run(
     watch: Optional[Callable[[int], None]] = None,
 ) -> bytes:
     check_version()
-    LOG.debug("%s", " ".join(argv))
+    LOG.debug("%s", " ".join(argv))  # skopeo's command line, without the launcher
+    command = argv
+    launcher = _launcher()
+    if launcher:
+        # The shell would say "exec: skopeo: not found"; bindimg says it as without setpriv.
+        if shutil.which(argv[0]) is None:
+            raise SkopeoError(_NOT_INSTALLED)
+        # The signal comes when the *thread* that started skopeo ends: this one, which waits
+        # for skopeo (or kills and reaps it) before it returns.
+        command = [*launcher, str(os.getpid()), *argv]
     try:
-        child = _start(argv, fds=fds, cleanup=cleanup)
+        child = _start(command, fds=fds, cleanup=cleanup)
     except FileNotFoundError:
-        raise SkopeoError("skopeo is not installed; install skopeo >= 1.9") from None
+        raise SkopeoError(_NOT_INSTALLED) from None
     except OSError as error:
         raise SkopeoError(f"cannot run skopeo: {error.strerror}; check the skopeo on PATH") from None
     try:

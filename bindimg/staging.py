@@ -168,5 +168,9 @@ class StoreRun:
         for reference in reversed(added):
             with contextlib.suppress(SkopeoError):
                 self.registry.delete_local(self.reference(reference))
+            # A copy killed before it named the image leaves it unnamed: its id is known.
+            for image_id in self.store.unnamed(reference.rpartition("@")[2]):
+                with contextlib.suppress(SkopeoError):
+                    self.registry.delete_local(self.reference(f"@{image_id}"))
         self.store.stage([])
         self.store.tidy()

@@ -199,13 +199,31 @@ class Store:
         layers = self.layers()
         for record in self._index("images"):
             if name in (record.get("names") or []) and isinstance(record.get("id"), str):
-                chain: list[str] = []
-                top = _text(record.get("layer"))
-                while top is not None and top in layers and top not in chain:
-                    chain.append(top)
-                    top = layers[top].parent
-                return str(record["id"]), chain[::-1]
+                return str(record["id"]), _chain(record, layers)
         return None
+
+    def layers_of(self, names: set[str]) -> set[str]:
+        """The layers of the images named one of `names`: not those of an image a killed
+        copy left unnamed, nor those it left without an image (a copy commits the layers,
+        then the image, then its names)."""
+        layers = self.layers()
+        return {
+            layer
+            for record in self._index("images")
+            if names.intersection(record.get("names") or [])
+            for layer in _chain(record, layers)
+        }
+
+    def unnamed(self, digest: str) -> list[str]:
+        """The ids of the images of manifest `digest` that have no name: a copy killed before
+        it named the image left them."""
+        return [
+            record["id"]
+            for record in self._index("images")
+            if isinstance(record.get("id"), str)
+            and not record.get("names")
+            and record.get("digest") == digest
+        ]
 
     def big_data(self, image_id: str, key: str) -> Optional[bytes]:
         """A piece of an image's data as containers/storage keeps it (e.g. its config under
@@ -277,6 +295,16 @@ def store_images(root: Root) -> list[str]:
     """Every image name in the embedded store, overlay's then vfs's (either driver may be used)."""
     stores = [Store(root, DEFAULT_STORE, driver, reading=True) for driver in DRIVERS]
     return [name for store in stores for name in sorted(store.names())]
+
+
+def _chain(record: dict[str, Any], layers: dict[str, Layer]) -> list[str]:
+    """The layer ids of the image `record` (of images.json), bottom first."""
+    chain: list[str] = []
+    top = _text(record.get("layer"))
+    while top is not None and top in layers and top not in chain:
+        chain.append(top)
+        top = layers[top].parent
+    return chain[::-1]
 
 
 def _text(value: object) -> Optional[str]:

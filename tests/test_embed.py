@@ -43,7 +43,7 @@ from bindimg.store import Store
 from tests import buildimage, ociimage
 from tests.faultproxy import fault_proxy
 from tests.kit import QDIR, STORE, run_bindimg
-from tests.registry import PushedImage, Registry
+from tests.registry import PushedImage, Registry, skopeo
 
 pytestmark = pytest.mark.e2e
 
@@ -881,3 +881,83 @@ def test_images_a_killed_run_left_staged_are_taken_out_by_the_next_run(
         for n in image["names"]
     ]
     assert len(names) == 1 and names[0].startswith(f"{whiteout.host}/{whiteout.repo}@")  # flattened only
+
+
+@pytest.mark.parametrize("left", ["layers", "unnamed image"])
+def test_what_a_killed_copy_left_is_read_for_whiteouts_when_the_next_copy_reuses_it(
+    tmp_path: Path, small_images: dict[str, PushedImage], left: str
+) -> None:
+    """containers/storage commits an image's layers, then the image, then its names: a copy
+    killed in between (skopeo dies with a SIGKILLed bindimg) leaves layers no image uses, or
+    an unnamed image the journal's `skopeo delete NAME@DIGEST` cannot find. The next copy of
+    that image reuses them; their whiteouts must still be found, the image flattened exactly
+    as in a store that never saw the killed copy, and no unnamed image left."""
+    plain, whiteout = small_images["plain"], small_images["whiteout"]
+    roots = {name: tmp_path / name / "root" for name in ("clean", "killed")}
+    for name, root in roots.items():
+        root.mkdir(parents=True)
+        units = write_units(tmp_path / name, {"plain": plain})
+        assert run_bindimg("add", "--embed", "--root", str(root), "--no-tls-verify", *units).code == 0
+    store = Store(Root(str(roots["killed"])))
+    reference = f"{whiteout.host}/{whiteout.repo}@{whiteout.digest}"
+    skopeo(
+        *("copy", "--src-tls-verify=false", "--preserve-digests"),
+        f"docker://{reference}",
+        store.reference(str(tmp_path / "runroot"), reference),
+    )
+    index = roots["killed"] / STORE / "overlay-images/images.json"
+    records = json.loads(index.read_text())
+    if left == "layers":
+        records = [r for r in records if reference not in r["names"]]
+    else:
+        for record in records:
+            if reference in record["names"]:
+                del record["names"]
+        (roots["killed"] / STORE / "bindimg-staging.json").write_text(json.dumps([reference]))
+    index.write_text(json.dumps(records))
+    assert reference not in store.names() and len(store.layers()) > len(store.layers_of(store.names()))
+    pinned_units = {}
+    for name, root in roots.items():
+        units = write_units(tmp_path / name, {"whiteout": whiteout})
+        done = run_bindimg("add", "--embed", "--root", str(root), "--no-tls-verify", *units)
+        assert done.code == 0, done.err
+        pinned_units[name] = (root / QDIR / "whiteout.container").read_text()
+    assert pinned_units["killed"] == pinned_units["clean"]
+    lines = pinned_units["killed"].splitlines()
+    assert lines[1] == f"# bindimg: pinned from {whiteout.ref} (flattened from {whiteout.digest})", lines
+    assert [r.get("names") for r in json.loads(index.read_text()) if not r.get("names")] == []
+
+
+def test_an_image_a_killed_copy_left_unnamed_is_taken_out_by_the_next_run(
+    tmp_path: Path, small_images: dict[str, PushedImage]
+) -> None:
+    """The journal names the image NAME@DIGEST, which a copy killed before naming it cannot
+    be found by: the next run deletes it by its id (podman would list it as <none>)."""
+    plain, whiteout = small_images["plain"], small_images["whiteout"]
+    root = tmp_path / "root"
+    root.mkdir()
+    units = write_units(tmp_path, {"plain": plain})
+    assert run_bindimg("add", "--embed", "--root", str(root), "--no-tls-verify", *units).code == 0
+    store = Store(Root(str(root)))
+    layers = set(store.layers())
+    reference = f"{whiteout.host}/{whiteout.repo}@{whiteout.digest}"
+    skopeo(
+        *("copy", "--src-tls-verify=false", "--preserve-digests"),
+        f"docker://{reference}",
+        store.reference(str(tmp_path / "runroot"), reference),
+    )
+    index = root / STORE / "overlay-images/images.json"
+    records = json.loads(index.read_text())
+    for record in records:
+        if reference in record["names"]:
+            del record["names"]
+    index.write_text(json.dumps(records))
+    (root / STORE / "bindimg-staging.json").write_text(json.dumps([reference]))
+    assert len(store.unnamed(whiteout.digest)) == 1
+    done = run_bindimg("add", "--embed", "--root", str(root), "--no-tls-verify", *units)
+    assert done.code == 0, done.err
+    assert "removing 1 images an interrupted run left in the store" in done.err
+    assert store.unnamed(whiteout.digest) == []
+    names = [r["names"] for r in json.loads(index.read_text())]
+    assert names == [[f"{plain.host}/{plain.repo}@{plain.digest}"]]
+    assert set(store.layers()) == layers
