@@ -258,9 +258,7 @@ def _version_check() -> Future[Optional[str]]:
 
 def _ask_version(answer: Future[Optional[str]]) -> None:
     try:
-        problem = _version_problem()
-        _launcher()  # found now too, while bindimg loads, not before its first real skopeo
-        answer.set_result(problem)
+        answer.set_result(_version_problem())
     except BaseException as error:  # a bindimg bug: said by check_version, not lost in a thread
         answer.set_exception(error)
 
