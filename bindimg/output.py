@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, NoReturn, Optional
 import typer
 
 from bindimg.errors import EXIT_INTERNAL, EXIT_MEANINGS, BindimgError, one_line
+from bindimg.progress import counted
 
 if TYPE_CHECKING:
     from bindimg.commands.export import Result as ExportResult
@@ -138,8 +139,8 @@ def show_add(out: Output, plan: Plan, podman: Podman, dry_run: bool) -> None:
         from bindimg import write
 
         out.progress(
-            f"bindimg: dry run, nothing written: {_count(len(files), 'file')} and "
-            f"{_count(len(links), 'link')} would change"
+            f"bindimg: dry run, nothing written: {counted(len(files), 'file')} and "
+            f"{counted(len(links), 'link')} would change"
         )
         sys.stdout.write(write.diff(plan))
         return
@@ -168,7 +169,7 @@ def show_lock(out: Output, result: LockResult, lock_file: str, check: bool, dry_
             if dry_run
             else ("written" if result.written else "unchanged")
         )
-        images = _count(len(result.entries), "image")
+        images = counted(len(result.entries), "image")
         out.text(f"{status} {lock_file} ({images}, {len(result.resolved)} resolved)")
 
 
@@ -182,13 +183,9 @@ def show_lint(out: Output, findings: Sequence[Finding], podman: Podman) -> dict[
         sys.stdout.write(report.FORMATS[out.format](findings))
     counts = report.summary(findings)
     if not out.quiet:
-        errors, warnings = _count(counts["errors"], "error"), _count(counts["warnings"], "warning")
+        errors, warnings = counted(counts["errors"], "error"), counted(counts["warnings"], "warning")
         typer.echo(f"bindimg: {errors}, {warnings}", err=True)
     return counts
-
-
-def _count(number: int, noun: str) -> str:
-    return f"{number} {noun}" + ("" if number == 1 else "s")
 
 
 def show_list(out: Output, items: Sequence[Listed]) -> None:

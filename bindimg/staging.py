@@ -19,7 +19,7 @@ from typing import Optional
 
 from bindimg import fsutil
 from bindimg.errors import ExternalError
-from bindimg.progress import megabytes
+from bindimg.progress import counted, megabytes
 from bindimg.registry import Registry
 from bindimg.rootfs import Root
 from bindimg.skopeo import SkopeoError
@@ -76,7 +76,8 @@ class StoreRun:
             staged = self.store.staged()
             if staged and not self.dry_run:
                 self.store.check_confined()  # skopeo deletes through the store's links
-                self.progress(f"removing {len(staged)} images an interrupted run left in the store")
+                left = counted(len(staged), "image")
+                self.progress(f"removing {left} an interrupted run left in the store")
                 self._undo(staged, [])
                 staged = []
             self._stored = self.store.names() - set(staged)
@@ -139,7 +140,7 @@ class StoreRun:
         if self._added:
             growth = self.size([layer for layer in self.store.layers() if layer not in self._layers_before])
             self.progress(
-                f"image store {self.store.inner}: {len(self._added)} images added, "
+                f"image store {self.store.inner}: {counted(len(self._added), 'image')} added, "
                 f"+{megabytes(growth)} of layers"
             )
         return list(self._added)

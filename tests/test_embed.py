@@ -18,6 +18,7 @@ import errno
 import io
 import json
 import os
+import re
 import shutil
 import subprocess
 import tarfile
@@ -700,6 +701,8 @@ def test_a_second_image_on_a_stored_base_fetches_only_its_own_layers(
     assert base_digest in first
     assert sorted(second) == sorted([manifest["config"]["digest"], own_digest])  # the base: not again
     assert "1 of 2 layers new" in done.err
+    growth = r"^image store /usr/lib/containers/storage: 1 image added, \+0\.\d MB of layers$"
+    assert re.search(growth, done.err, re.M), done.err
 
 
 def test_dry_run_reads_manifests_only_and_says_what_would_be_stored(
@@ -873,7 +876,7 @@ def test_images_a_killed_run_left_staged_are_taken_out_by_the_next_run(
         *write_units(tmp_path, {"whiteout": whiteout}),
     )
     assert done.code == 0, done.err
-    assert "removing 1 images an interrupted run left in the store" in done.err
+    assert "removing 1 image an interrupted run left in the store" in done.err
     assert not journal.exists()
     names = [
         n
@@ -956,7 +959,7 @@ def test_an_image_a_killed_copy_left_unnamed_is_taken_out_by_the_next_run(
     assert len(store.unnamed(whiteout.digest)) == 1
     done = run_bindimg("add", "--embed", "--root", str(root), "--no-tls-verify", *units)
     assert done.code == 0, done.err
-    assert "removing 1 images an interrupted run left in the store" in done.err
+    assert "removing 1 image an interrupted run left in the store" in done.err
     assert store.unnamed(whiteout.digest) == []
     names = [r["names"] for r in json.loads(index.read_text())]
     assert names == [[f"{plain.host}/{plain.repo}@{plain.digest}"]]

@@ -210,7 +210,7 @@ def test_a_sigkilled_embed_takes_its_skopeo_along_and_the_next_run_undoes_what_i
     env = {**os.environ, "TMPDIR": str(run.tmpdir)}
     done = run_bindimg(*args, env=env)
     assert done.code == 0, done.err
-    assert "removing 1 images an interrupted run left in the store" in done.err
+    assert "removing 1 image an interrupted run left in the store" in done.err
     assert not journal.exists()
     stored = json.loads((root / STORE / "overlay-images/images.json").read_text())
     assert [image["names"] for image in stored] == [[name]]
