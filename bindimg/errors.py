@@ -88,3 +88,8 @@ class ExternalError(BindimgError):
     """A registry, network or external tool failed: nothing was written (exit 3)."""
 
     exit_code = EXIT_EXTERNAL
+
+
+def counted(number: int, noun: str) -> str:
+    """`1 image`, `2 images`: `number` and the regular plural of `noun` where it is not 1."""
+    return f"{number} {noun}" + ("" if number == 1 else "s")

@@ -19,8 +19,7 @@ from typing import TYPE_CHECKING, Any, NoReturn, Optional
 
 import typer
 
-from bindimg.errors import EXIT_INTERNAL, EXIT_MEANINGS, BindimgError, one_line
-from bindimg.progress import counted
+from bindimg.errors import EXIT_INTERNAL, EXIT_MEANINGS, BindimgError, counted, one_line
 
 if TYPE_CHECKING:
     from bindimg.commands.export import Result as ExportResult

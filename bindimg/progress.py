@@ -23,11 +23,6 @@ def megabytes(size: float) -> str:
     return f"{size / 1e6:.1f} MB"
 
 
-def counted(number: int, noun: str) -> str:
-    """`1 image`, `2 images`: `number` and the regular plural of `noun` where it is not 1."""
-    return f"{number} {noun}" + ("" if number == 1 else "s")
-
-
 class Meter(Protocol):
     """Told about one image copy at a time."""
 

@@ -18,8 +18,8 @@ from collections.abc import Callable
 from typing import Optional
 
 from bindimg import fsutil
-from bindimg.errors import ExternalError
-from bindimg.progress import counted, megabytes
+from bindimg.errors import ExternalError, counted
+from bindimg.progress import megabytes
 from bindimg.registry import Registry
 from bindimg.rootfs import Root
 from bindimg.skopeo import SkopeoError
