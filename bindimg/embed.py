@@ -207,7 +207,7 @@ class Embedder:
         present = reference in self.stored()  # (a killed run's staged images taken out first)
         before = self.store.layers()
         new = self._new_layers(described, before)
-        checked = self.store.layers_of(self.stored())
+        checked = self.store.layers_of(self.stored(), before)
         self.meter.start(
             reference, described.config.size + sum(b.size for b in new), len(described.layers), len(new)
         )

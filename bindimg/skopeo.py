@@ -266,10 +266,6 @@ def _ask_version(answer: Future[Optional[str]]) -> None:
 def _version_problem() -> Optional[str]:
     try:
         child = _start([SKOPEO, "--version"], stderr=subprocess.DEVNULL)
-    except FileNotFoundError:
-        return "skopeo is not installed; bindimg needs skopeo >= 1.9 on PATH"
-    except OSError as error:
-        return f"cannot run skopeo: {error.strerror}; check the skopeo on PATH"
     except SkopeoError as error:
         return error.message
     try:
@@ -297,7 +293,7 @@ def _version_problem() -> Optional[str]:
 # still bindimg ($0). The signal survives both execs (skopeo is not set-user-ID); a rootless
 # skopeo's re-executed child has its own (containers/storage pkg/reexec/command_linux.go).
 _PDEATHSIG = ("--pdeathsig", "KILL", "--", "/bin/sh", "-c", '[ "$PPID" = "$0" ] && exec "$@"')
-_NOT_INSTALLED = "skopeo is not installed; install skopeo >= 1.9"
+_NOT_INSTALLED = "skopeo is not installed; bindimg needs skopeo >= 1.9 on PATH"
 
 
 @functools.cache
@@ -341,12 +337,17 @@ def kill_children() -> None:
 def _start(
     argv: list[str], *, fds: tuple[int, ...] = (), cleanup: bool = False, stderr: int = subprocess.PIPE
 ) -> subprocess.Popen[bytes]:
-    """skopeo started and noted in `_children` (OSError when it cannot be run; SkopeoError
-    while bindimg is being terminated, unless it is for clean-up)."""
+    """skopeo started and noted in `_children`. Raises SkopeoError: it cannot be run, or
+    bindimg is being terminated (unless it is for clean-up)."""
     with _children_lock:
         if _terminating and not cleanup:
             raise SkopeoError("bindimg is being terminated")
-        child = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=stderr, pass_fds=fds)
+        try:
+            child = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=stderr, pass_fds=fds)
+        except FileNotFoundError:
+            raise SkopeoError(_NOT_INSTALLED) from None
+        except OSError as error:
+            raise SkopeoError(f"cannot run skopeo: {error.strerror}; check the skopeo on PATH") from None
         _children.add(child)
     return child
 
@@ -377,12 +378,7 @@ def _run(
         # The signal comes when the *thread* that started skopeo ends: this one, which waits
         # for skopeo (or kills and reaps it) before it returns.
         command = [*launcher, str(os.getpid()), *argv]
-    try:
-        child = _start(command, fds=fds, cleanup=cleanup)
-    except FileNotFoundError:
-        raise SkopeoError(_NOT_INSTALLED) from None
-    except OSError as error:
-        raise SkopeoError(f"cannot run skopeo: {error.strerror}; check the skopeo on PATH") from None
+    child = _start(command, fds=fds, cleanup=cleanup)
     try:
         with child:
             try:

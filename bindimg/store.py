@@ -202,11 +202,10 @@ class Store:
                 return str(record["id"]), _chain(record, layers)
         return None
 
-    def layers_of(self, names: set[str]) -> set[str]:
-        """The layers of the images named one of `names`: not those of an image a killed
-        copy left unnamed, nor those it left without an image (a copy commits the layers,
-        then the image, then its names)."""
-        layers = self.layers()
+    def layers_of(self, names: set[str], layers: dict[str, Layer]) -> set[str]:
+        """The layers of the images named one of `names`, of the store's `layers` (`layers()`):
+        not those of an image a killed copy left unnamed, nor those it left without an image
+        (a copy commits the layers, then the image, then its names)."""
         return {
             layer
             for record in self._index("images")
