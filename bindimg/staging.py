@@ -138,7 +138,8 @@ class StoreRun:
         self.store.stage([])
         self._committed = True
         if self._added:
-            growth = self.size([layer for layer in self.store.layers() if layer not in self._layers_before])
+            now = self.store.layers()  # read once: `size` would read it again
+            growth = sum(layer.diff_size for key, layer in now.items() if key not in self._layers_before)
             self.progress(
                 f"image store {self.store.inner}: {counted(len(self._added), 'image')} added, "
                 f"+{megabytes(growth)} of layers"
