@@ -286,6 +286,7 @@ class LayoutDestination(Destination):
     def __init__(self, text: str, copier: Copier, layout: str) -> None:
         super().__init__(text, copier)
         self.layout = os.path.abspath(layout)
+        ocilayout.sweep_staging(os.path.dirname(self.layout))
         self._lock = threading.Lock()
         self._index = ocilayout.read_index(self.layout)
         self.changed = False  # an image was merged in this run
@@ -360,6 +361,7 @@ class ArchiveDestination(LayoutDestination):
         parent = os.path.dirname(self.archive)
         if not os.path.isdir(parent):
             raise InputError("no such directory for the archive; create it first", path=parent)
+        ocilayout.sweep_staging(parent)
         self.workdir = ocilayout.staging_dir(parent)
         super().__init__(text, copier, os.path.join(self.workdir, "layout"))
         self._unpacked = not os.path.exists(self.archive)

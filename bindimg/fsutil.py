@@ -167,10 +167,11 @@ def is_leftover(name: str) -> bool:
     """Whether `name` is a file `commit` names for an instant, of a process no longer running
     (what `sweep` removes)."""
     match = _LEFTOVER.fullmatch(name)
-    return match is not None and not _running(int(match.group(1)))
+    return match is not None and not running(int(match.group(1)))
 
 
-def _running(pid: int) -> bool:
+def running(pid: int) -> bool:
+    """Whether another process `pid` runs (a leftover named by it is in use)."""
     if pid == os.getpid():
         return False  # ours from an earlier run of a reused pid (a new container); not in use now
     try:

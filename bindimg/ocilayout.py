@@ -132,25 +132,19 @@ def written(stage: str, linked: frozenset[str] = frozenset()) -> int:
     return total
 
 
-def staging_dir(parent: str) -> str:
-    """A new staging directory in `parent`, after removing those that killed runs left there
-    (named by their process id)."""
+def sweep_staging(parent: str) -> None:
+    """Remove the staging directories that killed runs left in `parent` (named by their
+    process id); a run calls it when it opens its destination, whether it then copies or not."""
     with contextlib.suppress(OSError):
         for name in os.listdir(parent):
             pid = name[len(STAGING_PREFIX) :].split("-", 1)[0]
-            if name.startswith(STAGING_PREFIX) and pid.isdigit() and not _alive(int(pid)):
+            if name.startswith(STAGING_PREFIX) and pid.isdigit() and not fsutil.running(int(pid)):
                 shutil.rmtree(os.path.join(parent, name), ignore_errors=True)
+
+
+def staging_dir(parent: str) -> str:
+    """A new staging directory of this run in `parent`."""
     return tempfile.mkdtemp(prefix=f"{STAGING_PREFIX}{os.getpid()}-", dir=parent)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # another user's process
-        return True
-    return True
 
 
 def archived_index(archive: str) -> Index:

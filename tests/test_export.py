@@ -168,12 +168,18 @@ def test_lock_to_oci_layout_restores_each_image_with_its_digest(
         )
         assert registry.digest(f"{unique_repo}/{image.repo}", "restored") == image.digest
 
-    # a rerun with the registry gone copies nothing and succeeds
+    # a rerun with the registry gone copies nothing and succeeds; it still removes what a
+    # killed run left beside the layout (staging named by a process that no longer runs)
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    left = tmp_path / f".bindimg-export-{gone.pid}-x1"
+    (left / "layout").mkdir(parents=True)
     before = snapshot(layout)
     again = run_bindimg("export", "--lock", str(lock), "--to", f"oci:{layout}", *NO_TLS)
     assert again.code == 0, again.err
     assert statuses(again.out) == sorted(("present", i.by_digest) for i in images)
     assert snapshot(layout) == before
+    assert not left.exists()
 
 
 def test_registry_failure_exits_3_saying_what_was_exported_and_leaves_dest_usable(
